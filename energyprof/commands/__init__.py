@@ -1,0 +1,1 @@
+"""One module per `energyprof` subcommand; each defines register(subparsers)."""

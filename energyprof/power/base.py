@@ -1,0 +1,187 @@
+"""The one vocabulary every power source speaks: components, sample windows, the source interface."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+CPU, GPU, ANE, DRAM, PACKAGE = "cpu", "gpu", "ane", "dram", "package"
+COMPONENTS: tuple[str, ...] = (CPU, GPU, ANE, DRAM, PACKAGE)
+"""Every component name a source may report, in display order."""
+
+AGGREGATE_COMPONENTS: frozenset[str] = frozenset({PACKAGE})
+"""Components that already contain others: never added to the parts when totalling."""
+
+
+def now_ns() -> int:
+    """The one clock of a job: monotonic nanoseconds (mach_absolute_time on macOS)."""
+    return time.perf_counter_ns()
+
+
+@dataclass(frozen=True)
+class PowerWindow:
+    """Energy spent per component in the window [t0_ns, t1_ns]; None means unknown, never 0."""
+
+    t0_ns: int
+    t1_ns: int
+    energy_mj: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return (self.t1_ns - self.t0_ns) / 1e9
+
+    def power_w(self, component: str) -> float | None:
+        """Mean power of one component over the window, in watts (None when unknown)."""
+        energy = self.energy_mj.get(component)
+        if energy is None or self.t1_ns <= self.t0_ns:
+            return None
+        return energy / 1e3 / self.duration_s
+
+
+def total_energy_mj(energy_mj: dict[str, float | None]) -> float | None:
+    """Whole-system energy without double counting: the package figure when known, else the sum of parts."""
+    if energy_mj.get(PACKAGE) is not None:
+        return energy_mj[PACKAGE]
+    parts = [v for k, v in energy_mj.items() if k not in AGGREGATE_COMPONENTS and v is not None]
+    return sum(parts) if parts else None
+
+
+class PowerSourceError(RuntimeError):
+    """A source failed while running; the message is one sentence a user can act on."""
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """What `doctor` shows for one source."""
+
+    name: str
+    available: bool
+    reason: str
+    components: tuple[str, ...]
+    measured: bool
+    interval_ms: int
+
+
+class PowerSource(ABC):
+    """One hardware family's power readings, as sample windows on the job clock.
+
+    Life cycle: ``start(interval_ms)``, then ``read(timeout_s)`` repeatedly from one thread
+    (each call returns the windows completed since the last call, possibly none), then ``stop()``.
+    ``stop()`` is idempotent and safe to call from any state.
+    """
+
+    name: str = "abstract"
+    measured: bool = True
+    default_interval_ms: int = 100
+
+    @abstractmethod
+    def available(self) -> tuple[bool, str]:
+        """(True, how) when this source can run here, else (False, one sentence on what to do)."""
+
+    @abstractmethod
+    def components(self) -> tuple[str, ...]:
+        """Components this source reports, a subset of COMPONENTS."""
+
+    @abstractmethod
+    def start(self, interval_ms: int) -> None:
+        """Begin sampling; raise PowerSourceError with a clear sentence when that is impossible."""
+
+    @abstractmethod
+    def read(self, timeout_s: float) -> list[PowerWindow]:
+        """Block up to timeout_s; return completed windows. Raise PowerSourceError if the source died."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop sampling and release every resource (processes, handles)."""
+
+    def status(self) -> SourceStatus:
+        ok, reason = self.available()
+        return SourceStatus(self.name, ok, reason, self.components(), self.measured, self.default_interval_ms)
+
+    def __enter__(self) -> PowerSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class PolledSource(PowerSource):
+    """A source read by polling cumulative counters: each poll closes the window opened by the last."""
+
+    def __init__(self) -> None:
+        self._interval_ns = 0
+        self._last: tuple[int, dict[str, float | None]] | None = None
+        self._next_due = 0
+
+    @abstractmethod
+    def _open(self) -> None:
+        """Acquire handles; raise PowerSourceError when impossible."""
+
+    @abstractmethod
+    def _counters_mj(self) -> dict[str, float | None]:
+        """Cumulative energy per component in mJ (monotonic; wrap-around already handled)."""
+
+    def _close(self) -> None:
+        """Release handles (default: nothing)."""
+
+    def _window_energy(self, before: dict[str, float | None], after: dict[str, float | None],
+                       dt_ns: int) -> dict[str, float | None]:
+        """Energy of one window from two counter readings (override for non-counter sources)."""
+        out: dict[str, float | None] = {}
+        for comp in self.components():
+            a, b = before.get(comp), after.get(comp)
+            out[comp] = None if a is None or b is None else b - a
+        return out
+
+    def start(self, interval_ms: int) -> None:
+        self._open()
+        self._interval_ns = int(interval_ms * 1e6)
+        t = now_ns()
+        self._last = (t, self._counters_mj())
+        self._next_due = t + self._interval_ns
+
+    def read(self, timeout_s: float) -> list[PowerWindow]:
+        if self._last is None:
+            raise PowerSourceError(f"The {self.name} source was read before it was started.")
+        deadline = now_ns() + int(timeout_s * 1e9)
+        wait_until = min(self._next_due, deadline)
+        delay = (wait_until - now_ns()) / 1e9
+        if delay > 0:
+            time.sleep(delay)
+        t = now_ns()
+        if t < self._next_due:
+            return []
+        counters = self._counters_mj()
+        t_prev, prev = self._last
+        self._last = (t, counters)
+        self._next_due = max(self._next_due + self._interval_ns, t + self._interval_ns // 2)
+        return [PowerWindow(t_prev, t, self._window_energy(prev, counters, t - t_prev))]
+
+    def stop(self) -> None:
+        if self._last is not None:
+            self._last = None
+            self._close()
+
+
+class NullSource(PowerSource):
+    """Stands in when no source is available: reports nothing, so every component stays unknown."""
+
+    name = "none"
+    measured = False
+
+    def available(self) -> tuple[bool, str]:
+        return True, "No power data: every figure will be unknown."
+
+    def components(self) -> tuple[str, ...]:
+        return ()
+
+    def start(self, interval_ms: int) -> None:
+        self._interval_s = interval_ms / 1e3
+
+    def read(self, timeout_s: float) -> list[PowerWindow]:
+        time.sleep(min(timeout_s, getattr(self, "_interval_s", 0.1)))
+        return []
+
+    def stop(self) -> None:
+        return None

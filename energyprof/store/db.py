@@ -1,0 +1,150 @@
+"""The Store's core: the SQLite file, its connections, migrations and write discipline."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from energyprof.store.schema import MIGRATIONS
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def default_db_path() -> Path:
+    """`$ENERGYPROF_DB`, else energyprof.sqlite3 in the user's data folder."""
+    env = os.environ.get("ENERGYPROF_DB")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    elif os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+    return base / "energyprof" / "energyprof.sqlite3"
+
+
+class StoreCore:
+    """One SQLite file: a connection per thread, WAL, busy timeout, short write transactions."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path).expanduser() if path else default_db_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self.migrate()
+
+    # -- connections ---------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection (created on first use)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- writes --------------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction (BEGIN IMMEDIATE: waits for other writers, never deadlocks)."""
+        with self._write_lock:
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def execute_write(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        with self.transaction() as conn:
+            return conn.execute(sql, params)
+
+    def executemany_write(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self.transaction() as conn:
+            conn.executemany(sql, rows)
+
+    # -- reads ---------------------------------------------------------------------------------
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        cur = self.conn.cursor()
+        cur.row_factory = sqlite3.Row
+        return cur.execute(sql, params).fetchall()
+
+    def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def frame(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> pd.DataFrame:
+        """A read as a DataFrame (columns named by the SELECT)."""
+        cur = self.conn.execute(sql, params)
+        cols = [d[0] for d in cur.description]
+        return pd.DataFrame.from_records(cur.fetchall(), columns=cols)
+
+    # -- schema --------------------------------------------------------------------------------
+    @property
+    def schema_version(self) -> int:
+        row = self.conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+
+    def migrate(self) -> None:
+        """Apply every migration newer than the file's schema version, each in its own transaction."""
+        with self._write_lock:
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("CREATE TABLE IF NOT EXISTS schema_version "
+                             "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+                current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+                if current > len(MIGRATIONS):
+                    raise RuntimeError(
+                        f"The database {self.path} was written by a newer energyprof (schema {current}); "
+                        "upgrade energyprof or point --db at another file.")
+                for version in range(current + 1, len(MIGRATIONS) + 1):
+                    for statement in _split_sql(MIGRATIONS[version - 1]):
+                        conn.execute(statement)
+                    conn.execute("INSERT INTO schema_version (version, applied_at) "
+                                 "VALUES (?, strftime('%s','now'))", (version,))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (executescript would commit our transaction)."""
+    statements, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                statements.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        statements.append(buf.strip())
+    return statements

@@ -1,0 +1,133 @@
+"""Profiling results: steps (tokens), their energy, layers and layer calls; writes from the job, reads for pages.
+
+Row tuples (fast `executemany` batches):
+- step:          (repeat, idx, phase, t0_ns, t1_ns, n_tokens, token_id, token_text)
+- step energy:   (repeat, idx, component, energy_mj, net_energy_mj, resolution)
+- layer:         (layer_id, name, kind, parent_id, position)
+- layer call:    (repeat, step_idx, layer_id, t0_ns, t1_ns, time_ns, energy_mj, resolution)
+                 energy_mj is the call's whole-system energy (energyprof.power.base.total_energy_mj);
+                 the pseudo-layer `other` (time in no hooked module) has t0_ns = t1_ns = NULL.
+- layer energy:  (layer_id, component, calls, time_ns, energy_mj, net_energy_mj, resolution), over measured repeats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from energyprof.store.db import StoreCore
+
+Row = Sequence[Any]
+
+
+class ProfileMixin(StoreCore):
+    # -- writes (the job) ----------------------------------------------------------------------
+    def add_steps(self, run_id: int, rows: Iterable[Row]) -> None:
+        self.executemany_write(
+            "INSERT INTO steps (run_id, repeat, idx, phase, t0_ns, t1_ns, n_tokens, token_id, token_text) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", ((run_id, *r) for r in rows))
+
+    def add_step_energy(self, run_id: int, rows: Iterable[Row]) -> None:
+        self.executemany_write(
+            "INSERT OR REPLACE INTO step_energy (run_id, repeat, idx, component, energy_mj, net_energy_mj, "
+            "resolution) VALUES (?, ?, ?, ?, ?, ?, ?)", ((run_id, *r) for r in rows))
+
+    def add_layers(self, run_id: int, rows: Iterable[Row]) -> None:
+        self.executemany_write(
+            "INSERT OR REPLACE INTO layers (run_id, layer_id, name, kind, parent_id, position) "
+            "VALUES (?, ?, ?, ?, ?, ?)", ((run_id, *r) for r in rows))
+
+    def add_layer_calls(self, run_id: int, rows: Iterable[Row]) -> None:
+        self.executemany_write(
+            "INSERT INTO layer_calls (run_id, repeat, step_idx, layer_id, t0_ns, t1_ns, time_ns, energy_mj, "
+            "resolution) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", ((run_id, *r) for r in rows))
+
+    def add_layer_energy(self, run_id: int, rows: Iterable[Row]) -> None:
+        self.executemany_write(
+            "INSERT OR REPLACE INTO layer_energy (run_id, layer_id, component, calls, time_ns, energy_mj, "
+            "net_energy_mj, resolution) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", ((run_id, *r) for r in rows))
+
+    # -- reads (pages, exports) ----------------------------------------------------------------
+    def steps(self, run_id: int, repeat: int | None = None) -> pd.DataFrame:
+        """Steps of a run (one repeat or all), times in seconds from the run's clock start."""
+        return self.frame(
+            "SELECT s.repeat, s.idx, s.phase, (s.t0_ns - COALESCE(r.clock_t0_ns, 0)) / 1e9 AS t0_s, "
+            "(s.t1_ns - COALESCE(r.clock_t0_ns, 0)) / 1e9 AS t1_s, (s.t1_ns - s.t0_ns) / 1e9 AS duration_s, "
+            "s.n_tokens, s.token_id, s.token_text FROM steps s JOIN runs r ON r.id = s.run_id "
+            "WHERE s.run_id = :run AND (:repeat IS NULL OR s.repeat = :repeat) ORDER BY s.repeat, s.idx",
+            {"run": run_id, "repeat": repeat})
+
+    def step_energy(self, run_id: int, repeat: int | None = None) -> pd.DataFrame:
+        """Long format: repeat, idx, phase, component, energy_j, net_energy_j, resolution."""
+        return self.frame(
+            "SELECT e.repeat, e.idx, s.phase, e.component, e.energy_mj / 1e3 AS energy_j, "
+            "e.net_energy_mj / 1e3 AS net_energy_j, e.resolution FROM step_energy e "
+            "JOIN steps s ON s.run_id = e.run_id AND s.repeat = e.repeat AND s.idx = e.idx "
+            "WHERE e.run_id = :run AND (:repeat IS NULL OR e.repeat = :repeat) "
+            "ORDER BY e.repeat, e.idx, e.component", {"run": run_id, "repeat": repeat})
+
+    def tokens_with_energy(self, run_id: int, repeat: int | None = None) -> pd.DataFrame:
+        """One row per step: the step's columns plus whole-system gross/net energy (J) and worst resolution.
+
+        Whole-system energy counts `package` when the source has it, else the sum of the other parts."""
+        steps = self.steps(run_id, repeat)
+        energy = self.step_energy(run_id, repeat)
+        if steps.empty:
+            return steps.assign(energy_j=pd.Series(dtype=float), net_energy_j=pd.Series(dtype=float),
+                                resolution=pd.Series(dtype=float))
+        has_package = bool((energy["component"] == "package").any() and
+                           energy.loc[energy["component"] == "package", "energy_j"].notna().any())
+        parts = energy[energy["component"] == "package"] if has_package else energy[energy["component"] != "package"]
+        totals = parts.groupby(["repeat", "idx"], as_index=False).agg(
+            energy_j=("energy_j", lambda s: s.sum(min_count=1)),
+            net_energy_j=("net_energy_j", lambda s: s.sum(min_count=1)),
+            resolution=("resolution", "min"))
+        return steps.merge(totals, on=["repeat", "idx"], how="left")
+
+    def layers(self, run_id: int) -> pd.DataFrame:
+        return self.frame("SELECT layer_id, name, kind, parent_id, position FROM layers WHERE run_id = ? "
+                          "ORDER BY position", (run_id,))
+
+    def layer_summary(self, run_id: int) -> pd.DataFrame:
+        """Per layer and component over measured repeats: calls, time_s, energy_j, net_energy_j, resolution."""
+        return self.frame(
+            "SELECT l.layer_id, l.name, l.kind, l.parent_id, l.position, e.component, e.calls, "
+            "e.time_ns / 1e9 AS time_s, e.energy_mj / 1e3 AS energy_j, e.net_energy_mj / 1e3 AS net_energy_j, "
+            "e.resolution FROM layer_energy e JOIN layers l ON l.run_id = e.run_id AND l.layer_id = e.layer_id "
+            "WHERE e.run_id = ? ORDER BY l.position, e.component", (run_id,))
+
+    def layer_calls(self, run_id: int) -> pd.DataFrame:
+        """Every layer call (for downloads and traces, not for charts)."""
+        return self.frame(
+            "SELECT c.repeat, c.step_idx, l.name AS layer, l.kind, c.t0_ns, c.t1_ns, c.time_ns, "
+            "c.energy_mj, c.resolution FROM layer_calls c "
+            "JOIN layers l ON l.run_id = c.run_id AND l.layer_id = c.layer_id "
+            "WHERE c.run_id = ? ORDER BY c.repeat, c.step_idx, c.t0_ns", (run_id,))
+
+    def layer_call_count(self, run_id: int) -> int:
+        row = self.query_one("SELECT COUNT(*) AS n FROM layer_calls WHERE run_id = ?", (run_id,))
+        return int(row["n"]) if row else 0
+
+    def layer_step_matrix(self, run_id: int, repeat: int = 0, max_cells: int = 5000) -> pd.DataFrame:
+        """Whole-system energy per (layer, step bin) for one repeat, with at most max_cells rows.
+
+        Steps are grouped into equal bins when layers × steps exceeds max_cells. Columns: layer, kind,
+        position, step_lo, step_hi, energy_j, time_s."""
+        dims = self.query_one(
+            "SELECT COUNT(DISTINCT layer_id) AS layers, MAX(step_idx) AS last FROM layer_calls "
+            "WHERE run_id = ? AND repeat = ?", (run_id, repeat))
+        if dims is None or dims["last"] is None:
+            return pd.DataFrame(columns=["layer", "kind", "position", "step_lo", "step_hi", "energy_j", "time_s"])
+        steps = dims["last"] + 1
+        bins = max(1, min(steps, max_cells // max(1, dims["layers"])))
+        width = -(-steps // bins)
+        return self.frame(
+            "SELECT l.name AS layer, l.kind, l.position, (c.step_idx / :w) * :w AS step_lo, "
+            "MIN((c.step_idx / :w) * :w + :w - 1, :last) AS step_hi, SUM(c.energy_mj) / 1e3 AS energy_j, "
+            "SUM(c.time_ns) / 1e9 AS time_s FROM layer_calls c "
+            "JOIN layers l ON l.run_id = c.run_id AND l.layer_id = c.layer_id "
+            "WHERE c.run_id = :run AND c.repeat = :repeat GROUP BY c.layer_id, c.step_idx / :w "
+            "ORDER BY l.position, step_lo",
+            {"w": width, "last": steps - 1, "run": run_id, "repeat": repeat})

@@ -1,0 +1,116 @@
+"""Run rows: creation, progress, heartbeat, final status, listing and deletion."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+import pandas as pd
+
+from energyprof.store.db import StoreCore
+
+ACTIVE_STATUSES = ("queued", "running")
+FINAL_STATUSES = ("done", "failed", "cancelled")
+
+
+class JobAlreadyRunning(RuntimeError):
+    """Another profiling job is queued or running; only one may run at a time."""
+
+
+class RunsMixin(StoreCore):
+    def create_run(self, kind: str, *, source: str | None = None, measured: bool | None = None,
+                   model: str | None = None, device: str | None = None, dtype: str | None = None,
+                   params: dict[str, Any] | None = None, status: str = "running") -> int:
+        """Insert a run; a second active profile run raises JobAlreadyRunning (enforced by an index)."""
+        now = time.time()
+        try:
+            cur = self.execute_write(
+                "INSERT INTO runs (kind, status, source, measured, model, device, dtype, params, "
+                "created_at, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (kind, status, source, None if measured is None else int(measured), model, device, dtype,
+                 json.dumps(params or {}, sort_keys=True), now,
+                 now if status == "running" else None, now))
+        except sqlite3.IntegrityError as exc:
+            if "runs_one_active_profile" in str(exc) or "runs.kind" in str(exc):
+                active = self.active_profile_run()
+                which = f" (run {active['id']})" if active else ""
+                raise JobAlreadyRunning(
+                    f"Another profiling job is already running{which}; wait for it or cancel it first.") from exc
+            raise
+        return int(cur.lastrowid)
+
+    def update_run(self, run_id: int, **fields: Any) -> None:
+        """Set columns of one run; `params` and `summary` dicts are stored as JSON."""
+        if not fields:
+            return
+        allowed = {"status", "source", "measured", "model", "device", "dtype", "params", "started_at",
+                   "ended_at", "clock_t0_ns", "phase", "progress", "tokens_done", "heartbeat_at", "pid",
+                   "error", "traceback", "power_incomplete", "samples_skipped", "summary"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"unknown run fields: {sorted(unknown)}")
+        values = {k: json.dumps(v, sort_keys=True) if k in ("params", "summary") and v is not None else v
+                  for k, v in fields.items()}
+        assignments = ", ".join(f"{k} = :{k}" for k in values)
+        self.execute_write(f"UPDATE runs SET {assignments} WHERE id = :run_id", {**values, "run_id": run_id})
+
+    def heartbeat(self, run_id: int, *, phase: str | None = None, progress: float | None = None,
+                  tokens_done: int | None = None) -> None:
+        """Record that the job is alive, with its phase and progress when given."""
+        self.execute_write(
+            "UPDATE runs SET heartbeat_at = ?, phase = COALESCE(?, phase), "
+            "progress = COALESCE(?, progress), tokens_done = COALESCE(?, tokens_done) WHERE id = ?",
+            (time.time(), phase, progress, tokens_done, run_id))
+
+    def finish_run(self, run_id: int, status: str, *, error: str | None = None,
+                   traceback: str | None = None, summary: dict[str, Any] | None = None) -> None:
+        """Move a run to a final status; an earlier final status is never overwritten."""
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"not a final status: {status}")
+        self.execute_write(
+            "UPDATE runs SET status = ?, ended_at = ?, error = COALESCE(?, error), "
+            "traceback = COALESCE(?, traceback), summary = COALESCE(?, summary), "
+            "phase = CASE WHEN ? = 'done' THEN 'done' ELSE phase END "
+            "WHERE id = ? AND status IN ('queued', 'running')",
+            (status, time.time(), error, traceback,
+             json.dumps(summary, sort_keys=True) if summary is not None else None, status, run_id))
+
+    def get_run(self, run_id: int) -> dict[str, Any] | None:
+        """One run as a dict (params and summary decoded), or None."""
+        row = self.query_one("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return _decode_run(row) if row else None
+
+    def active_profile_run(self) -> dict[str, Any] | None:
+        row = self.query_one("SELECT * FROM runs WHERE kind = 'profile' AND status IN ('queued', 'running')")
+        return _decode_run(row) if row else None
+
+    def active_runs(self) -> list[dict[str, Any]]:
+        return [_decode_run(r) for r in self.query("SELECT * FROM runs WHERE status IN ('queued', 'running')")]
+
+    def list_runs(self) -> pd.DataFrame:
+        """All runs, newest first, with the columns the runs table shows."""
+        df = self.frame(
+            "SELECT id, kind, status, model, device, dtype, source, measured, created_at, started_at, "
+            "ended_at, tokens_done, phase, error, power_incomplete, summary FROM runs ORDER BY id DESC")
+        if df.empty:
+            return df
+        df["measured"] = df["measured"].map(lambda v: None if pd.isna(v) else bool(v))
+        df["summary"] = df["summary"].map(lambda s: json.loads(s) if isinstance(s, str) else {})
+        return df
+
+    def delete_run(self, run_id: int) -> bool:
+        """Delete a finished run and everything recorded for it; active runs cannot be deleted."""
+        cur = self.execute_write("DELETE FROM runs WHERE id = ? AND status NOT IN ('queued', 'running')",
+                                 (run_id,))
+        return cur.rowcount > 0
+
+
+def _decode_run(row: sqlite3.Row) -> dict[str, Any]:
+    run = dict(row)
+    run["params"] = json.loads(run["params"]) if run.get("params") else {}
+    run["summary"] = json.loads(run["summary"]) if run.get("summary") else None
+    if run.get("measured") is not None:
+        run["measured"] = bool(run["measured"])
+    return run

@@ -1,0 +1,102 @@
+"""Schema of the energyprof database as a list of forward migrations; version N = first N applied."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: runs and power samples (long format: one row per window and component).
+    """
+    CREATE TABLE runs (
+        id               INTEGER PRIMARY KEY,
+        kind             TEXT NOT NULL CHECK (kind IN ('profile', 'sample', 'capture', 'measure')),
+        status           TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+        source           TEXT,
+        measured         INTEGER,
+        model            TEXT,
+        device           TEXT,
+        dtype            TEXT,
+        params           TEXT NOT NULL DEFAULT '{}',
+        created_at       REAL NOT NULL,
+        started_at       REAL,
+        ended_at         REAL,
+        clock_t0_ns      INTEGER,
+        phase            TEXT,
+        progress         REAL NOT NULL DEFAULT 0,
+        tokens_done      INTEGER NOT NULL DEFAULT 0,
+        heartbeat_at     REAL,
+        pid              INTEGER,
+        error            TEXT,
+        traceback        TEXT,
+        power_incomplete INTEGER NOT NULL DEFAULT 0,
+        samples_skipped  INTEGER NOT NULL DEFAULT 0,
+        summary          TEXT
+    );
+    CREATE UNIQUE INDEX runs_one_active_profile ON runs (kind)
+        WHERE kind = 'profile' AND status IN ('queued', 'running');
+    CREATE TABLE power_samples (
+        run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        t0_ns     INTEGER NOT NULL,
+        t1_ns     INTEGER NOT NULL,
+        component TEXT NOT NULL,
+        energy_mj REAL,
+        CHECK (t1_ns > t0_ns)
+    );
+    CREATE INDEX power_samples_run_time ON power_samples (run_id, t0_ns);
+    """,
+    # 2: profiling results: steps (tokens), their energy, layers, layer calls and per-layer aggregates.
+    """
+    CREATE TABLE steps (
+        run_id     INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        repeat     INTEGER NOT NULL,
+        idx        INTEGER NOT NULL,
+        phase      TEXT NOT NULL CHECK (phase IN ('prefill', 'decode', 'forward')),
+        t0_ns      INTEGER NOT NULL,
+        t1_ns      INTEGER NOT NULL,
+        n_tokens   INTEGER NOT NULL,
+        token_id   INTEGER,
+        token_text TEXT,
+        PRIMARY KEY (run_id, repeat, idx)
+    );
+    CREATE TABLE step_energy (
+        run_id        INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        repeat        INTEGER NOT NULL,
+        idx           INTEGER NOT NULL,
+        component     TEXT NOT NULL,
+        energy_mj     REAL,
+        net_energy_mj REAL,
+        resolution    REAL,
+        PRIMARY KEY (run_id, repeat, idx, component)
+    );
+    CREATE TABLE layers (
+        run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        layer_id  INTEGER NOT NULL,
+        name      TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        parent_id INTEGER,
+        position  INTEGER NOT NULL,
+        PRIMARY KEY (run_id, layer_id)
+    );
+    CREATE TABLE layer_calls (
+        run_id     INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        repeat     INTEGER NOT NULL,
+        step_idx   INTEGER NOT NULL,
+        layer_id   INTEGER NOT NULL,
+        t0_ns      INTEGER,
+        t1_ns      INTEGER,
+        time_ns    INTEGER NOT NULL,
+        energy_mj  REAL,
+        resolution REAL
+    );
+    CREATE INDEX layer_calls_run_step ON layer_calls (run_id, repeat, step_idx);
+    CREATE TABLE layer_energy (
+        run_id        INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        layer_id      INTEGER NOT NULL,
+        component     TEXT NOT NULL,
+        calls         INTEGER NOT NULL,
+        time_ns       INTEGER NOT NULL,
+        energy_mj     REAL,
+        net_energy_mj REAL,
+        resolution    REAL,
+        PRIMARY KEY (run_id, layer_id, component)
+    );
+    """,
+]
