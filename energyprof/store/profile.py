@@ -59,6 +59,13 @@ class ProfileMixin(StoreCore):
             "WHERE s.run_id = :run AND (:repeat IS NULL OR s.repeat = :repeat) ORDER BY s.repeat, s.idx",
             {"run": run_id, "repeat": repeat})
 
+    def step_times_ns(self, run_id: int, repeat: int | None = None) -> pd.DataFrame:
+        """Steps with their raw clock stamps: repeat, idx, phase, t0_ns, t1_ns (for traces and re-attribution)."""
+        return self.frame(
+            "SELECT repeat, idx, phase, t0_ns, t1_ns FROM steps "
+            "WHERE run_id = :run AND (:repeat IS NULL OR repeat = :repeat) ORDER BY repeat, idx",
+            {"run": run_id, "repeat": repeat})
+
     def step_energy(self, run_id: int, repeat: int | None = None) -> pd.DataFrame:
         """Long format: repeat, idx, phase, component, energy_j, net_energy_j, resolution."""
         return self.frame(

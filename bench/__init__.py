@@ -1,0 +1,1 @@
+"""Benchmarks: each module has run(quick) -> rows; `python -m bench` runs them all."""

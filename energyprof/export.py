@@ -1,0 +1,307 @@
+"""Exports of one run from the Store: CSV tables and a Chrome Trace Event Format trace for Perfetto.
+
+The trace (open it at https://ui.perfetto.dev) has one process per run, one thread per repeat holding
+the steps (tokens) with their layer calls nested inside, and one counter track per power component.
+Times are integer microseconds from the trace origin (the run's clock start, or the earliest stamp
+if something precedes it); every start and end is floored to a whole microsecond, which keeps the
+order of all stamps, and children are clamped inside their parents, so slices always nest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pandas as pd
+
+from energyprof.power.base import COMPONENTS
+from energyprof.store import Store
+
+CSV_KINDS: tuple[str, ...] = ("samples", "tokens", "layers", "summary", "calls")
+RUN_FIELDS: tuple[str, ...] = ("id", "kind", "status", "source", "measured", "model", "device", "dtype",
+                               "created_at", "started_at", "ended_at", "clock_t0_ns", "tokens_done",
+                               "error", "power_incomplete", "samples_skipped")
+"""Columns of the run row that the summary export lists (besides params and summary)."""
+
+TRACE_PID = 1
+
+
+class UnknownRun(LookupError):
+    """The run does not exist in this database."""
+
+
+def _run(store: Store, run_id: int) -> dict[str, Any]:
+    run = store.get_run(run_id)
+    if run is None:
+        raise UnknownRun(f"run {run_id} does not exist in {store.path}")
+    return run
+
+
+def _ordered_components(names: Iterable[str]) -> list[str]:
+    names = set(names)
+    return [c for c in COMPONENTS if c in names] + sorted(names - set(COMPONENTS))
+
+
+# -- CSV -----------------------------------------------------------------------------------------
+def export_csv(store: Store, run_id: int, what: str) -> str:
+    """One table of a run as CSV text; `what` is one of CSV_KINDS. Raises UnknownRun, ValueError."""
+    builders: dict[str, Callable[[Store, dict[str, Any]], pd.DataFrame]] = {
+        "samples": samples_frame, "tokens": tokens_frame, "layers": layers_frame,
+        "summary": summary_frame, "calls": calls_frame}
+    if what not in builders:
+        raise ValueError(f"unknown export {what!r}; choose one of {', '.join(CSV_KINDS)}")
+    return builders[what](store, _run(store, run_id)).to_csv(index=False, lineterminator="\n")
+
+
+def samples_frame(store: Store, run: dict[str, Any]) -> pd.DataFrame:
+    """Power windows, one row per window and component: t0_s, t1_s, component, energy_j, power_w, measured."""
+    df = store.power_samples(run["id"])
+    cols = ["t0_s", "t1_s", "component", "energy_j", "power_w", "measured"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    origin = run["clock_t0_ns"] if run.get("clock_t0_ns") is not None else int(df["t0_ns"].min())
+    energy = pd.to_numeric(df["energy_mj"], errors="coerce")
+    return pd.DataFrame({
+        "t0_s": (df["t0_ns"] - origin) / 1e9,
+        "t1_s": (df["t1_ns"] - origin) / 1e9,
+        "component": df["component"],
+        "energy_j": energy / 1e3,
+        "power_w": energy / 1e3 / ((df["t1_ns"] - df["t0_ns"]) / 1e9),
+        "measured": run.get("measured"),
+    })[cols]
+
+
+def tokens_frame(store: Store, run: dict[str, Any]) -> pd.DataFrame:
+    """One row per step: times, whole-system energy, then energy_j_<component> and net_energy_j_<component>."""
+    tokens = _int_token_ids(store.tokens_with_energy(run["id"]))
+    energy = store.step_energy(run["id"])
+    if tokens.empty or energy.empty:
+        return tokens
+    comps = _ordered_components(energy["component"].unique())
+    wide = energy.pivot_table(index=["repeat", "idx"], columns="component",
+                              values=["energy_j", "net_energy_j"], aggfunc="first", dropna=False)
+    out = pd.DataFrame(index=wide.index)
+    for value in ("energy_j", "net_energy_j"):
+        for comp in comps:
+            column = (value, comp)
+            out[f"{value}_{comp}"] = wide[column] if column in wide.columns else float("nan")
+    return tokens.merge(out.reset_index(), on=["repeat", "idx"], how="left")
+
+
+def _int_token_ids(tokens: pd.DataFrame) -> pd.DataFrame:
+    """token_id as a nullable integer (a prefill step has none, which would make the column float)."""
+    if "token_id" in tokens and not tokens.empty:
+        tokens["token_id"] = pd.to_numeric(tokens["token_id"], errors="coerce").round().astype("Int64")
+    return tokens
+
+
+def layers_frame(store: Store, run: dict[str, Any]) -> pd.DataFrame:
+    """Per layer and component: calls, time_s, energy_j, net_energy_j, resolution (store.layer_summary)."""
+    return store.layer_summary(run["id"])
+
+
+def calls_frame(store: Store, run: dict[str, Any]) -> pd.DataFrame:
+    """Every layer call: repeat, step_idx, layer, kind, t0_s, t1_s (from the run's clock), time_s, energy_j,
+    resolution; the `other` pseudo-layer has no times."""
+    df = store.layer_calls(run["id"])
+    cols = ["repeat", "step_idx", "layer", "kind", "t0_s", "t1_s", "time_s", "energy_j", "resolution"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    origin = run.get("clock_t0_ns") or 0
+    t0 = pd.to_numeric(df["t0_ns"], errors="coerce")
+    t1 = pd.to_numeric(df["t1_ns"], errors="coerce")
+    return df.assign(t0_s=(t0 - origin) / 1e9, t1_s=(t1 - origin) / 1e9, time_s=df["time_ns"] / 1e9,
+                     energy_j=pd.to_numeric(df["energy_mj"], errors="coerce") / 1e3)[cols]
+
+
+def summary_frame(store: Store, run: dict[str, Any]) -> pd.DataFrame:
+    """One row per key: section (run, params, summary), key (dotted for nested dicts), value."""
+    rows = [("run", k, run.get(k)) for k in RUN_FIELDS]
+    rows += [("params", k, v) for k, v in _flatten(run.get("params") or {})]
+    rows += [("summary", k, v) for k, v in _flatten(run.get("summary") or {})]
+    return pd.DataFrame(rows, columns=["section", "key", "value"])
+
+
+def _flatten(obj: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested dicts as dotted keys; lists become JSON text so one cell holds one value."""
+    out: list[tuple[str, Any]] = []
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.extend(_flatten(value, f"{name}."))
+        elif isinstance(value, list | tuple | dict):
+            out.append((name, json.dumps(value, sort_keys=True, default=str)))
+        else:
+            out.append((name, value))
+    return out
+
+
+# -- trace ---------------------------------------------------------------------------------------
+def _finite(value: Any) -> Any:
+    """JSON-safe scalar: NaN/inf and pandas NA become None; numpy scalars become Python numbers."""
+    if value is None or value is pd.NA:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _us(t_ns: int, origin_ns: int) -> int:
+    """Integer microseconds from the origin, floored (monotone, so stamp order is kept)."""
+    return (int(t_ns) - origin_ns) // 1000
+
+
+def _trace_origin(run: dict[str, Any], starts: Iterable[int]) -> int:
+    candidates = [int(t) for t in starts]
+    if run.get("clock_t0_ns") is not None:
+        candidates.append(int(run["clock_t0_ns"]))
+    return min(candidates) if candidates else 0
+
+
+def _step_name(phase: str, idx: int, token_text: Any) -> str:
+    if phase == "prefill":
+        return "prefill"
+    if phase == "decode":
+        return f"decode #{idx} {token_text!r}" if isinstance(token_text, str) else f"decode #{idx}"
+    return f"{phase} #{idx}"
+
+
+def _slice(name: str, cat: str, tid: int, ts: int, end: int, args: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "cat": cat, "ph": "X", "pid": TRACE_PID, "tid": tid, "ts": ts, "dur": max(0, end - ts),
+            "args": {k: _finite(v) for k, v in args.items()}}
+
+
+def _nest(calls: list[tuple[int, int, dict[str, Any]]], lo: int, hi: int) -> list[tuple[int, int, dict[str, Any]]]:
+    """Clamp (start, end, payload) slices into [lo, hi] and into each other so that they nest properly.
+
+    Sorted by start, longest first; a slice that starts inside an open one but ends after it is cut at
+    the open one's end (rounding or hook jitter), never the other way round."""
+    out, stack = [], [hi]
+    for start, end, payload in sorted(calls, key=lambda c: (c[0], -c[1])):
+        start = min(max(start, lo), hi)
+        while len(stack) > 1 and stack[-1] <= start:
+            stack.pop()
+        end = max(start, min(end, stack[-1]))
+        out.append((start, end, payload))
+        stack.append(end)
+    return out
+
+
+def _step_events(store: Store, run: dict[str, Any], origin: int, steps: pd.DataFrame) -> list[dict[str, Any]]:
+    """Step slices with their layer calls nested inside, one thread per repeat."""
+    run_id = run["id"]
+    tokens = _int_token_ids(store.tokens_with_energy(run_id)).set_index(["repeat", "idx"])
+    per_comp = store.step_energy(run_id)
+    comp_energy: dict[tuple[int, int], dict[str, Any]] = {}
+    for r in per_comp.itertuples(index=False):
+        comp_energy.setdefault((int(r.repeat), int(r.idx)), {})[f"energy_j.{r.component}"] = r.energy_j
+    calls = store.layer_calls(run_id)
+    calls = calls[calls["t0_ns"].notna() & calls["t1_ns"].notna()] if not calls.empty else calls
+    by_step: dict[tuple[int, int], list[tuple[int, int, dict[str, Any]]]] = {}
+    for c in calls.itertuples(index=False):
+        by_step.setdefault((int(c.repeat), int(c.step_idx)), []).append((
+            _us(c.t0_ns, origin), _us(c.t1_ns, origin),
+            {"name": c.layer, "cat": f"layer.{c.kind}", "args": {
+                "energy_j": None if pd.isna(c.energy_mj) else c.energy_mj / 1e3,
+                "resolution": c.resolution, "time_ms": c.time_ns / 1e6, "step": int(c.step_idx)}}))
+    events = []
+    for s in steps.itertuples(index=False):
+        key = (int(s.repeat), int(s.idx))
+        tid = key[0] + 1
+        ts, end = _us(s.t0_ns, origin), _us(s.t1_ns, origin)
+        tok = tokens.loc[key] if key in tokens.index else None
+        args = {"phase": s.phase, "idx": key[1], "repeat": key[0],
+                "energy_j": None if tok is None else tok["energy_j"],
+                "net_energy_j": None if tok is None else tok["net_energy_j"],
+                "resolution": None if tok is None else tok["resolution"],
+                "n_tokens": None if tok is None else tok["n_tokens"],
+                "token_id": None if tok is None else tok["token_id"],
+                **comp_energy.get(key, {})}
+        text = None if tok is None else tok["token_text"]
+        events.append(_slice(_step_name(s.phase, key[1], text), f"step.{s.phase}", tid, ts, end, args))
+        for start, stop, p in _nest(by_step.get(key, []), ts, end):
+            events.append(_slice(p["name"], p["cat"], tid, start, stop, p["args"]))
+    return events
+
+
+def _counter_events(run: dict[str, Any], samples: pd.DataFrame, origin: int) -> list[dict[str, Any]]:
+    """One counter track per component: window mean W at each window start, 0 where no window covers."""
+    suffix = "W" if run.get("measured") is not False else "W, estimated"
+    events = []
+    for comp in _ordered_components(samples["component"].unique()):
+        name = f"power {comp} ({suffix})"
+        rows = samples[samples["component"] == comp].sort_values(["t0_ns", "t1_ns"])
+        last_end: int | None = None
+        for r in rows.itertuples(index=False):
+            t0, t1 = int(r.t0_ns), int(r.t1_ns)
+            if last_end is not None and t0 > last_end:
+                events.append(_counter(name, _us(last_end, origin), 0.0))
+            power = None if pd.isna(r.energy_mj) else r.energy_mj / 1e3 / ((t1 - t0) / 1e9)
+            events.append(_counter(name, _us(t0, origin), 0.0 if power is None else power))
+            last_end = t1 if last_end is None else max(last_end, t1)
+        if last_end is not None:
+            events.append(_counter(name, _us(last_end, origin), 0.0))
+    return events
+
+
+def _counter(name: str, ts: int, watts: float) -> dict[str, Any]:
+    return {"name": name, "ph": "C", "pid": TRACE_PID, "ts": ts, "args": {"W": _finite(float(watts))}}
+
+
+def _block_events(run: dict[str, Any], origin: int) -> list[dict[str, Any]]:
+    """A `measure` run's block as one slice (its interval is in the summary)."""
+    summary = run.get("summary") or {}
+    t0, t1 = summary.get("block_t0_ns"), summary.get("block_t1_ns")
+    if t0 is None or t1 is None:
+        return []
+    return [_slice(summary.get("label") or "measured block", "measure", 1, _us(t0, origin), _us(t1, origin),
+                   {"energy_j": summary.get("total_j"), "mean_w": summary.get("mean_w"),
+                    "resolution": summary.get("resolution")})]
+
+
+def _metadata_events(run: dict[str, Any], tids: Iterable[int]) -> list[dict[str, Any]]:
+    title = f"run {run['id']} ({run['kind']})" + (f": {run['model']}" if run.get("model") else "")
+    events = [{"name": "process_name", "ph": "M", "pid": TRACE_PID, "tid": 0, "args": {"name": title}}]
+    for tid in sorted(set(tids)):
+        label = "measured block" if run["kind"] == "measure" else f"repeat {tid - 1}"
+        events.append({"name": "thread_name", "ph": "M", "pid": TRACE_PID, "tid": tid, "args": {"name": label}})
+        events.append({"name": "thread_sort_index", "ph": "M", "pid": TRACE_PID, "tid": tid,
+                       "args": {"sort_index": tid}})
+    return events
+
+
+def export_trace(store: Store, run_id: int) -> dict[str, Any]:
+    """The run as a Chrome Trace Event Format object (json.dumps it; opens in ui.perfetto.dev)."""
+    run = _run(store, run_id)
+    steps = store.step_times_ns(run_id)
+    samples = store.power_samples(run_id)
+    summary = run.get("summary") or {}
+    starts = [*steps["t0_ns"].tolist(), *samples["t0_ns"].tolist()]
+    starts += [summary["block_t0_ns"]] if summary.get("block_t0_ns") is not None else []
+    origin = _trace_origin(run, starts)
+    timed = _step_events(store, run, origin, steps) + _block_events(run, origin)
+    timed += _counter_events(run, samples, origin) if not samples.empty else []
+    timed.sort(key=lambda e: (e["ts"], e["ph"] != "C", -e.get("dur", 0)))
+    meta = _metadata_events(run, (e["tid"] for e in timed if e["ph"] == "X"))
+    measured = run.get("measured")
+    return {
+        "traceEvents": meta + timed,
+        "displayTimeUnit": "ms",
+        "metadata": {k: _finite(v) for k, v in {
+            "energyprof_run": run["id"], "kind": run["kind"], "status": run["status"], "model": run.get("model"),
+            "device": run.get("device"), "dtype": run.get("dtype"), "source": run.get("source"),
+            "power": "estimated" if measured is False else "measured" if measured else "unknown",
+            "created_at": run.get("created_at"), "clock_t0_ns": run.get("clock_t0_ns"),
+            "trace_origin_ns": origin,
+            "counters": "mean power of each sample window, held until the next; 0 where no window or an "
+                        "unknown value covers the time (no data, not 0 W)"}.items()},
+    }
+
+
+def trace_json(store: Store, run_id: int) -> str:
+    """export_trace as strict JSON text (no NaN)."""
+    return json.dumps(export_trace(store, run_id), allow_nan=False, separators=(",", ":"))

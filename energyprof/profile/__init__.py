@@ -1,0 +1,1 @@
+"""What runs inside a profiling job: model loading, the token loop, layer hooks, attribution."""
