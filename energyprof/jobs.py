@@ -23,6 +23,9 @@ from energyprof.store import Store
 HEARTBEAT_STALE_S = 60.0
 """A running job that has not written a heartbeat for this long is presumed dead (pid reuse guard)."""
 
+PID_START_SLACK_S = 30.0
+"""A launched job's process starts just after its run row; one started later than this is a reused pid."""
+
 LOG_DIR_NAME = "logs"
 
 
@@ -62,16 +65,16 @@ def cancel_job(store: Store, run_id: int, timeout_s: float = 10.0) -> bool:
     if run is None or run["status"] not in ("queued", "running"):
         return False
     pid = run.get("pid")
-    if pid and _is_job_process(pid, run_id):
+    if pid and _is_run_process(pid, run):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if not _is_job_process(pid, run_id):
+            if not _is_run_process(pid, run):
                 break
             time.sleep(0.05)
     reap_dead_jobs(store)
     run = store.get_run(run_id)
-    if run and run["status"] in ("queued", "running") and not (pid and _is_job_process(pid, run_id)):
+    if run and run["status"] in ("queued", "running") and not (pid and _is_run_process(pid, run)):
         store.finish_run(run_id, "cancelled", error="Cancelled before the job process started.")
     return True
 
@@ -93,22 +96,24 @@ def _alive(run: dict[str, Any]) -> bool:
     pid = run.get("pid")
     if not pid:
         return time.time() - (run.get("created_at") or 0) < HEARTBEAT_STALE_S
-    if not _is_job_process(pid, run["id"]):
+    if not _is_run_process(pid, run):
         return False
     return time.time() - (run.get("heartbeat_at") or 0) < HEARTBEAT_STALE_S
 
 
-def _is_job_process(pid: int, run_id: int) -> bool:
-    """True when pid is alive and is our job for this run (guards against pid reuse)."""
+def _is_run_process(pid: int, run: dict[str, Any]) -> bool:
+    """True when pid is alive and is the process that wrote this run (a launched job, or a foreground
+    `energyprof profile` / Python API run), not a later process that reused the pid."""
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             _reap_child(pid)
             return False
-        cmd = proc.cmdline()
+        created = proc.create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
-    return "job" in cmd and str(run_id) in cmd
+    last_sign_of_life = max(run.get("heartbeat_at") or 0, (run.get("created_at") or 0) + PID_START_SLACK_S)
+    return created <= last_sign_of_life
 
 
 def _reap_child(pid: int) -> None:

@@ -56,6 +56,14 @@ class RunsMixin(StoreCore):
         assignments = ", ".join(f"{k} = :{k}" for k in values)
         self.execute_write(f"UPDATE runs SET {assignments} WHERE id = :run_id", {**values, "run_id": run_id})
 
+    def claim_run(self, run_id: int, pid: int) -> bool:
+        """Move a queued run to running for the process `pid`; False when it is not queued (e.g. cancelled)."""
+        now = time.time()
+        cur = self.execute_write(
+            "UPDATE runs SET status = 'running', pid = ?, started_at = ?, heartbeat_at = ? "
+            "WHERE id = ? AND status = 'queued'", (pid, now, now, run_id))
+        return cur.rowcount > 0
+
     def heartbeat(self, run_id: int, *, phase: str | None = None, progress: float | None = None,
                   tokens_done: int | None = None) -> None:
         """Record that the job is alive, with its phase and progress when given."""

@@ -1,0 +1,61 @@
+"""`energyprof runs`: list the runs in the database (runs whose job died are marked failed first)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from typing import Any
+
+from energyprof.commands.args import add_db_option, add_json_option, print_json
+from energyprof.jobs import reap_dead_jobs
+from energyprof.store import Store
+
+COLUMNS = ("id", "kind", "status", "model", "device", "source", "tokens", "decode J/token", "created")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("runs", help="list runs", description="List every run, newest first.")
+    add_db_option(parser)
+    add_json_option(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    store = Store(args.db)
+    reap_dead_jobs(store)
+    runs = [_clean(r) for r in store.list_runs().to_dict(orient="records")]
+    if args.json:
+        print_json(runs)
+    elif not runs:
+        print(f"No runs in {store.path}.")
+    else:
+        print(format_table([_cells(r) for r in runs]))
+    return 0
+
+
+def _clean(record: dict[str, Any]) -> dict[str, Any]:
+    """NaN (pandas' missing) as None, numpy numbers as python ones."""
+    out = {}
+    for key, value in record.items():
+        value = value.item() if hasattr(value, "item") else value
+        out[key] = None if isinstance(value, float) and math.isnan(value) else value
+    return out
+
+
+def _cells(r: dict[str, Any]) -> tuple[str, ...]:
+    summary = r.get("summary") or {}
+    decode = ((summary.get("j_per_token") or {}).get("decode") or {}).get("mean")
+    source = r.get("source") or ""
+    if source and r.get("measured") is False:
+        source += " (estimated)"
+    created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])) if r.get("created_at") else ""
+    return (str(r["id"]), r.get("kind") or "", r.get("status") or "", r.get("model") or "", r.get("device") or "",
+            source, str(r.get("tokens_done") or 0), "" if decode is None else f"{decode:.4g}", created)
+
+
+def format_table(rows: list[tuple[str, ...]]) -> str:
+    lines = [COLUMNS, *rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+                     for line in lines)
