@@ -13,6 +13,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "doctor",
     "sample",
     "import_capture",
+    "export",
+    "profile",
+    "job",
+    "runs",
 )
 """Each module in energyprof.commands defines `register(subparsers)`, which sets `func(args) -> int`."""
 

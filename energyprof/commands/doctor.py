@@ -1,0 +1,34 @@
+"""`energyprof doctor`: every power source, whether it runs here and why not, and what `auto` picks."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+
+from energyprof.commands.args import add_json_option, print_json
+from energyprof.power.registry import all_statuses, auto_name
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("doctor", help="show which power sources work on this machine",
+                                   description="Show every power source, whether it can run here (and "
+                                               "why not), its components, and which one `auto` picks.")
+    add_json_option(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    statuses = all_statuses()
+    auto = auto_name(statuses)
+    if args.json:
+        print_json({"sources": [{**asdict(s), "components": list(s.components)} for s in statuses],
+                    "auto": auto})
+        return 0
+    for s in statuses:
+        state = "available" if s.available else "not available"
+        kind = "measured" if s.measured else "estimated"
+        comps = ", ".join(s.components) or "-"
+        print(f"{s.name:<13} {state:<14} {kind:<10} every {s.interval_ms} ms  components: {comps}")
+        print(f"{'':<13} {s.reason}")
+    print(f"auto picks: {auto}")
+    return 0

@@ -1,0 +1,87 @@
+"""Every power source by name, what each says about this machine, and the automatic choice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from energyprof.power.base import NullSource, PowerSource, PowerSourceError, SourceStatus
+
+SOURCE_NAMES: tuple[str, ...] = ("powermetrics", "nvml", "rapl", "estimate")
+"""Every source, in order of preference for `auto` (measured ones first, the estimate last)."""
+
+AUTO = "auto"
+
+
+def _factories() -> dict[str, Callable[..., PowerSource]]:
+    from energyprof.power.estimate import EstimateSource
+    from energyprof.power.nvml import NvmlSource
+    from energyprof.power.powermetrics import PowermetricsSource
+    from energyprof.power.rapl import RaplSource
+
+    return {"powermetrics": PowermetricsSource, "nvml": NvmlSource, "rapl": RaplSource,
+            "estimate": EstimateSource}
+
+
+def make_source(name: str, **options: Any) -> PowerSource:
+    """A new, unstarted source by name; options go to its constructor (e.g. command=, root=, idle_w=)."""
+    factories = _factories()
+    if name not in factories:
+        raise ValueError(f"unknown power source {name!r}; choose one of {', '.join(SOURCE_NAMES)} or {AUTO}.")
+    return factories[name](**options)
+
+
+def source_status(name: str, **options: Any) -> SourceStatus:
+    """What one source says about this machine; a source that cannot even be built is unavailable."""
+    try:
+        return make_source(name, **options).status()
+    except (ValueError, PowerSourceError) as exc:
+        if name not in SOURCE_NAMES:
+            raise
+        cls = _factories()[name]
+        return SourceStatus(name, False, str(exc), (), bool(cls.measured), int(cls.default_interval_ms))
+
+
+def all_statuses() -> list[SourceStatus]:
+    """Every source's status, in preference order (powermetrics probes its command once)."""
+    return [source_status(name) for name in SOURCE_NAMES]
+
+
+def auto_name(statuses: Iterable[SourceStatus]) -> str:
+    """The source `auto` picks from these statuses: the first available measured one, else the estimate."""
+    statuses = list(statuses)
+    for status in statuses:
+        if status.available and status.measured:
+            return status.name
+    return "estimate" if any(s.name == "estimate" and s.available for s in statuses) else NullSource.name
+
+
+def auto_select() -> PowerSource:
+    """The first available measured source, else the estimate (else a NullSource that reports nothing)."""
+    for name in SOURCE_NAMES:
+        try:
+            source = make_source(name)
+        except (ValueError, PowerSourceError):
+            continue
+        if source.measured and source.available()[0]:
+            return source
+    try:
+        return make_source("estimate")
+    except ValueError:
+        return NullSource()
+
+
+def resolve_source(name_or_auto: str | None = AUTO, **options: Any) -> PowerSource:
+    """`auto`/None -> auto_select(); a name -> that source, or PowerSourceError saying why it cannot run here."""
+    if name_or_auto in (None, AUTO):
+        return auto_select()
+    try:
+        source = make_source(name_or_auto, **options)
+    except ValueError as exc:
+        if name_or_auto not in SOURCE_NAMES:
+            raise
+        raise PowerSourceError(str(exc)) from exc
+    ok, reason = source.available()
+    if not ok:
+        raise PowerSourceError(f"the {name_or_auto} power source is not available here: {reason}")
+    return source
