@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import plistlib
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from energyprof.power.plist_reader import PlistError, load_top_dict
 from energyprof.power.powermetrics_parse import (
     PlistStreamFramer,
     PowermetricsParseError,
@@ -329,3 +331,31 @@ def test_mutated_streams_only_ever_raise_the_parse_error() -> None:
         for sample in capture.samples:
             assert sample.elapsed_ns > 0
             assert all(v is None or v >= 0 for v in sample.energy_mj.values())
+
+
+def _scalars(value: object) -> object:
+    """A plist value with arrays dropped (the fast reader leaves them unconverted; energyprof never reads them)."""
+    if isinstance(value, dict):
+        return {k: _scalars(v) for k, v in value.items() if not isinstance(v, list | ET.Element)}
+    return value
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.plist")))
+def test_fast_plist_reader_agrees_with_plistlib_on_every_recording(name: str) -> None:
+    data = (FIXTURES / name).read_bytes()
+    framer = PlistStreamFramer()
+    docs = framer.feed(data) + framer.close()
+    assert docs
+    for doc in docs:
+        expected = plistlib.loads(doc)
+        got = load_top_dict(doc)
+        assert set(got) == set(expected)
+        assert _scalars(got) == _scalars(expected)
+
+
+@pytest.mark.parametrize("bad", [b"<plist><dict><key>a</key></dict></plist>", b"<plist><array/></plist>",
+                                 b"<plist><dict><key>a</key><integer>x</integer></dict></plist>",
+                                 b"<plist><dict><key>a</key><blob/></dict></plist>", b"<plist><dict>"])
+def test_fast_plist_reader_rejects_what_plistlib_rejects(bad: bytes) -> None:
+    with pytest.raises(PlistError):
+        load_top_dict(bad)

@@ -44,7 +44,7 @@ class Sampler:
                     self.on_windows(batch)
         except PowerSourceError as exc:
             self.error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - a sampler failure must never kill the job silently
+        except Exception as exc:  # a sampler failure must never kill the job silently
             self.error = f"The {self.source.name} power source failed: {exc}"
 
     @property
