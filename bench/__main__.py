@@ -24,7 +24,8 @@ def machine() -> str:
     import psutil
 
     mem = psutil.virtual_memory().total / 2**30
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, {mem:.0f} GiB, Python {platform.python_version()}"
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, {mem:.0f} GiB, "
+            f"Python {platform.python_version()}")
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

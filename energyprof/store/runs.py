@@ -54,7 +54,8 @@ class RunsMixin(StoreCore):
         values = {k: json.dumps(v, sort_keys=True) if k in ("params", "summary") and v is not None else v
                   for k, v in fields.items()}
         assignments = ", ".join(f"{k} = :{k}" for k in values)
-        self.execute_write(f"UPDATE runs SET {assignments} WHERE id = :run_id", {**values, "run_id": run_id})
+        sql = f"UPDATE runs SET {assignments} WHERE id = :run_id"  # noqa: S608 - names checked against `allowed`
+        self.execute_write(sql, {**values, "run_id": run_id})
 
     def claim_run(self, run_id: int, pid: int) -> bool:
         """Move a queued run to running for the process `pid`; False when it is not queued (e.g. cancelled)."""

@@ -1,0 +1,74 @@
+"""Compare two or more runs (also `?runs=1,2`): J/token with CI, tokens/s, mean power per component, layers."""
+
+import pandas as pd
+import streamlit as st
+
+from energyprof import charts, ui
+
+store = ui.get_store()
+st.title("Compare runs")
+runs = store.list_runs()
+runs = runs[runs["kind"] == "profile"] if not runs.empty else runs
+if runs.empty:
+    st.info("No profiling runs yet: profile a model first.")
+    st.page_link(ui.NEW_PAGE, label="New profile", icon=":material/play_arrow:")
+    st.stop()
+
+names = {int(r.id): f"#{r.id} {r.model} · {r.device} · {r.dtype} · {r.status}" for r in runs.itertuples()}
+wanted = [int(x) for x in str(st.query_params.get("runs", "")).split(",") if x.strip().isdigit()]
+if "compare_pick" not in st.session_state:
+    st.session_state["compare_pick"] = [i for i in wanted if i in names]
+picked = st.multiselect("Runs to compare", list(names), format_func=names.get, key="compare_pick")
+st.query_params["runs"] = ",".join(str(i) for i in picked)
+if len(picked) < 2:
+    st.info("Pick two or more runs.")
+    st.stop()
+
+chosen = [store.get_run(i) for i in picked]
+chosen = [r for r in chosen if r is not None]
+est = any(ui.is_estimated(r) for r in chosen)
+rows, jpt, power, layers = [], [], [], []
+for run in chosen:
+    fig = ui.figures(run.get("summary"))
+    tag = f"#{run['id']} {run.get('model')}"
+    j = fig["j_per_token"]
+    rows.append({"run": tag, "device": run.get("device"), "dtype": run.get("dtype"),
+                 "source": ui.source_label(run.get("source"), run.get("measured")), "status": run["status"],
+                 "J/token prefill": ui.fmt_ci(j.get("prefill")), "J/token decode": ui.fmt_ci(j.get("decode")),
+                 "tokens/s": fig["tokens_per_s"], "mean W": fig["mean_w"], "net energy J": fig["net_j"]})
+    for phase in ("prefill", "decode"):
+        stat = j.get(phase) or {}
+        jpt.append({"run": tag, "phase": phase, "mean": stat.get("mean"), "ci95": stat.get("ci95")})
+    for comp, watts in ((run.get("summary") or {}).get("mean_w") or {}).items():
+        power.append({"run": tag, "component": comp, "mean_w": watts})
+    summary = store.layer_summary(run["id"])
+    if not summary.empty:
+        per_layer = charts.whole_system(summary, ["name", "position"], ["energy_j"])
+        tokens = max(1, fig["tokens_total"] or 1)
+        per_layer["energy_j"] = per_layer["energy_j"] / tokens
+        layers.append(per_layer.rename(columns={"name": "layer"}).assign(run=tag))
+
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="compare_table", column_config={
+    "tokens/s": st.column_config.NumberColumn("Tokens/s", format="%.3g"),
+    "mean W": st.column_config.NumberColumn(ui.label("Mean power", est), format="%.3g W"),
+    "net energy J": st.column_config.NumberColumn(ui.label("Net energy", est), format="%.4g J"),
+})
+if est:
+    st.caption(f"{ui.estimated_badge()} At least one of these runs uses an estimated power source: compare "
+               "estimated figures only with figures from the same source.")
+left, right = st.columns(2)
+with left:
+    ui.chart(charts.compare_j_per_token(pd.DataFrame(jpt), estimated=est, phase="decode"), key="chart_jpt_decode")
+with right:
+    ui.chart(charts.compare_j_per_token(pd.DataFrame(jpt), estimated=est, phase="prefill"),
+             key="chart_jpt_prefill")
+left, right = st.columns(2)
+with left:
+    ui.chart(charts.compare_power(pd.DataFrame(power), estimated=est), key="chart_compare_power")
+with right:
+    if layers:
+        ui.chart(charts.compare_layers(pd.concat(layers, ignore_index=True), estimated=est,
+                                       measure="Energy per layer per generated token (J)"),
+                 key="chart_compare_layers")
+    else:
+        st.caption("None of these runs profiled layers.")

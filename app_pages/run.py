@@ -1,0 +1,164 @@
+"""Run detail (`?run=N`): headline figures, power over time, per-token and per-layer energy, text, downloads."""
+
+import pandas as pd
+import streamlit as st
+
+from energyprof import charts, ui
+from energyprof.store import ACTIVE_STATUSES
+
+store = ui.get_store()
+run_id = ui.run_id_param()
+run = store.get_run(run_id) if run_id is not None else None
+if run is None:
+    st.title("Run")
+    if run_id is not None:
+        st.error(f"There is no run #{run_id} in {store.path}.")
+    runs = store.list_runs()
+    if runs.empty:
+        st.info("No runs yet.")
+        st.page_link(ui.RUNS_PAGE, label="Go to Runs", icon=":material/list:")
+        st.stop()
+    names = {int(r.id): f"#{r.id} {r.model or r.kind} ({r.status})" for r in runs.itertuples()}
+    pick = st.selectbox("Open a run", list(names), format_func=names.get, index=None, key="open_run")
+    if pick is not None:
+        st.query_params["run"] = str(pick)
+        st.rerun()
+    st.stop()
+
+est = ui.is_estimated(run)
+summary = run.get("summary") or {}
+st.title(f"Run #{run['id']} · {run.get('model') or run['kind']}")
+facts = [f"source **{run.get('source') or '—'}**", run["kind"]]
+facts += [f"{name} **{run[name]}**" for name in ("device", "dtype") if run.get(name)]
+st.markdown(f"{ui.status_badge(run['status'])} {ui.measured_badge(run)} " + " · ".join(
+    [*facts, ui.fmt_date(run.get("created_at"))]))
+ui.show_flash()
+if est:
+    st.caption(f"{ui.estimated_badge()} These power figures come from a model of CPU utilisation, not a "
+               "reading of the hardware: use them to compare runs on this machine, not as joules.")
+if run["status"] == "failed":
+    st.error(f"This run failed: {run.get('error') or 'no reason was recorded.'}")
+elif run["status"] == "cancelled":
+    st.warning(f"This run was cancelled: {run.get('error') or 'stopped before it finished.'}")
+if run.get("power_incomplete") or summary.get("power_incomplete"):
+    st.warning("Power data is incomplete: the source stopped or skipped samples during the run, so some windows "
+               "are unknown and the energy figures cover only the known part.")
+if run.get("traceback"):
+    with st.expander("Error details"):
+        st.code(run["traceback"], language="text")
+if run["status"] in ACTIVE_STATUSES:
+    ui.live_job(run["id"])
+    st.stop()
+
+fig = ui.figures(summary)
+for warning in fig["warnings"]:
+    st.warning(warning)
+repeats = fig["repeats"]
+repeat = st.selectbox("Repeat shown per token and per layer", list(range(repeats)), key="repeat",
+                      format_func=lambda r: f"repeat {r + 1} of {repeats}") if repeats > 1 else 0
+views = ui.run_views(store, run, repeat)
+tokens, layers, totals = views["tokens"], views["layers"], views["totals"]
+profiled = not views["steps"].empty
+by_component = {col: dict(zip(totals["component"], totals[col], strict=True)) if not totals.empty else {}
+                for col in ("energy_j", "mean_w")}
+gross = fig["gross_j"] if fig["gross_j"] is not None else ui.whole(by_component["energy_j"])
+mean_w = fig["mean_w"] if fig["mean_w"] is not None else ui.whole(by_component["mean_w"])
+timeline = views["timeline"]
+peak_w = fig["peak_w"] if fig["peak_w"] is not None or timeline.empty else \
+    ui.whole(timeline.groupby("component")["peak_w"].max().to_dict())
+duration = summary.get("duration_s") or (totals["seconds"].max() if not totals.empty else None)
+
+top = st.columns(4)
+top[0].metric(ui.label("Gross energy", est), ui.fmt_energy(gross),
+              help="Whole-system energy of the workload (every measured repeat), idle draw included")
+rest = top[1:]
+if profiled:
+    jpt = fig["j_per_token"]
+    phases = [p for p in ("prefill", "decode") if p in jpt] or [p for p in jpt if p != "prefill"][:2]
+    top[1].metric(ui.label("Net energy", est), ui.fmt_energy(fig["net_j"]),
+                  help="Gross energy minus the idle baseline power × the workload's duration")
+    for col, phase in zip(top[2:], phases, strict=False):
+        col.metric(ui.label(f"J/token {phase}", est), ui.fmt_ci(jpt.get(phase)),
+                   help="Mean ± 95% CI over repeats" + (", per prompt token" if phase == "prefill" else ""))
+    second = st.columns(4)
+    second[0].metric("Tokens/s", ui.fmt_rate(fig["tokens_per_s"]), help="Decode tokens per second")
+    rest = second[1:]
+rest[0].metric(ui.label("Mean power", est), ui.fmt_power(mean_w))
+rest[1].metric(ui.label("Peak power", est), ui.fmt_power(peak_w),
+               help="Highest window mean power during the workload (without a package figure: the sum of each "
+                    "component's peak, an upper bound)")
+rest[2].metric("Duration", ui.fmt_seconds(duration), help="Of the workload (all repeats) or of the recording")
+if profiled and fig["baseline_w"] is not None:
+    st.caption(f"Idle baseline: {ui.fmt_power(fig['baseline_w'])} (model loaded, no work). "
+               "Net = gross − baseline × duration; gross includes the idle draw.")
+
+st.subheader(ui.label("Power over time", est))
+ui.chart(charts.power_timeline(timeline, views["steps"] if profiled else None, estimated=est), key="chart_timeline")
+st.caption("Lines: mean power per component in each time bin" + (
+    ". Shading: prefill / decode. Ticks: step starts." if profiled else "."))
+
+left, right = st.columns(2)
+with left:
+    st.subheader(ui.label("Components", est))
+    ui.chart(charts.component_breakdown(totals, estimated=est), key="chart_components")
+with right:
+    st.subheader("Power source")
+    st.markdown(f"{ui.measured_badge(run)} **{run.get('source') or '—'}**, "
+                f"{int(totals['windows'].max()) if not totals.empty else 0:,} windows, "
+                f"components: {', '.join(totals['component']) if not totals.empty else 'none'}")
+    if not totals.empty:
+        st.dataframe(totals.rename(columns={"component": "Component", "windows": "Windows",
+                                            "known_windows": "Known windows", "seconds": "Known (s)",
+                                            "energy_j": "Energy (J)", "mean_w": "Mean power (W)"}),
+                     hide_index=True, width="stretch", key="table_components")
+
+if profiled:
+    st.subheader(ui.label("Energy per token", est))
+    if ui.apportioned(tokens.get("resolution")):
+        ui.apportioned_note(ui.APPORTIONED_TOKENS)
+    left, right = st.columns(2)
+    with left:
+        ui.chart(charts.token_energy_bars(tokens, estimated=est), key="chart_tokens")
+    with right:
+        ui.chart(charts.cumulative_energy(tokens, estimated=est), key="chart_cumulative")
+
+    if not layers.empty:
+        st.subheader(ui.label("Energy per layer", est))
+        if ui.apportioned(layers.get("resolution")):
+            ui.apportioned_note()
+        left, right = st.columns(2)
+        with left:
+            ui.chart(charts.layer_energy_bars(layers, estimated=est), key="chart_layers")
+        with right:
+            ui.chart(charts.layer_step_heatmap(views["matrix"], estimated=est), key="chart_heatmap")
+
+    st.subheader(ui.label("Generated text, shaded by energy per token", est))
+    st.html(ui.token_text_html(tokens))
+    st.caption("Darker = more energy, from the cheapest to the dearest decode token. Blue: the prefill (the "
+               "whole prompt in one pass). Hover a token for its energy.")
+
+st.subheader("Tables and downloads")
+st.caption("Each download holds the full data; the charts above are binned to at most "
+           f"{charts.MAX_ROWS:,} rows each.")
+if profiled:
+    with st.expander(ui.label(f"Tokens ({len(tokens):,})", est)):
+        st.dataframe(tokens[["repeat", "idx", "phase", "token_text", "duration_s", "energy_j", "net_energy_j",
+                             "resolution"]], hide_index=True, width="stretch", key="table_tokens")
+        ui.csv_download(store, run["id"], "tokens", "Tokens, every repeat and component")
+    if not layers.empty:
+        with st.expander(ui.label(f"Layers ({len(layers):,})", est)):
+            st.dataframe(layers[["name", "kind", "calls", "time_s", "energy_j", "net_energy_j", "resolution"]],
+                         hide_index=True, width="stretch", key="table_layers")
+            ui.csv_download(store, run["id"], "layers", "Layers, per component")
+            ui.csv_download(store, run["id"], "calls", "Every layer call")
+with st.expander("Parameters"):
+    params = run.get("params") or {}
+    st.dataframe(pd.DataFrame({"parameter": list(params), "value": [str(v) for v in params.values()]}),
+                 hide_index=True, width="stretch", key="table_params")
+d1, d2, d3 = st.columns(3)
+with d1:
+    ui.csv_download(store, run["id"], "samples", "Power samples")
+with d2:
+    ui.csv_download(store, run["id"], "summary", "Summary")
+with d3:
+    ui.trace_download(store, run["id"])

@@ -1,0 +1,103 @@
+"""Power sources: what each says about this machine (`doctor`), powermetrics setup, a test sample, capture upload."""
+
+import getpass
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from energyprof import ui
+
+SAMPLE_TIMEOUT_PAD_S = 60
+
+
+def energyprof_cli(args: list[str], timeout_s: float) -> tuple[dict | None, str | None]:
+    """Run `python -m energyprof ARGS --json` (argv list, no shell); (result, None) or (None, one sentence)."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "energyprof", *args], capture_output=True, text=True,
+                              timeout=timeout_s, stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired:
+        return None, f"energyprof did not answer within {timeout_s:.0f} s."
+    if done.returncode != 0 or not done.stdout.strip():
+        lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
+        message = lines[-1].removeprefix("energyprof: ") if lines else f"energyprof exited with {done.returncode}."
+        return None, message
+    try:
+        return json.loads(done.stdout), None
+    except json.JSONDecodeError:
+        return None, "energyprof printed something that is not JSON."
+
+
+def show_result(result: dict) -> None:
+    kind = "measured" if result.get("measured") else "estimated"
+    st.success(f"Run #{result['run_id']} ({result.get('status')}): {result.get('samples', '?')} windows from "
+               f"{result.get('source')} ({kind}).")
+    power = result.get("mean_w") or {}
+    if power:
+        cols = st.columns(len(power))
+        for col, (comp, watts) in zip(cols, power.items(), strict=True):
+            col.metric(ui.label(f"{comp} mean power", kind == "estimated"), ui.fmt_power(watts))
+    ui.run_link(int(result["run_id"]))
+
+
+store = ui.get_store()
+st.title("Power sources")
+if st.button("Check again", key="recheck"):
+    ui.source_statuses.clear()
+statuses, auto = ui.source_statuses()
+table = pd.DataFrame([{
+    "source": s.name, "available": s.available, "kind": "measured" if s.measured else "estimated",
+    "components": ", ".join(s.components) or "—", "interval (ms)": s.interval_ms,
+    "auto picks": "✔" if s.name == auto else "", "reason": s.reason} for s in statuses])
+st.dataframe(table.drop(columns=["reason"]), hide_index=True, width="stretch", key="sources_table")
+st.markdown("\n".join(f"- {'✅' if s.available else '❌'} **{s.name}**: {s.reason}" for s in statuses))
+st.markdown(f"**auto** picks **{auto}** here: the first available *measured* source, else the estimate "
+            "(always labelled *estimated*).")
+
+st.subheader("powermetrics on a Mac (Apple Silicon)")
+user = getpass.getuser()
+user = "<your login>" if user == "root" else user
+st.markdown(
+    "powermetrics needs root. energyprof starts it with `sudo -n` (never asking for a password), so it needs "
+    "one sudoers rule. `scripts/setup_powermetrics.sh` writes exactly one line to "
+    "`/etc/sudoers.d/energyprof-powermetrics`, checked with `visudo -cf` first:")
+st.code(f"{user} ALL=(root) NOPASSWD: /usr/bin/powermetrics", language="text")
+st.markdown("It lets you run `/usr/bin/powermetrics` as root without a password, and nothing else (with any "
+            "arguments, including `-o FILE`, which writes FILE as root).")
+st.code("sudo scripts/setup_powermetrics.sh              # install the rule\n"
+        "scripts/setup_powermetrics.sh --print           # show the rule, install nothing\n"
+        "sudo scripts/setup_powermetrics.sh --uninstall  # remove it", language="bash")
+
+st.subheader("Test sample")
+usable = [s.name for s in statuses if s.available]
+c1, c2 = st.columns(2)
+pick = c1.selectbox("Source", ["auto", *usable], key="sample_source")
+seconds = c2.number_input("Seconds", 1, 30, 3, key="sample_seconds")
+if st.button("Record a test sample", key="sample"):
+    with st.spinner(f"Recording {seconds} s…"):
+        result, error = energyprof_cli(["sample", "--seconds", str(seconds), "--json", "--db", str(store.path),
+                                        "--source", pick], seconds + SAMPLE_TIMEOUT_PAD_S)
+    ui.clear_caches()
+    if error:
+        st.error(f"The test sample failed: {error}")
+    elif result:
+        show_result(result)
+
+st.subheader("Import a powermetrics recording")
+st.caption("Recorded elsewhere with e.g. `sudo powermetrics -f plist --samplers cpu_power,gpu_power,thermal "
+           "-i 100 -o capture.plist`; plist or text output. It becomes a `capture` run.")
+upload = st.file_uploader("powermetrics capture", key="capture")
+if upload is not None and st.button("Import", key="import"):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "capture"
+        path.write_bytes(upload.getvalue())
+        result, error = energyprof_cli(["import-powermetrics", str(path), "--json", "--db", str(store.path)], 120)
+    ui.clear_caches()
+    if error:
+        st.error(f"Could not import {upload.name}: {error.replace(str(path), upload.name)}")
+    elif result:
+        show_result(result)

@@ -1,0 +1,347 @@
+"""Pure chart builders: DataFrame -> Altair chart, with units everywhere and at most MAX_ROWS rows shipped.
+
+No streamlit here: pages pass what the store read, these functions shape it and draw it. Every builder
+takes `estimated` (adds "(estimated)" to the title) and never embeds more than MAX_ROWS data rows,
+whatever it is given: `downsample` bins rows when a frame is too long.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+MAX_ROWS = 5000
+"""Most data rows any chart ships to the browser (all its datasets together)."""
+
+MAX_BARS = 1000
+"""Per-token bars beyond this are binned (a bar per group of consecutive tokens)."""
+
+PHASE_COLORS = {"prefill": "#f58518", "decode": "#4c78a8", "forward": "#54a24b"}
+COMPONENT_COLORS = {"cpu": "#4c78a8", "gpu": "#54a24b", "ane": "#b279a2", "dram": "#9d755d", "package": "#333333"}
+
+
+def _component_scale(names: Sequence[str]) -> alt.Scale:
+    """Fixed colours for the known components (same colour in every chart), others after them."""
+    known = [c for c in COMPONENT_COLORS if c in set(names)]
+    other = sorted(set(names) - set(known))
+    palette = ["#e45756", "#72b7b2", "#eeca3b", "#ff9da6"]
+    return alt.Scale(domain=known + other,
+                     range=[COMPONENT_COLORS[c] for c in known] + [palette[i % 4] for i in range(len(other))])
+
+
+RUN_SCALE = alt.Scale(scheme="tableau10")
+LAYER_AXIS = alt.Axis(labelOverlap=False, labelLimit=180)
+
+
+def _phase_scale(names: Sequence[str]) -> alt.Scale:
+    present = [p for p in PHASE_COLORS if p in set(names)] or list(PHASE_COLORS)
+    return alt.Scale(domain=present, range=[PHASE_COLORS[p] for p in present])
+
+
+def title(text: str, estimated: bool) -> str:
+    """A chart title, with "(estimated)" when the figures come from an estimate source."""
+    return f"{text} (estimated)" if estimated else text
+
+
+def downsample(df: pd.DataFrame, max_rows: int, *, by: Sequence[str] = (), sum_cols: Sequence[str] = (),
+               mean_cols: Sequence[str] = (), max_cols: Sequence[str] = (), min_cols: Sequence[str] = (),
+               last_cols: Sequence[str] = (), index_col: str | None = None) -> pd.DataFrame:
+    """Bin consecutive rows (within each `by` group) so that at most max_rows rows remain.
+
+    Columns are aggregated by sum, mean, max, min or last value as listed; other columns keep the bin's first
+    value. With index_col, `<index_col>_lo`/`<index_col>_hi` give each bin's first and last index and
+    `rows` how many rows it holds."""
+    if index_col is not None and len(df) <= max_rows:
+        return df.assign(**{f"{index_col}_lo": df[index_col], f"{index_col}_hi": df[index_col], "rows": 1})
+    if len(df) <= max_rows:
+        return df
+    keys = list(by)
+    groups = [g for _, g in df.groupby(keys, sort=False)] if keys else [df]
+    out = []
+    for group in groups:
+        width = -(-len(group) // max(1, max_rows * len(group) // len(df)))
+        bins = np.arange(len(group)) // width
+        agg: dict[str, tuple[str, str]] = {}
+        for col in group.columns:
+            if col in sum_cols:
+                agg[col] = (col, _sum_keep_nan)  # type: ignore[assignment]
+            elif col in mean_cols:
+                agg[col] = (col, "mean")
+            elif col in max_cols:
+                agg[col] = (col, "max")
+            elif col in min_cols:
+                agg[col] = (col, "min")
+            elif col in last_cols:
+                agg[col] = (col, "last")
+            else:
+                agg[col] = (col, "first")
+        if index_col is not None:
+            agg[f"{index_col}_lo"] = (index_col, "min")
+            agg[f"{index_col}_hi"] = (index_col, "max")
+            agg["rows"] = (index_col, "size")
+        out.append(group.groupby(bins, sort=True).agg(**agg))
+    result = pd.concat(out, ignore_index=True)
+    return result.head(max_rows)
+
+
+def _sum_keep_nan(values: pd.Series) -> float:
+    return values.sum(min_count=1)
+
+
+def whole_system(df: pd.DataFrame, keys: Sequence[str], value_cols: Sequence[str]) -> pd.DataFrame:
+    """Per key, whole-system values from long per-component rows: `package` when known, else the sum of parts."""
+    if df.empty:
+        return pd.DataFrame(columns=[*keys, *value_cols])
+    has_package = bool((df["component"] == "package").any()
+                       and df.loc[df["component"] == "package", value_cols[0]].notna().any())
+    parts = df[df["component"] == "package"] if has_package else df[df["component"] != "package"]
+    agg = {c: (c, _sum_keep_nan) for c in value_cols}
+    return parts.groupby(list(keys), as_index=False, sort=False).agg(**agg)
+
+
+def _empty(text: str) -> alt.Chart:
+    return alt.Chart(pd.DataFrame({"note": [text]})).mark_text(size=14).encode(text="note:N").properties(
+        title=text, height=60)
+
+
+def chart_rows(chart: alt.TopLevelMixin) -> int:
+    """Data rows a chart embeds (distinct datasets summed), as the browser would receive them."""
+    spec = chart.to_dict(format="vega-lite")
+    datasets = spec.get("datasets", {})
+    inline = [d["values"] for d in _walk_data(spec) if isinstance(d, dict) and "values" in d]
+    return sum(len(v) for v in datasets.values()) + sum(len(v) for v in inline if isinstance(v, list))
+
+
+def _walk_data(node: object) -> list[object]:
+    found = []
+    if isinstance(node, dict):
+        if "data" in node:
+            found.append(node["data"])
+        for key, value in node.items():
+            if key != "datasets":
+                found.extend(_walk_data(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_walk_data(value))
+    return found
+
+
+def phase_spans(steps: pd.DataFrame) -> pd.DataFrame:
+    """Contiguous stretches of one phase (per repeat): repeat, phase, t0_s, t1_s, first and last step."""
+    if steps.empty:
+        return pd.DataFrame(columns=["repeat", "phase", "t0_s", "t1_s", "first", "last"])
+    s = steps.sort_values(["repeat", "idx"])
+    change = (s["phase"] != s["phase"].shift()) | (s["repeat"] != s["repeat"].shift())
+    block = change.cumsum()
+    return s.groupby(block).agg(repeat=("repeat", "first"), phase=("phase", "first"), t0_s=("t0_s", "min"),
+                                t1_s=("t1_s", "max"), first=("idx", "min"), last=("idx", "max")
+                                ).reset_index(drop=True)
+
+
+def power_timeline(timeline: pd.DataFrame, steps: pd.DataFrame | None = None, *, estimated: bool = False,
+                   height: int = 320) -> alt.LayerChart | alt.Chart:
+    """Power per component over time (W), with prefill/decode shading and a tick at each step start."""
+    if timeline.empty:
+        return _empty(title("No power samples recorded", estimated))
+    spans = phase_spans(steps) if steps is not None and not steps.empty else pd.DataFrame()
+    lines_budget = MAX_ROWS - len(spans) - (min(len(steps), MAX_ROWS // 5) if steps is not None else 0)
+    lines = downsample(timeline, max(100, lines_budget), by=["component"], mean_cols=["power_w", "t_s"],
+                       max_cols=["peak_w"])
+    x = alt.X("t_s:Q", title="Time since the run started (s)")
+    layers: list[alt.Chart] = []
+    if not spans.empty:
+        layers.append(alt.Chart(spans).mark_rect(opacity=0.12).encode(
+            x="t0_s:Q", x2="t1_s:Q",
+            color=alt.Color("phase:N", title="Phase", scale=_phase_scale(spans["phase"].unique())),
+            tooltip=[alt.Tooltip("phase:N", title="Phase"), alt.Tooltip("repeat:Q", title="Repeat"),
+                     alt.Tooltip("t0_s:Q", title="Start (s)", format=".3f"),
+                     alt.Tooltip("t1_s:Q", title="End (s)", format=".3f")]))
+        budget = max(0, MAX_ROWS - len(lines) - len(spans))
+        ticks = steps[["repeat", "idx", "phase", "t0_s"]]
+        if len(ticks) > budget:
+            ticks = ticks.iloc[:: -(-len(ticks) // max(1, budget))] if budget else ticks.iloc[0:0]
+        layers.append(alt.Chart(ticks).mark_tick(opacity=0.35, thickness=1, size=8, color="#555").encode(
+            x="t0_s:Q", y=alt.value(0),
+            tooltip=[alt.Tooltip("idx:Q", title="Step"), alt.Tooltip("phase:N", title="Phase"),
+                     alt.Tooltip("t0_s:Q", title="Step start (s)", format=".3f")]))
+    layers.append(alt.Chart(lines).mark_line(interpolate="step-after", strokeWidth=1.5).encode(
+        x=x, y=alt.Y("power_w:Q", title="Power (W)"),
+        stroke=alt.Stroke("component:N", title="Component", scale=_component_scale(lines["component"].unique())),
+        tooltip=[alt.Tooltip("component:N", title="Component"),
+                 alt.Tooltip("t_s:Q", title="Time (s)", format=".2f"),
+                 alt.Tooltip("power_w:Q", title="Mean power (W)", format=".2f"),
+                 alt.Tooltip("peak_w:Q", title="Peak power (W)", format=".2f")]))
+    return alt.layer(*layers).resolve_scale(color="independent").properties(
+        title=title("Power per component over time (W)", estimated), height=height)
+
+
+def token_energy_bars(tokens: pd.DataFrame, *, estimated: bool = False,
+                      net: bool = False) -> alt.LayerChart | alt.Chart:
+    """Energy per token (J) as bars; beyond MAX_BARS tokens, bars show the mean of groups of tokens."""
+    col = "net_energy_j" if net else "energy_j"
+    if tokens.empty or tokens[col].isna().all():
+        return _empty(title("No per-token energy recorded", estimated))
+    data = tokens[["idx", "phase", col, "duration_s", "resolution"]].rename(columns={col: "energy_j"})
+    binned = len(data) > MAX_BARS
+    data = downsample(data, MAX_BARS, by=["phase"], mean_cols=["energy_j", "duration_s"],
+                      min_cols=["resolution"], index_col="idx")
+    group = int(data["rows"].max())
+    data = data.assign(x1=data["idx_lo"] + np.maximum(data["idx_hi"] - data["idx_lo"] + 1, group))
+    what = "Mean energy per token in the group (J)" if binned else "Energy per token (J)"
+    label = "Net energy per token (J)" if net else "Energy per token (J)"
+    base = alt.Chart(data).encode(
+        x=alt.X("idx_lo:Q", title="Token (step index)"), y=alt.Y("energy_j:Q", title=label),
+        color=alt.Color("phase:N", title="Phase", scale=_phase_scale(data["phase"].unique())),
+        tooltip=[alt.Tooltip("idx_lo:Q", title="First token"), alt.Tooltip("idx_hi:Q", title="Last token"),
+                 alt.Tooltip("phase:N", title="Phase"),
+                 alt.Tooltip("energy_j:Q", title=what, format=".4g"),
+                 alt.Tooltip("duration_s:Q", title="Mean duration (s)", format=".4f"),
+                 alt.Tooltip("resolution:Q", title="Resolution (interval / window)", format=".2f")])
+    bars = base.mark_bar().encode(x2="x1:Q", y2=alt.datum(0))
+    # the prefill is one step among thousands: a dot keeps it visible (same dataset, no extra rows)
+    dots = base.mark_circle(size=50, opacity=1).transform_filter(alt.datum.phase == "prefill")
+    return alt.layer(bars, dots).properties(
+        title=title(label + (f", mean of {group} tokens per bar" if binned else ""), estimated), height=260)
+
+
+def cumulative_energy(tokens: pd.DataFrame, *, estimated: bool = False) -> alt.Chart:
+    """Energy spent since the first token (J) against the token index."""
+    if tokens.empty or tokens["energy_j"].isna().all():
+        return _empty(title("No per-token energy recorded", estimated))
+    data = tokens[["repeat", "idx", "phase", "energy_j", "t1_s"]].copy()
+    data["cumulative_j"] = data.groupby("repeat")["energy_j"].transform(lambda s: s.fillna(0).cumsum())
+    data = downsample(data.drop(columns=["energy_j"]), MAX_ROWS, by=["repeat"],
+                      last_cols=["cumulative_j", "idx", "t1_s", "phase"])
+    return alt.Chart(data).mark_line(interpolate="monotone").encode(
+        x=alt.X("idx:Q", title="Token (step index)"),
+        y=alt.Y("cumulative_j:Q", title="Cumulative energy (J)"),
+        color=alt.Color("repeat:N", title="Repeat"),
+        tooltip=[alt.Tooltip("idx:Q", title="Token"), alt.Tooltip("repeat:Q", title="Repeat"),
+                 alt.Tooltip("cumulative_j:Q", title="Cumulative energy (J)", format=".4g"),
+                 alt.Tooltip("t1_s:Q", title="Time (s)", format=".2f")],
+    ).properties(title=title("Cumulative energy (J)", estimated), height=260)
+
+
+def layer_energy_bars(layers: pd.DataFrame, *, estimated: bool = False, net: bool = False) -> alt.Chart:
+    """Whole-system energy per layer (J), largest first; `layers` has name, kind, energy_j, time_s, calls."""
+    col = "net_energy_j" if net and "net_energy_j" in layers else "energy_j"
+    if layers.empty or layers[col].isna().all():
+        return _empty(title("No per-layer energy recorded", estimated))
+    data = layers.rename(columns={col: "value_j"}).sort_values("value_j", ascending=False).head(MAX_ROWS)
+    cols = [c for c in ("name", "kind", "value_j", "time_s", "calls", "resolution") if c in data]
+    data = data[cols]
+    label = "Net energy per layer (J)" if net else "Energy per layer (J)"
+    tooltip = [alt.Tooltip("name:N", title="Layer"), alt.Tooltip("kind:N", title="Kind"),
+               alt.Tooltip("value_j:Q", title=label, format=".4g")]
+    if "time_s" in data:
+        tooltip.append(alt.Tooltip("time_s:Q", title="Time (s)", format=".4f"))
+    if "calls" in data:
+        tooltip.append(alt.Tooltip("calls:Q", title="Calls"))
+    if "resolution" in data:
+        tooltip.append(alt.Tooltip("resolution:Q", title="Resolution (interval / window)", format=".2f"))
+    return alt.Chart(data).mark_bar().encode(
+        y=alt.Y("name:N", title="Layer", sort="-x", axis=LAYER_AXIS), x=alt.X("value_j:Q", title=label),
+        color=alt.Color("kind:N", title="Kind"), tooltip=tooltip,
+    ).properties(title=title(label + ", largest first", estimated), height=alt.Step(20))
+
+
+def layer_step_heatmap(matrix: pd.DataFrame, *, estimated: bool = False) -> alt.Chart:
+    """Energy per layer and token step (J per step; grouped steps show their mean).
+
+    The colour scale tops out at the 98th percentile so that the prefill (the whole prompt in one step) does
+    not wash out the decode steps; tooltips keep the exact values."""
+    if matrix.empty or matrix["energy_j"].isna().all():
+        return _empty(title("No layer calls recorded", estimated))
+    data = matrix.head(MAX_ROWS).copy()
+    data["steps"] = data["step_hi"] - data["step_lo"] + 1
+    data["j_per_step"] = data["energy_j"] / data["steps"]
+    data["x1"] = data["step_hi"] + 1
+    order = data.sort_values("position")["layer"].drop_duplicates().tolist()
+    top = float(data["j_per_step"].quantile(0.98)) or float(data["j_per_step"].max()) or 1.0
+    return alt.Chart(data[["layer", "kind", "step_lo", "step_hi", "x1", "energy_j", "j_per_step", "time_s"]]
+                     ).mark_rect().encode(
+        x=alt.X("step_lo:Q", title="Token (step index)"), x2="x1:Q",
+        y=alt.Y("layer:N", title="Layer", sort=order, axis=LAYER_AXIS),
+        color=alt.Color("j_per_step:Q", title="Energy per step (J)",
+                        scale=alt.Scale(scheme="orangered", domain=[0, top], clamp=True)),
+        tooltip=[alt.Tooltip("layer:N", title="Layer"), alt.Tooltip("step_lo:Q", title="First step"),
+                 alt.Tooltip("step_hi:Q", title="Last step"),
+                 alt.Tooltip("j_per_step:Q", title="Energy per step (J)", format=".4g"),
+                 alt.Tooltip("energy_j:Q", title="Energy in cell (J)", format=".4g"),
+                 alt.Tooltip("time_s:Q", title="Time in cell (s)", format=".4f")],
+    ).properties(title=title("Energy per layer and token step (J)", estimated), height=alt.Step(18))
+
+
+def component_breakdown(totals: pd.DataFrame, *, estimated: bool = False) -> alt.Chart:
+    """Energy (J) and mean power (W) per component; `package` already contains the others."""
+    data = totals.dropna(subset=["energy_j"]) if not totals.empty else totals
+    if data.empty:
+        return _empty(title("No component energy recorded", estimated))
+    data = data[["component", "energy_j", "mean_w"]].head(MAX_ROWS).copy()
+    data["label"] = data["component"].map(lambda c: f"{c} (whole chip)" if c == "package" else c)
+    return alt.Chart(data).mark_bar().encode(
+        y=alt.Y("label:N", title="Component", sort="-x"), x=alt.X("energy_j:Q", title="Energy (J)"),
+        color=alt.Color("component:N", title="Component", legend=None,
+                        scale=_component_scale(data["component"].unique())),
+        tooltip=[alt.Tooltip("label:N", title="Component"),
+                 alt.Tooltip("energy_j:Q", title="Energy (J)", format=".4g"),
+                 alt.Tooltip("mean_w:Q", title="Mean power (W)", format=".3g")],
+    ).properties(title=title("Energy per component (J)", estimated), height=alt.Step(28))
+
+
+def compare_j_per_token(data: pd.DataFrame, *, estimated: bool = False, phase: str | None = None) -> alt.Chart:
+    """J/token per run with 95% confidence intervals as error bars; columns run, phase, mean, ci95.
+
+    With `phase`, only that phase (each phase on its own scale: a prefill costs far more than a decode step)."""
+    data = data[data["phase"] == phase] if phase is not None and not data.empty else data
+    data = data.dropna(subset=["mean"]).head(MAX_ROWS) if not data.empty else data
+    what = f"Energy per {phase} token" if phase else "Energy per token"
+    if data.empty:
+        return _empty(title(f"No {what.lower()} figures to compare", estimated))
+    data = data.assign(lo=data["mean"] - data["ci95"].fillna(0), hi=data["mean"] + data["ci95"].fillna(0))
+    offset = {} if phase else {"xOffset": alt.XOffset("phase:N")}
+    base = alt.Chart(data).encode(
+        x=alt.X("run:N", title="Run", axis=alt.Axis(labelAngle=0)), **offset,
+        tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("phase:N", title="Phase"),
+                 alt.Tooltip("mean:Q", title="Energy per token (J)", format=".4g"),
+                 alt.Tooltip("ci95:Q", title="95% CI ± (J)", format=".3g")])
+    color = alt.Color("run:N", title="Run", scale=RUN_SCALE) if phase else \
+        alt.Color("phase:N", title="Phase", scale=_phase_scale(data["phase"].unique()))
+    bars = base.mark_bar().encode(y=alt.Y("mean:Q", title=f"{what} (J)"), color=color)
+    errors = base.mark_rule(strokeWidth=2, color="#222").encode(y="lo:Q", y2="hi:Q")
+    caps = base.mark_tick(thickness=2, size=14, color="#222").encode(y="hi:Q")
+    low_caps = base.mark_tick(thickness=2, size=14, color="#222").encode(y="lo:Q")
+    return alt.layer(bars, errors, caps, low_caps).properties(
+        title=title(f"{what} with 95% CI (J)", estimated), height=280)
+
+
+def compare_power(data: pd.DataFrame, *, estimated: bool = False) -> alt.Chart:
+    """Mean power (W) per component, runs side by side; columns run, component, mean_w."""
+    data = data.dropna(subset=["mean_w"]).head(MAX_ROWS)
+    if data.empty:
+        return _empty(title("No power figures to compare", estimated))
+    return alt.Chart(data).mark_bar().encode(
+        x=alt.X("component:N", title="Component"), xOffset=alt.XOffset("run:N"),
+        y=alt.Y("mean_w:Q", title="Mean power (W)"), color=alt.Color("run:N", title="Run", scale=RUN_SCALE),
+        tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("component:N", title="Component"),
+                 alt.Tooltip("mean_w:Q", title="Mean power (W)", format=".3g")],
+    ).properties(title=title("Mean power per component (W)", estimated), height=280)
+
+
+def compare_layers(data: pd.DataFrame, *, estimated: bool = False,
+                   measure: str = "Energy per layer (J)") -> alt.Chart:
+    """Per-layer energy of several runs side by side; columns run, layer, position, energy_j (in `measure` units)."""
+    data = data.dropna(subset=["energy_j"]).head(MAX_ROWS)
+    if data.empty:
+        return _empty(title("No per-layer energy to compare", estimated))
+    order = data.groupby("layer")["position"].max().sort_values(kind="stable").index.tolist()
+    runs = data["run"].nunique()
+    return alt.Chart(data[["run", "layer", "position", "energy_j"]]).mark_bar().encode(
+        y=alt.Y("layer:N", title="Layer", sort=order, axis=LAYER_AXIS), yOffset=alt.YOffset("run:N"),
+        x=alt.X("energy_j:Q", title=measure), color=alt.Color("run:N", title="Run", scale=RUN_SCALE),
+        tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("layer:N", title="Layer"),
+                 alt.Tooltip("energy_j:Q", title=measure, format=".4g")],
+    ).properties(title=title(measure, estimated), height=alt.Step(10 * runs + 4))

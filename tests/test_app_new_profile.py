@@ -1,0 +1,124 @@
+"""The new-profile page: the form launches the runner with every option, refusal of a second job, cancel,
+and a job whose process died shown as failed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from seed import REPO, open_page, seed_run, texts
+
+from energyprof import jobs, ui
+from energyprof.store import Store
+
+PAGE = "app_pages/new_profile.py"
+
+
+def test_launch_passes_every_option(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, Any]] = []
+
+    def fake_launch(s: Store, params: dict[str, Any]) -> int:
+        calls.append(params)
+        return s.create_run("profile", status="queued", model=params["model"], params=params)
+
+    monkeypatch.setattr(jobs, "launch_job", fake_launch)
+    at = open_page(PAGE)
+    assert not at.exception
+    assert at.checkbox(key="trust_remote_code").value is False
+    assert any("Trust remote code" in t for t in texts(at, "warning"))
+    at.text_input(key="model_custom").set_value("  ./my-model  ")
+    at.text_area(key="prompt").set_value("Hello there")
+    at.number_input(key="max_new_tokens").set_value(17)
+    at.checkbox(key="ignore_eos").set_value(False)
+    at.selectbox(key="device").set_value("cpu")
+    at.selectbox(key="dtype").set_value("bfloat16")
+    at.selectbox(key="source").set_value("estimate")
+    at.number_input(key="interval_ms").set_value(50)
+    at.number_input(key="baseline_s").set_value(2.5)
+    at.selectbox(key="layers").set_value("modules")
+    at.number_input(key="repeats").set_value(4)
+    at.number_input(key="warmup").set_value(2)
+    at.number_input(key="temperature").set_value(0.7)
+    at.number_input(key="top_p").set_value(0.9)
+    at.number_input(key="seed").set_value(42)
+    at.button(key="launch").click().run()
+    assert not at.exception
+    assert calls == [{"model": "./my-model", "prompt": "Hello there", "max_new_tokens": 17, "ignore_eos": False,
+                      "device": "cpu", "dtype": "bfloat16", "source": "estimate", "interval_ms": 50,
+                      "layers": "modules", "repeats": 4, "warmup": 2, "baseline_s": 2.5, "temperature": 0.7,
+                      "top_p": 0.9, "seed": 42, "trust_remote_code": False}]
+    assert any("Job #1 started" in t for t in texts(at, "success"))
+    assert any(m.label == "Tokens done" for m in at.metric)
+    assert at.button(key="cancel-1")
+
+
+def test_defaults_are_a_builtin_model_and_auto_source(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(jobs, "launch_job", lambda s, p: calls.append(p) or s.create_run("profile", params=p))
+    at = open_page(PAGE)
+    assert at.selectbox(key="model").options == list(ui.BUILTIN_MODEL_NAMES)
+    assert at.selectbox(key="source").options[0] == "auto"
+    at.button(key="launch").click().run()
+    assert calls[0]["model"] == "tiny" and calls[0]["source"] == "auto" and calls[0]["interval_ms"] is None
+    assert calls[0]["trust_remote_code"] is False
+
+
+def test_invalid_parameters_are_refused_before_launch(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(jobs, "launch_job", lambda s, p: calls.append(p) or 1)
+    at = open_page(PAGE)
+    at.text_area(key="prompt").set_value("   ")
+    at.button(key="launch").click().run()
+    assert calls == [] and any("prompt is empty" in t for t in texts(at, "error"))
+
+
+def test_second_launch_is_refused(store: Store) -> None:
+    running = seed_run(store, tokens=10, status="running")
+    at = open_page(PAGE)
+    at.button(key="launch").click().run()  # real jobs.launch_job: the database refuses a second job
+    assert not at.exception
+    assert any("already running" in t and f"run {running}" in t for t in texts(at, "error"))
+    assert len(store.list_runs()) == 1
+
+
+def test_cancel_stops_the_job(store: Store) -> None:
+    running = seed_run(store, tokens=10, status="running")
+    at = open_page(PAGE)
+    assert any(m.label == "Tokens done" and m.value == "5" for m in at.metric)
+    at.button(key=f"cancel-{running}").click().run()
+    assert not at.exception
+    assert store.get_run(running)["status"] == "cancelled"
+    assert any(f"Job #{running} cancelled" in t for t in texts(at, "success"))
+    assert f"cancel-{running}" not in [b.key for b in at.button]
+
+
+def test_dead_job_is_shown_failed(store: Store) -> None:
+    running = seed_run(store, tokens=10, status="running")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    store.update_run(running, pid=int(dead.stdout))
+    at = open_page(PAGE)
+    assert not at.exception
+    run = store.get_run(running)
+    assert run["status"] == "failed" and "ended without finishing" in run["error"]
+    assert not any(m.label == "Tokens done" for m in at.metric)
+
+
+def test_builtin_names_match_the_engine() -> None:
+    models = pytest.importorskip("energyprof.profile.models")
+    assert tuple(models.BUILTIN_MODELS) == ui.BUILTIN_MODEL_NAMES
+    assert tuple(models.DEVICES) == ui.DEVICES
+    assert tuple(models.DTYPES) == ui.DTYPES
+
+
+def test_pages_do_not_import_torch() -> None:
+    code = ("import sys, runpy\n"
+            "import energyprof.ui, energyprof.charts, energyprof.export, energyprof.jobs, energyprof.profile.job\n"
+            "from energyprof.power import registry\n"
+            "registry.all_statuses()\n"
+            "bad = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
+            "print(','.join(bad))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == ""

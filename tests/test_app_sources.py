@@ -1,0 +1,63 @@
+"""The power sources page: statuses with reasons and the auto pick, setup text, a real test sample, capture upload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from seed import open_page, texts
+
+from energyprof.power import registry
+from energyprof.store import Store
+
+PAGE = "app_pages/sources.py"
+
+
+def test_statuses_and_setup(store: Store) -> None:
+    at = open_page(PAGE)
+    assert not at.exception
+    df = at.dataframe[0].value
+    statuses = registry.all_statuses()
+    assert list(df["source"]) == [s.name for s in statuses]
+    auto = registry.auto_name(statuses)
+    assert list(df.loc[df["auto picks"] == "✔", "source"]) == [auto]
+    bullets = " ".join(texts(at, "markdown"))
+    for s in statuses:
+        assert f"**{s.name}**: {s.reason}" in bullets
+    code = " ".join(c.value for c in at.code)
+    assert "ALL=(root) NOPASSWD: /usr/bin/powermetrics" in code
+    assert "scripts/setup_powermetrics.sh --uninstall" in code
+
+
+def test_test_sample_records_a_sample_run(store: Store) -> None:
+    at = open_page(PAGE, timeout=60)
+    at.selectbox(key="sample_source").set_value("estimate")
+    at.number_input(key="sample_seconds").set_value(1)
+    at.button(key="sample").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not texts(at, "error"), texts(at, "error")
+    runs = store.list_runs()
+    assert list(runs["kind"]) == ["sample"] and runs.iloc[0]["source"] == "estimate"
+    assert any(t.startswith(f"Run #{runs.iloc[0]['id']} (done)") for t in texts(at, "success"))
+    assert any(m.label.endswith("(estimated)") for m in at.metric)
+
+
+def test_capture_upload(store: Store, fixtures_dir: Path) -> None:
+    capture = fixtures_dir / "m4pro_Mac16-8_macOS15.5-24F74_plist_gpu_power-only_5samples_NUL-separated.plist"
+    at = open_page(PAGE, timeout=60)
+    at.file_uploader(key="capture").set_value((capture.name, capture.read_bytes(), "application/xml")).run()
+    at.button(key="import").click().run()
+    assert not at.exception
+    assert not texts(at, "error"), texts(at, "error")
+    runs = store.list_runs()
+    assert list(runs["kind"]) == ["capture"] and runs.iloc[0]["status"] == "done"
+    assert any("from powermetrics (measured)" in t for t in texts(at, "success"))
+
+
+def test_bad_capture_is_one_sentence(store: Store) -> None:
+    at = open_page(PAGE, timeout=60)
+    at.file_uploader(key="capture").set_value(("notes.txt", b"hello, not powermetrics", "text/plain")).run()
+    at.button(key="import").click().run()
+    errors = texts(at, "error")
+    assert len(errors) == 1 and errors[0].startswith("Could not import notes.txt: ")
+    assert "\n" not in errors[0] and "/tmp" not in errors[0]
+    assert store.list_runs().empty

@@ -1,0 +1,186 @@
+"""End to end in headless Chromium (Debian's, driven by Playwright) against a real `streamlit run app.py`.
+
+A fresh server's first request is a deep link to a seeded run (the path Streamlit's legacy `pages/` discovery
+would break); then the demo profile is started from the empty database's runs page and followed until it is
+`done` (the real job subprocess: tiny model, auto power source); the run page is saved as
+docs/screenshot-run.png. In CI (CI=true) a missing chromium or Playwright fails the test instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from seed import REPO, seed_run
+
+from energyprof.store import Store
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+DEMO_TIMEOUT_S = 120
+SCREENSHOT = REPO / "docs" / "screenshot-run.png"
+
+
+def _missing(what: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is missing in CI; .ci/run installs chromium (apt-get install chromium).")
+    pytest.skip(f"{what} is missing; install it with `apt-get install chromium` to run the browser tests.")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Store, Path]]:
+    """A real dashboard server on a free port over a seeded database in tmp_path."""
+    if not CHROMIUM.exists():
+        _missing(str(CHROMIUM))
+    db = tmp_path / "e2e.sqlite3"
+    store = Store(db)
+    port = _free_port()
+    log = tmp_path / "streamlit.log"
+    env = {**os.environ, "ENERGYPROF_DB": str(db), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read().decode() == "ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url, store, tmp_path
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        store.close()
+
+
+def _wait_for_charts(page, count: int, timeout_s: float = 30) -> int:
+    """Wait until `count` charts have drawn (vega-embed puts a canvas or an svg inside each)."""
+    deadline = time.monotonic() + timeout_s
+    drawn = 0
+    while time.monotonic() < deadline:
+        drawn = page.locator("[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg"
+                             ).count()
+        if drawn >= count:
+            return drawn
+        page.wait_for_timeout(250)
+    return drawn
+
+
+def _open_first_run_link(context, page) -> str:
+    """Click the first row's Run link in the runs table (a canvas grid: the link is hit by position)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    grid = page.locator("[data-testid='stDataFrame']").first
+    grid.wait_for(timeout=30_000)
+    page.wait_for_timeout(500)
+    box = grid.bounding_box()
+    y = box["y"] + 35 + 17  # the header row, then the middle of the first row
+    for dx in range(9, 22, 2):
+        page.mouse.move(box["x"] + dx, y)
+        page.wait_for_timeout(150)
+        try:
+            with context.expect_page(timeout=2000) as opened:
+                page.mouse.click(box["x"] + dx, y)
+        except PlaywrightTimeout:  # missed the link text: try a little further right
+            continue
+        target = opened.value
+        target.wait_for_load_state()
+        target.get_by_text("Gross energy").first.wait_for(timeout=30_000)
+        url = target.url
+        target.close()
+        return url
+    raise AssertionError("no run link opened a page")
+
+
+def test_deep_link_then_demo_profile(server: tuple[str, Store, Path]) -> None:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright")
+    url, store, tmp = server
+    seeded = seed_run(store, tokens=40, layer_calls=400)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1800})
+        try:
+            # 1. The fresh server's very first request: a deep link, opened in a new page.
+            page = context.new_page()
+            page.goto(f"{url}/run?run={seeded}")
+            page.get_by_text(f"Run #{seeded} · tiny").wait_for(timeout=30_000)
+            metrics = page.locator("[data-testid='stMetric']")
+            metrics.first.wait_for(timeout=30_000)
+            labels = page.locator("[data-testid='stMetricLabel']").all_inner_texts()
+            assert {"Gross energy", "Net energy", "J/token prefill", "J/token decode"} <= set(labels)
+            assert _wait_for_charts(page, 6) >= 6
+            sidebar = page.locator("[data-testid='stSidebar']")
+            assert "Database" in sidebar.inner_text()  # app.py ran: its sidebar is there
+            nav = page.locator("[data-testid='stSidebarNav']").inner_text()
+            assert "Runs" in nav and "Power sources" in nav and "app" not in nav.split()
+            page.close()
+
+            # 2. The runs table links each run to its page (a new tab, relative URL run?run=N).
+            page = context.new_page()
+            page.goto(url)
+            assert _open_first_run_link(context, page).endswith(f"/run?run={seeded}")
+            page.close()
+
+            # 3. The demo profile from an empty database's runs page, followed to `done`.
+            assert store.delete_run(seeded)
+            page = context.new_page()
+            page.goto(url)
+            page.get_by_role("button", name="Run a demo profile").click()
+            page.wait_for_url("**/run?run=*", timeout=30_000)
+            run_id = int(page.url.rsplit("=", 1)[1])
+            deadline = time.monotonic() + DEMO_TIMEOUT_S
+            status = None
+            while time.monotonic() < deadline:
+                run = store.get_run(run_id)
+                status = run["status"] if run else None
+                if status in ("done", "failed", "cancelled"):
+                    break
+                time.sleep(0.5)
+            assert status == "done", f"demo ended {status}: {run and run.get('error')}"
+            page.get_by_text("J/token decode").first.wait_for(timeout=30_000)
+            assert page.locator("[data-testid='stMarkdownContainer']").get_by_text("done", exact=True).count() >= 1
+            assert _wait_for_charts(page, 6) >= 6
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(tmp / "screenshot-run.png"))
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            shutil.copyfile(tmp / "screenshot-run.png", SCREENSHOT)
+            page.close()
+        finally:
+            context.close()
+            browser.close()
