@@ -100,9 +100,13 @@ st.caption("Lines: mean power per component in each time bin" + (
 left, right = st.columns(2)
 with left:
     st.subheader(ui.label("Components", est))
-    ui.chart(charts.component_breakdown(totals, estimated=est), key="chart_components")
+    breakdown = ui.workload_components(run.get("summary")) if profiled else totals
+    ui.chart(charts.component_breakdown(breakdown, estimated=est), key="chart_components")
+    if profiled:
+        st.caption("Gross energy per component over the measured repeats (loading, baseline and warm-up excluded).")
 with right:
     st.subheader("Power source")
+    st.caption("The whole recording: loading, idle baseline, warm-up and workload.")
     st.markdown(f"{ui.measured_badge(run)} **{run.get('source') or '—'}**, "
                 f"{int(totals['windows'].max()) if not totals.empty else 0:,} windows, "
                 f"components: {', '.join(totals['component']) if not totals.empty else 'none'}")

@@ -119,6 +119,15 @@ def figures(summary: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def workload_components(summary: Mapping[str, Any] | None) -> pd.DataFrame:
+    """Per component over the measured repeats: gross and net energy (J) and mean power (W) from the summary."""
+    s = dict(summary or {})
+    gross, net, mean = (s.get(k) or {} for k in ("energy_j", "net_energy_j", "mean_w"))
+    rows = [{"component": c, "energy_j": gross.get(c), "net_energy_j": net.get(c), "mean_w": mean.get(c)}
+            for c in gross]
+    return pd.DataFrame(rows, columns=["component", "energy_j", "net_energy_j", "mean_w"])
+
+
 _READS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="energyprof-read")
 """The run page's independent store reads run side by side: SQLite releases the GIL while it works and WAL
 lets readers share the file (a third off the first view of a 2-hour run)."""

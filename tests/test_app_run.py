@@ -17,6 +17,19 @@ from energyprof.store import Store
 RUN = "app_pages/run.py"
 
 
+def chart_frame(at, title: str) -> pd.DataFrame:
+    """The data one chart (found by title) ships to the browser."""
+    import pyarrow as pa
+
+    for element in at.get("vega_lite_chart"):
+        spec = json.loads(element.proto.spec)
+        name = spec.get("title")
+        if (name.get("text") if isinstance(name, dict) else name) == title:
+            frames = [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in element.proto.datasets]
+            return pd.concat(frames) if frames else pd.DataFrame()
+    raise AssertionError(f"no chart titled {title!r}")
+
+
 def metrics(at) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
@@ -48,6 +61,8 @@ def test_profile_run_metrics_charts_and_downloads(store: Store) -> None:
     assert found["Energy per layer (J), largest first"]["rows"] == 10
     assert found["Energy per layer and token step (J)"]["rows"] == 400
     assert found["Energy per component (J)"]["rows"] == 4
+    shipped = chart_frame(at, "Energy per component (J)").set_index("component")["energy_j"].to_dict()
+    assert shipped == pytest.approx(summary["energy_j"])  # the workload's gross energy, not the whole recording
     timeline = found["Power per component over time (W)"]["spec"]
     layer_marks = [layer["mark"]["type"] for layer in timeline["layer"]]
     assert layer_marks == ["rect", "tick", "line"]
