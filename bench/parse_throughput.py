@@ -43,7 +43,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         best = min(best, time.perf_counter() - started)
     assert parsed == count, f"parsed {parsed} of {count} documents"
     setup = (f"{path.name} ({len(doc) / 1024:.0f} KiB/document) x {count}, NUL-framed, fed in "
-             f"{CHUNK // 1024} KiB chunks; PlistStreamFramer + plistlib; best of {1 if quick else 3}")
+             f"{CHUNK // 1024} KiB chunks; framer + parse_plist_document; best of {1 if quick else 3}")
     return [
         row("powermetrics parse: documents/s", count / best, "docs/s", setup, at_least=TARGET_DOCS_PER_S),
         row("powermetrics parse: MB/s", len(stream) / best / 1e6, "MB/s", setup),

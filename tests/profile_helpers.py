@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,16 @@ def fast_params(**overrides: Any) -> Any:
     from energyprof.profile.job import ProfileParams
 
     return ProfileParams(**{**FAST, **overrides})
+
+
+def wait_for(predicate, timeout_s: float = 60.0, what: str = "condition") -> None:
+    """Poll predicate every 50 ms until it is true; fail the test after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def use_fake_powermetrics(monkeypatch: pytest.MonkeyPatch, pidfile: Path | None = None, **env: str) -> None:

@@ -18,22 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
+from profile_helpers import fast_params, pid_alive, use_fake_powermetrics, wait_for
 
 from energyprof import jobs
 from energyprof.profile.job import profile_foreground
 from energyprof.store import JobAlreadyRunning, Store
-from tests.profile_helpers import fast_params, pid_alive, use_fake_powermetrics
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def wait_for(predicate, timeout_s: float = 90.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def cli(*args: str, db: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -55,8 +46,9 @@ def test_sigkilled_job_shows_failed_on_the_next_cli_call_with_its_data_kept(stor
     wait_for(lambda: not store.steps(run_id).empty and not store.power_samples(run_id).empty,
              what="a stored repeat and samples")
     steps_before = len(store.steps(run_id))
-    os.kill(store.get_run(run_id)["pid"], signal.SIGKILL)
-    wait_for(lambda: not pid_alive(store.get_run(run_id)["pid"]) or True, timeout_s=5)
+    pid = store.get_run(run_id)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(pid), timeout_s=10, what="the killed job to be gone")
     listed = json.loads(cli("runs", "--json", db=db_path).stdout)
     row = next(r for r in listed if r["id"] == run_id)
     assert row["status"] == "failed"

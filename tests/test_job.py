@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
-from profile_helpers import assert_closure, fast_params, pid_alive, use_fake_powermetrics
+from profile_helpers import assert_closure, fast_params, pid_alive, use_fake_powermetrics, wait_for
 
 from energyprof import jobs
 from energyprof.profile import loop
 from energyprof.profile.hooks import hook_count
 from energyprof.profile.job import ProfileParams, profile_foreground, run_job
 from energyprof.store import Store
-
-
-def wait_for(predicate, timeout_s: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # -- parameters ------------------------------------------------------------------------------------
