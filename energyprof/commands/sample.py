@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from energyprof.commands.args import add_db_option, add_json_option, fail, float_range, int_range, print_json
-from energyprof.power.base import NullSource, PowerSource, PowerSourceError, PowerWindow, now_ns
+from energyprof.power.base import NullSource, PowerSource, PowerSourceError, now_ns
 from energyprof.power.registry import AUTO, SOURCE_NAMES, resolve_source, source_status
 from energyprof.power.sampler import Sampler
 from energyprof.power.summary import format_summary, result_json, summarise_windows
+from energyprof.power.writer import WindowWriter
 from energyprof.store import Store
 
 FLUSH_EVERY_S = 0.5
@@ -57,35 +58,7 @@ def sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-class WindowRecorder:
-    """Collects windows from the sampler thread and writes them to the store in batches."""
-
-    def __init__(self, store: Store, run_id: int) -> None:
-        self.store = store
-        self.run_id = run_id
-        self.windows: list[PowerWindow] = []
-        self._pending: list[PowerWindow] = []
-        self._lock = threading.Lock()
-
-    def add(self, windows: list[PowerWindow]) -> None:
-        with self._lock:
-            self.windows.extend(windows)
-            self._pending.extend(windows)
-
-    def flush(self) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, []
-        if not batch:
-            return
-        try:
-            self.store.add_power_windows(self.run_id, batch)
-        except BaseException:
-            with self._lock:
-                self._pending[:0] = batch
-            raise
-
-
-def record(source: PowerSource, recorder: WindowRecorder, seconds: float,
+def record(source: PowerSource, recorder: WindowWriter, seconds: float,
            interval_ms: int) -> tuple[str, str | None, int]:
     """Run the source for `seconds`; (final status, error sentence or None, exit code)."""
     sampler = Sampler(source, recorder.add, interval_ms=interval_ms)
@@ -136,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                               params={"seconds": args.seconds, "interval_ms": interval_ms,
                                       "requested_source": args.source})
     store.update_run(run_id, clock_t0_ns=now_ns(), pid=os.getpid())
-    recorder = WindowRecorder(store, run_id)
+    recorder = WindowWriter(store, run_id, keep=True)
     status, error, code = record(source, recorder, args.seconds, interval_ms)
     summary = summarise_windows(recorder.windows, source.components())
     skipped = int(getattr(source, "skipped", 0))

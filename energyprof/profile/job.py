@@ -24,6 +24,7 @@ from typing import Any
 
 from energyprof.power.base import PowerSource, PowerSourceError, PowerWindow, now_ns
 from energyprof.power.sampler import Sampler
+from energyprof.power.writer import WindowWriter
 from energyprof.store import Store
 
 DEFAULT_PROMPT = "The quick brown fox jumps over the lazy dog."
@@ -229,16 +230,14 @@ class Monitor:
 
     def __init__(self, store: Store, run_id: int, engine: ProfileEngine) -> None:
         self.store, self.run_id, self.engine = store, run_id, engine
-        self._lock = threading.Lock()
-        self._pending: list[PowerWindow] = []
+        self.writer = WindowWriter(store, run_id)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"energyprof-monitor-{run_id}", daemon=True)
         self.flush_errors = 0
 
     def add(self, windows: list[PowerWindow]) -> None:
         """Sampler callback: buffer windows (cheap; the writing happens on the monitor thread)."""
-        with self._lock:
-            self._pending.extend(windows)
+        self.writer.add(windows)
 
     def start(self) -> None:
         self._thread.start()
@@ -262,16 +261,10 @@ class Monitor:
 
     def flush(self) -> None:
         """Write buffered windows; on a database error keep them for the next try."""
-        with self._lock:
-            batch, self._pending = self._pending, []
-        if not batch:
-            return
         try:
-            self.store.add_power_windows(self.run_id, batch)
-        except Exception:  # kept for the next flush
+            self.writer.flush()
+        except Exception:  # the writer kept the batch for the next flush
             self.flush_errors += 1
-            with self._lock:
-                self._pending[:0] = batch
 
     def stop(self) -> None:
         """Stop the thread and write what is still buffered (from the calling thread)."""
