@@ -106,7 +106,8 @@ with left:
         st.caption("Gross energy per component over the measured repeats (loading, baseline and warm-up excluded).")
 with right:
     st.subheader("Power source")
-    st.caption("The whole recording: loading, idle baseline, warm-up and workload.")
+    if profiled:
+        st.caption("The whole recording: loading, idle baseline, warm-up and workload.")
     st.markdown(f"{ui.measured_badge(run)} **{run.get('source') or '—'}**, "
                 f"{int(totals['windows'].max()) if not totals.empty else 0:,} windows, "
                 f"components: {', '.join(totals['component']) if not totals.empty else 'none'}")

@@ -150,6 +150,9 @@ def power_timeline(timeline: pd.DataFrame, steps: pd.DataFrame | None = None, *,
     lines_budget = MAX_ROWS - len(spans) - (min(len(steps), MAX_ROWS // 5) if steps is not None else 0)
     lines = downsample(timeline, max(100, lines_budget), by=["component"], mean_cols=["power_w", "t_s"],
                        max_cols=["peak_w"])
+    if "t1_s" in timeline:  # a step line ends where the last window ends, not where it starts
+        ends = timeline.sort_values("t_s").groupby("component").tail(1).assign(t_s=lambda d: d["t1_s"])
+        lines = pd.concat([lines, ends[[c for c in lines.columns if c in ends.columns]]], ignore_index=True)
     x = alt.X("t_s:Q", title="Time since the run started (s)")
     layers: list[alt.Chart] = []
     if not spans.empty:

@@ -22,7 +22,7 @@ import streamlit as st
 from energyprof import charts, jobs
 from energyprof.export import export_csv, trace_json
 from energyprof.power import registry
-from energyprof.power.base import COMPONENTS, SourceStatus
+from energyprof.power.base import COMPONENTS, SourceStatus, total_energy_mj
 from energyprof.profile.job import DEVICE_NAMES, DTYPE_NAMES, ProfileParams
 from energyprof.store import ACTIVE_STATUSES, JobAlreadyRunning, Store, default_db_path
 
@@ -82,13 +82,10 @@ def run_id_param(name: str = "run") -> int | None:
 
 
 def whole(values: Mapping[str, float | None] | None) -> float | None:
-    """Whole-system figure of a {component: value} dict: `package` when known, else the sum of the parts."""
-    if not values:
-        return None
-    if values.get("package") is not None:
-        return float(values["package"])
-    parts = [v for k, v in values.items() if k != "package" and v is not None]
-    return float(sum(parts)) if parts else None
+    """Whole-system figure of a {component: value} dict: `package` when known, else the sum of the known parts
+    (the store's rule, energyprof.power.base.total_energy_mj; NaN counts as unknown)."""
+    known = {k: float(v) for k, v in (values or {}).items() if v is not None and not math.isnan(float(v))}
+    return total_energy_mj(known)
 
 
 def figures(summary: Mapping[str, Any] | None) -> dict[str, Any]:

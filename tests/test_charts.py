@@ -191,3 +191,13 @@ def test_charts_module_does_not_import_streamlit() -> None:
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                  and node.module}
     assert "streamlit" not in imported
+
+
+def test_power_line_reaches_the_end_of_the_last_window() -> None:
+    timeline = pd.DataFrame({"t_s": [0.0, 1.0, 2.0], "component": ["gpu"] * 3, "power_w": [1.0, 2.0, 3.0],
+                             "peak_w": [1.0, 2.0, 3.0], "t1_s": [1.0, 2.0, 3.0]})
+    spec = charts.power_timeline(timeline).to_dict()
+    lines = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "line")
+    values = spec["datasets"][(lines.get("data") or spec["data"])["name"]]
+    assert max(v["t_s"] for v in values) == 3.0
+    assert [v["power_w"] for v in values if v["t_s"] == 3.0] == [3.0]

@@ -107,6 +107,7 @@ def test_power_timeline_downsamples_and_keeps_energy_true_means(store: Store) ->
     assert timeline["power_w"].to_numpy() == pytest.approx([2.0] * len(timeline))
     assert timeline["peak_w"].max() == pytest.approx(3.0)
     assert timeline["t_s"].iloc[0] == 0.0
+    assert timeline["t1_s"].max() == pytest.approx(10.0)  # the last window ends at 1,000 x 10 ms
 
 
 def test_writer_waits_for_another_writer_and_goes_on(db_path) -> None:
