@@ -93,6 +93,12 @@ if profiled and fig["baseline_w"] is not None:
                "Net = gross − baseline × duration; gross includes the idle draw.")
 
 st.subheader(ui.label("Power over time", est))
+if profiled and "workload_timeline" in views:
+    span = st.segmented_control("Time range", ["Workload", "Whole recording"], default="Workload",
+                                key="time_range", help="The whole recording includes model loading, the idle "
+                                "baseline and warm-up runs.")
+    if span != "Whole recording":
+        timeline = views["workload_timeline"]
 ui.chart(charts.power_timeline(timeline, views["steps"] if profiled else None, estimated=est), key="chart_timeline")
 st.caption("Lines: mean power per component in each time bin" + (
     ". Shading: prefill / decode. Ticks: step starts." if profiled else "."))

@@ -149,6 +149,12 @@ def _views(store: Store, run: dict[str, Any], repeat: int) -> dict[str, Any]:
         "layer_summary": _READS.submit(_read, store, "layer_summary", run_id),
         "matrix": _READS.submit(_read, store, "layer_step_matrix", run_id, repeat, max_cells=charts.MAX_ROWS),
     }
+    span = store.step_span_ns(run_id)
+    if span is not None:  # the workload alone: the steps' span and a margin of a tenth on each side
+        margin = (span[1] - span[0]) // 10
+        reads["workload_timeline"] = _READS.submit(
+            _read, store, "power_timeline", run_id, max_points=TIMELINE_ROWS // components,
+            start_ns=span[0] - margin, end_ns=span[1] + margin)
     views = {name: read.result() for name, read in reads.items()}
     summary = views["layer_summary"]
     layers = pd.DataFrame()

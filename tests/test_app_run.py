@@ -179,3 +179,23 @@ def test_running_run_shows_live_progress(store: Store) -> None:
     assert metrics(at)["Tokens done"] == "10"
     assert at.get("progress")
     assert at.button(key=f"cancel-{run_id}")
+
+
+def test_timeline_shows_the_workload_first_and_the_whole_recording_on_request(store: Store) -> None:
+    from energyprof.power.base import PowerWindow
+
+    run_id = store.create_run("profile", source="powermetrics", measured=True, model="tiny")
+    store.update_run(run_id, clock_t0_ns=0)
+    second = 1_000_000_000
+    store.add_power_windows(run_id, [PowerWindow(i * second // 10, (i + 1) * second // 10, {"cpu": 100.0})
+                                     for i in range(600)])  # 60 s recorded: loading, baseline, workload
+    store.add_steps(run_id, [(0, i, "prefill" if i == 0 else "decode", (50 + i) * second // 10,
+                              (51 + i) * second // 10, 1, 65, "a") for i in range(10)])  # workload: 5 s .. 6 s
+    store.finish_run(run_id, "done", summary={"repeats": 1})
+    at = open_page(RUN, {"run": str(run_id)})
+    assert not at.exception
+    workload = chart_frame(at, "Power per component over time (W)")["t_s"]
+    assert 4.8 <= workload.min() and workload.max() <= 6.2
+    at.button_group(key="time_range").set_value("Whole recording").run()
+    whole = chart_frame(at, "Power per component over time (W)")["t_s"]
+    assert whole.min() == 0.0 and whole.max() == pytest.approx(60.0)

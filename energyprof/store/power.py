@@ -45,13 +45,15 @@ class PowerMixin(StoreCore):
             "AS mean_w FROM power_samples WHERE run_id = ? GROUP BY component ORDER BY component",
             (run_id,))
 
-    def power_timeline(self, run_id: int, max_points: int = 1000) -> pd.DataFrame:
+    def power_timeline(self, run_id: int, max_points: int = 1000, *, start_ns: int | None = None,
+                       end_ns: int | None = None) -> pd.DataFrame:
         """Mean power per component in at most max_points time bins: t_s (bin start, from the run's clock start),
         component, power_w, peak_w, t1_s (end of the bin's last window). Bins weight each window by its length,
-        so the mean stays energy-true."""
+        so the mean stays energy-true. start_ns/end_ns keep only the windows overlapping that span."""
+        bounds = {"run": run_id, "start": start_ns, "end": end_ns}
         run = self.query_one("SELECT clock_t0_ns FROM runs WHERE id = ?", (run_id,))
-        span = self.query_one("SELECT MIN(t0_ns) AS lo, MAX(t1_ns) AS hi FROM power_samples WHERE run_id = ?",
-                              (run_id,))
+        span = self.query_one("SELECT MIN(t0_ns) AS lo, MAX(t1_ns) AS hi FROM power_samples WHERE run_id = :run "
+                              "AND (:start IS NULL OR t1_ns > :start) AND (:end IS NULL OR t0_ns < :end)", bounds)
         if span is None or span["lo"] is None:
             return pd.DataFrame(columns=["t_s", "component", "power_w", "peak_w", "t1_s"])
         origin = run["clock_t0_ns"] if run and run["clock_t0_ns"] is not None else span["lo"]
@@ -61,7 +63,7 @@ class PowerMixin(StoreCore):
             "SELECT (MIN(t0_ns) - :origin) / 1e9 AS t_s, component, "
             "SUM(energy_mj) / 1e3 / (SUM(CASE WHEN energy_mj IS NOT NULL THEN t1_ns - t0_ns END) / 1e9) "
             "AS power_w, MAX(energy_mj / 1e3 / ((t1_ns - t0_ns) / 1e9)) AS peak_w, "
-            "(MAX(t1_ns) - :origin) / 1e9 AS t1_s "
-            "FROM power_samples WHERE run_id = :run GROUP BY (t0_ns - :lo) / :width, component "
-            "ORDER BY t_s, component",
-            {"origin": origin, "run": run_id, "lo": lo, "width": width})
+            "(MAX(t1_ns) - :origin) / 1e9 AS t1_s FROM power_samples WHERE run_id = :run "
+            "AND (:start IS NULL OR t1_ns > :start) AND (:end IS NULL OR t0_ns < :end) "
+            "GROUP BY (t0_ns - :lo) / :width, component ORDER BY t_s, component",
+            {**bounds, "origin": origin, "lo": lo, "width": width})

@@ -75,6 +75,11 @@ class ProfileMixin(StoreCore):
             "WHERE e.run_id = :run AND (:repeat IS NULL OR e.repeat = :repeat) "
             "ORDER BY e.repeat, e.idx, e.component", {"run": run_id, "repeat": repeat})
 
+    def step_span_ns(self, run_id: int) -> tuple[int, int] | None:
+        """(first step start, last step end) on the job clock, or None for a run without steps."""
+        row = self.query_one("SELECT MIN(t0_ns) AS lo, MAX(t1_ns) AS hi FROM steps WHERE run_id = ?", (run_id,))
+        return None if row is None or row["lo"] is None else (int(row["lo"]), int(row["hi"]))
+
     def tokens_with_energy(self, run_id: int, repeat: int | None = None) -> pd.DataFrame:
         """One row per step: the step's columns plus whole-system gross/net energy (J) and worst resolution.
 
