@@ -153,11 +153,12 @@ def power_timeline(timeline: pd.DataFrame, steps: pd.DataFrame | None = None, *,
     if "t1_s" in timeline:  # a step line ends where the last window ends, not where it starts
         ends = timeline.sort_values("t_s").groupby("component").tail(1).assign(t_s=lambda d: d["t1_s"])
         lines = pd.concat([lines, ends[[c for c in lines.columns if c in ends.columns]]], ignore_index=True)
-    x = alt.X("t_s:Q", title="Time since the run started (s)")
+    free = alt.Scale(zero=False)  # the workload view starts seconds into the run
+    x = alt.X("t_s:Q", title="Time since the run started (s)", scale=free)
     layers: list[alt.Chart] = []
     if not spans.empty:
         layers.append(alt.Chart(spans).mark_rect(opacity=0.12).encode(
-            x="t0_s:Q", x2="t1_s:Q",
+            x=alt.X("t0_s:Q", scale=free), x2="t1_s:Q",
             color=alt.Color("phase:N", title="Phase", scale=_phase_scale(spans["phase"].unique())),
             tooltip=[alt.Tooltip("phase:N", title="Phase"), alt.Tooltip("repeat:Q", title="Repeat"),
                      alt.Tooltip("t0_s:Q", title="Start (s)", format=".3f"),
@@ -167,7 +168,7 @@ def power_timeline(timeline: pd.DataFrame, steps: pd.DataFrame | None = None, *,
         if len(ticks) > budget:
             ticks = ticks.iloc[:: -(-len(ticks) // max(1, budget))] if budget else ticks.iloc[0:0]
         layers.append(alt.Chart(ticks).mark_tick(opacity=0.35, thickness=1, size=8, color="#555").encode(
-            x="t0_s:Q", y=alt.value(0),
+            x=alt.X("t0_s:Q", scale=free), y=alt.value(0),
             tooltip=[alt.Tooltip("idx:Q", title="Step"), alt.Tooltip("phase:N", title="Phase"),
                      alt.Tooltip("t0_s:Q", title="Step start (s)", format=".3f")]))
     layers.append(alt.Chart(lines).mark_line(interpolate="step-after", strokeWidth=1.5).encode(
