@@ -7,9 +7,6 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_FIXTURES = REPO.parent / "shared" / "fixtures" / "powermetrics"
-
 
 @pytest.fixture
 def db_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -30,8 +27,10 @@ def store(db_path: Path):
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    assert SHARED_FIXTURES.is_dir(), f"the shared recordings are missing: {SHARED_FIXTURES}"
-    return SHARED_FIXTURES
+    from recordings import FIXTURES
+
+    assert FIXTURES.is_dir(), f"the shared recordings are missing: {FIXTURES}"
+    return FIXTURES
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -13,13 +13,13 @@ from typing import Any
 
 import psutil
 import pytest
+from recordings import FIXTURES, M1_TEXT_ELAPSED_MS, M1_TEXT_MW, M4_PRO_ELAPSED_NS, M4_PRO_GPU_MJ
 
 from energyprof.cli import main
 from energyprof.power.rapl import MISSING, NO_PERMISSION
 from energyprof.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parents[1].parent / "shared" / "fixtures" / "powermetrics"
 FAKE_COMMAND = f"{sys.executable} {REPO / 'tests' / 'fake_powermetrics.py'}"
 
 
@@ -163,17 +163,9 @@ def test_sample_with_an_unavailable_source_is_one_sentence(tmp_path: Path) -> No
 
 # -- import-powermetrics ---------------------------------------------------------------------------------
 
-M1_TEXT_ELAPSED_MS = (104.51, 104.81, 105.93, 108.22, 109.24, 108.45, 108.38, 106.72, 108.88, 108.92)
-M1_TEXT_MW = {
-    "cpu": (947, 420, 208, 102, 156, 369, 231, 272, 202, 239),
-    "gpu": (153, 67, 28, 9, 9, 46, 28, 19, 18, 9),
-    "ane": (0,) * 10,
-    "dram": (220, 162, 66, 37, 64, 148, 83, 94, 64, 83),
-    "package": (1473, 773, 396, 120, 284, 618, 434, 450, 303, 321),
-}
 M1_TEXT_S = sum(M1_TEXT_ELAPSED_MS) / 1e3  # 1074.06 ms
-M4_PRO_S = (5004758375 + 5014447083 + 5010073541 + 5014230916 + 5009178500) / 1e9  # 25.052688415 s
-M4_PRO_GPU_J = (19 + 107 + 788 + 146 + 126) / 1e3  # 1.186 J
+M4_PRO_S = sum(M4_PRO_ELAPSED_NS) / 1e9  # 25.052688415 s
+M4_PRO_GPU_J = sum(M4_PRO_GPU_MJ) / 1e3  # 1.186 J
 
 IMPORTS = {
     # file: (samples, duration_s, energy_j, hw_model)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from recordings import M4_PRO
 
 from energyprof.power import powermetrics as pm
 from energyprof.power.base import PowerSourceError, PowerWindow
@@ -20,8 +21,6 @@ from energyprof.power.sampler import Sampler
 REPO = Path(__file__).resolve().parents[1]
 FAKE = [sys.executable, str(REPO / "tests" / "fake_powermetrics.py")]
 SUDO_DENIED = [str(REPO / "tests" / "fake_sudo_denied")]
-M4_PRO = REPO.parent / "shared" / "fixtures" / "powermetrics" / \
-    "m4pro_Mac16-8_macOS15.5-24F74_plist_gpu_power-only_5samples_NUL-separated.plist"
 
 
 @pytest.fixture(autouse=True)
