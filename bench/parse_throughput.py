@@ -8,8 +8,8 @@ from typing import Any
 
 from bench.rows import row
 from energyprof.power.powermetrics_parse import PlistStreamFramer, parse_plist_document
+from tests.recordings import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "powermetrics"
 CHUNK = 1 << 16
 DEFAULT_INTERVAL_MS = 100
 TARGET_DOCS_PER_S = 50.0

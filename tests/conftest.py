@@ -29,7 +29,7 @@ def store(db_path: Path):
 def fixtures_dir() -> Path:
     from recordings import FIXTURES
 
-    assert FIXTURES.is_dir(), f"the shared recordings are missing: {FIXTURES}"
+    assert FIXTURES.is_dir(), f"the recordings are missing: {FIXTURES}"
     return FIXTURES
 
 

@@ -2,7 +2,7 @@
 """A stand-in for Apple's /usr/bin/powermetrics that replays real recordings as a live `-f plist` stream.
 
 It takes powermetrics' own flags (-f plist, -i MS, -n N, -s/--samplers, -b, -o), replays documents from
-../shared/fixtures/powermetrics (by default the three full cpu/gpu/thermal recordings: M1 ×2, M2 Ultra)
+tests/fixtures/powermetrics (by default the three full cpu/gpu/thermal recordings: M1 ×2, M2 Ultra)
 every -i ms, rewrites each `elapsed_ns` to the real time that passed and scales the mJ energies by the
 same factor (so power stays what the Mac drew), and frames them exactly like powermetrics:
 `</plist>\\n`, then a NUL *before* the next `<?xml`, none after the last. It exits cleanly on SIGTERM
@@ -30,7 +30,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "powermetrics"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recordings import FIXTURES
+
 DEFAULT_FIXTURES = (
     "m1_MacBookPro17-1_macOS13.3-22E252_plist_cpu-gpu-thermal_1sample_2.02s.plist",
     "m1_MacBookPro17-1_macOS13.3-22E252_plist_cpu-gpu-thermal_1sample_0.53s.plist",

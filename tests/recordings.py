@@ -1,8 +1,9 @@
-"""The real powermetrics recordings in ../shared/fixtures/powermetrics and values typed in by hand from them."""
+"""The real powermetrics recordings shipped in tests/fixtures/powermetrics and values typed in by hand from them."""
 
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "powermetrics"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "powermetrics"
+"""The repository's own copy of the recordings (provenance: SOURCES.md there); nothing outside the repo is read."""
 M1_2S = FIXTURES / "m1_MacBookPro17-1_macOS13.3-22E252_plist_cpu-gpu-thermal_1sample_2.02s.plist"
 M1_05S = FIXTURES / "m1_MacBookPro17-1_macOS13.3-22E252_plist_cpu-gpu-thermal_1sample_0.53s.plist"
 M2_ULTRA = FIXTURES / "m2ultra_Mac14-14_macOS14.4-23E224_plist_cpu-gpu-thermal_1sample_1.02s.plist"

@@ -1,4 +1,4 @@
-"""powermetrics parsing over every real recording in ../shared/fixtures/powermetrics, values worked out by hand."""
+"""powermetrics parsing over every real recording in tests/fixtures/powermetrics, values worked out by hand."""
 
 from __future__ import annotations
 
