@@ -3,7 +3,7 @@
 import streamlit as st
 
 from energyprof import ui
-from energyprof.profile.job import INTERVAL_MS_RANGE, LAYER_DEPTHS, ProfileParams
+from energyprof.profile.params import INTERVAL_MS_RANGE, LAYER_DEPTHS, ProfileParams
 
 store = ui.get_store()
 st.title("New profile")

@@ -101,23 +101,13 @@ def hook_cost_us(calls: int = 20_000) -> float:
     return hooked - plain
 
 
-class _Progress:
-    """Stands in for the engine the Monitor asks for progress."""
-
-    def progress(self) -> float:
-        return 0.0
-
-    def tokens_done(self) -> int:
-        return 0
-
-
 def sampler_cpu(seconds: float, interval_ms: int = 100) -> tuple[float, float]:
     """(sampler thread, window-writer thread) CPU seconds per wall second, estimate source at interval_ms."""
     import psutil
 
     from energyprof.power.estimate import EstimateSource
     from energyprof.power.sampler import Sampler
-    from energyprof.profile.job import Monitor
+    from energyprof.profile.monitor import Monitor
     from energyprof.store import Store
 
     class TimedEstimate(EstimateSource):
@@ -131,7 +121,7 @@ def sampler_cpu(seconds: float, interval_ms: int = 100) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as folder:
         store = Store(Path(folder) / "bench.sqlite3")
         run_id = store.create_run("sample")
-        monitor = Monitor(store, run_id, _Progress())
+        monitor = Monitor(store, run_id, lambda: (0.0, 0))
         source = TimedEstimate()
         sampler = Sampler(source, monitor.add, interval_ms)
         monitor.start()

@@ -13,6 +13,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from energyprof.components import whole_system_long
+
 MAX_ROWS = 5000
 """Most data rows any chart ships to the browser (all its datasets together)."""
 
@@ -92,14 +94,8 @@ def _sum_keep_nan(values: pd.Series) -> float:
 
 
 def whole_system(df: pd.DataFrame, keys: Sequence[str], value_cols: Sequence[str]) -> pd.DataFrame:
-    """Per key, whole-system values from long per-component rows: `package` when known, else the sum of parts."""
-    if df.empty:
-        return pd.DataFrame(columns=[*keys, *value_cols])
-    has_package = bool((df["component"] == "package").any()
-                       and df.loc[df["component"] == "package", value_cols[0]].notna().any())
-    parts = df[df["component"] == "package"] if has_package else df[df["component"] != "package"]
-    agg = {c: (c, _sum_keep_nan) for c in value_cols}
-    return parts.groupby(list(keys), as_index=False, sort=False).agg(**agg)
+    """Per key, whole-system values from long per-component rows (the one rule: energyprof.components)."""
+    return whole_system_long(df, keys, value_cols)
 
 
 def _empty(text: str) -> alt.Chart:

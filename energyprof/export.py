@@ -18,6 +18,7 @@ import pandas as pd
 
 from energyprof.power.base import COMPONENTS
 from energyprof.store import Store
+from energyprof.summary import RunSummary
 
 CSV_KINDS: tuple[str, ...] = ("samples", "tokens", "layers", "summary", "calls")
 RUN_FIELDS: tuple[str, ...] = ("id", "kind", "status", "source", "measured", "model", "device", "dtype",
@@ -254,13 +255,13 @@ def _counter(name: str, ts: int, watts: float) -> dict[str, Any]:
 
 def _block_events(run: dict[str, Any], origin: int) -> list[dict[str, Any]]:
     """A `measure` run's block as one slice (its interval is in the summary)."""
-    summary = run.get("summary") or {}
-    t0, t1 = summary.get("block_t0_ns"), summary.get("block_t1_ns")
+    summary = RunSummary.from_dict(run.get("summary"))
+    t0, t1 = summary.block_t0_ns, summary.block_t1_ns
     if t0 is None or t1 is None:
         return []
-    return [_slice(summary.get("label") or "measured block", "measure", 1, _us(t0, origin), _us(t1, origin),
-                   {"energy_j": summary.get("total_j"), "mean_w": summary.get("mean_w"),
-                    "resolution": summary.get("resolution")})]
+    return [_slice(summary.label or "measured block", "measure", 1, _us(t0, origin), _us(t1, origin),
+                   {"energy_j": summary.gross_total_j, "mean_w": summary.mean_total_w,
+                    "resolution": summary.resolution})]
 
 
 def _metadata_events(run: dict[str, Any], tids: Iterable[int]) -> list[dict[str, Any]]:

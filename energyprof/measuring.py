@@ -23,6 +23,7 @@ import numpy as np
 from energyprof.power.base import PolledSource, PowerSource, PowerWindow, now_ns
 from energyprof.power.sampler import Sampler
 from energyprof.profile.attribution import attribute_intervals, whole_system_mj
+from energyprof.summary import RunSummary
 
 if TYPE_CHECKING:
     from energyprof.store import Store
@@ -143,16 +144,25 @@ class Measurement:
         self._store.add_power_windows(self.run_id, self.windows)
         if self.error:
             self._store.update_run(self.run_id, power_incomplete=1)
-        summary = {"label": self.label, "duration_s": self.duration_s, "energy_j": self.energy_j,
-                   "total_j": self.total_j, "mean_w": self.mean_w, "resolution": self._resolution,
-                   "block_t0_ns": self._t0_ns, "block_t1_ns": self._t1_ns}
-        if exc is None:
-            self._store.finish_run(self.run_id, "done", summary=summary)
-        else:
-            self._store.finish_run(self.run_id, "failed", error=f"The measured block raised {exc!r}.",
-                                   summary=summary)
+        summary = self.summary(run_id=self.run_id, status="done" if exc is None else "failed",
+                               error=None if exc is None else f"The measured block raised {exc!r}.")
+        self._store.finish_run(self.run_id, summary.status, error=summary.error, summary=summary.to_dict())
 
     # -- results -------------------------------------------------------------------------------
+    def summary(self, **fields: Any) -> RunSummary:
+        """The block as a `measure` run's summary (the record every run kind shares)."""
+        self._require_done()
+        seconds = self.duration_s
+        return RunSummary(kind="measure", source=self.source, measured=self.measured,
+                          interval_ms=self._sampler.interval_ms if self._sampler is not None else None,
+                          windows=len(self.windows), duration_s=seconds, energy_j=self.energy_j,
+                          total_energy_j=self.total_j,
+                          mean_w={c: None if e is None or seconds <= 0 else e / seconds
+                                  for c, e in self.energy_j.items()},
+                          power_incomplete=bool(self.error), warnings=[self.error] if self.error else [],
+                          label=self.label, resolution=self._resolution, block_t0_ns=self._t0_ns,
+                          block_t1_ns=self._t1_ns, **fields)
+
     def _require_done(self) -> None:
         if self._t1_ns is None:
             raise RuntimeError("The measurement is still running; read its results after the with-block.")

@@ -23,7 +23,7 @@ from energyprof import charts, jobs
 from energyprof.export import export_csv, trace_json
 from energyprof.power import registry
 from energyprof.power.base import COMPONENTS, SourceStatus, total_energy_mj
-from energyprof.profile.job import DEVICE_NAMES, DTYPE_NAMES, ProfileParams
+from energyprof.profile.params import DEVICE_NAMES, DTYPE_NAMES, ProfileParams
 from energyprof.store import ACTIVE_STATUSES, JobAlreadyRunning, Store, default_db_path
 
 PAGES = "app_pages"

@@ -14,9 +14,9 @@ from energyprof.store import Store
 
 PAGES = [ui.RUNS_PAGE, ui.RUN_PAGE, ui.NEW_PAGE, ui.COMPARE_PAGE, ui.SOURCES_PAGE]
 ALLOWED = ("energyprof.ui", "energyprof.charts", "energyprof.jobs", "energyprof.export", "energyprof.store",
-           "energyprof.power.registry", "energyprof.power.base", "energyprof.profile.job", "streamlit", "pandas",
-           "altair")
-"""What the dashboard may import: no torch, no transformers (energyprof.profile.job: its parameters only)."""
+           "energyprof.power.registry", "energyprof.power.base", "energyprof.profile.params", "energyprof.summary",
+           "energyprof.components", "energyprof.provenance", "energyprof.units", "streamlit", "pandas", "altair")
+"""What the dashboard may import: no torch, no transformers (energyprof.profile.params: the parameter table)."""
 
 
 def test_no_legacy_pages_folder() -> None:

@@ -172,7 +172,7 @@ def test_power_timeline_layers_and_budget() -> None:
 def test_whole_system_prefers_package() -> None:
     df = pd.DataFrame({"name": ["a", "a", "a", "b", "b"], "component": ["cpu", "gpu", "package", "cpu", "gpu"],
                        "energy_j": [1.0, 2.0, 5.0, 1.0, 2.0]})
-    assert charts.whole_system(df, ["name"], ["energy_j"])["energy_j"].tolist() == [5.0]
+    assert charts.whole_system(df, ["name"], ["energy_j"])["energy_j"].tolist() == [5.0, 3.0]  # b: no package
     parts = charts.whole_system(df[df["component"] != "package"], ["name"], ["energy_j"])
     assert parts["energy_j"].tolist() == [3.0, 3.0]
 

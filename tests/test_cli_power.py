@@ -89,12 +89,12 @@ def test_sample_with_the_estimate(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["source"] == "estimate" and out["measured"] is False and out["status"] == "done"
-    assert out["samples"] >= 20 and out["skipped"] == 0
+    assert out["windows"] >= 20 and out["samples_skipped"] == 0
     assert 2.5 <= out["duration_s"] <= 3.8
     assert 10.0 - 1e-9 <= out["mean_w"]["cpu"] <= 65.0 + 1e-9  # the model: 10 W idle to 65 W busy
     assert out["energy_j"]["cpu"] == pytest.approx(out["mean_w"]["cpu"] * out["duration_s"], rel=1e-6)
     run = _run_row(db, out["run_id"])
-    assert (run["kind"], run["status"], run["measured"], run["windows"]) == ("sample", "done", False, out["samples"])
+    assert (run["kind"], run["status"], run["measured"], run["windows"]) == ("sample", "done", False, out["windows"])
     assert run["summary"]["energy_j"] == out["energy_j"]
 
 
@@ -111,10 +111,10 @@ def test_sample_with_powermetrics_stand_in(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["source"] == "powermetrics" and out["measured"] is True and out["status"] == "done"
-    assert out["samples"] >= 10 and 0.8 <= out["duration_s"] <= 2.0
+    assert out["windows"] >= 10 and 0.8 <= out["duration_s"] <= 2.0
     assert out["energy_j"]["dram"] is None and out["mean_w"]["dram"] is None  # macOS 13+ recordings: unknown
     assert out["energy_j"]["cpu"] > 0 and out["energy_j"]["gpu"] > 0
-    assert _run_row(db, out["run_id"])["windows"] == out["samples"]
+    assert _run_row(db, out["run_id"])["windows"] == out["windows"]
     assert _gone(pidfile)
 
 
@@ -125,7 +125,7 @@ def test_sample_keeps_windows_when_the_source_dies(tmp_path: Path) -> None:
                        "--db", str(db), env=env)
     assert done.returncode == 1
     out = json.loads(done.stdout)
-    assert out["status"] == "failed" and out["samples"] == 5
+    assert out["status"] == "failed" and out["windows"] == 5
     assert out["error"].startswith("powermetrics stopped unexpectedly (exit 1)")
     assert done.stderr.strip() == f"energyprof: {out['error']}"
     run = _run_row(db, out["run_id"])
@@ -146,9 +146,9 @@ def test_sample_sigterm_cancels_and_keeps_what_was_recorded(tmp_path: Path) -> N
     stdout, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     out = json.loads(stdout)
-    assert out["status"] == "cancelled" and out["samples"] >= 5
+    assert out["status"] == "cancelled" and out["windows"] >= 5
     run = _run_row(db, out["run_id"])
-    assert run["status"] == "cancelled" and run["windows"] == out["samples"]
+    assert run["status"] == "cancelled" and run["windows"] == out["windows"]
     assert _gone(pidfile)
 
 
@@ -192,8 +192,8 @@ def test_import_every_recording(name: str, tmp_path: Path, capsys: pytest.Captur
     db = tmp_path / "i.sqlite3"
     assert main(["import-powermetrics", str(FIXTURES / name), "--db", str(db), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert (out["source"], out["measured"], out["status"], out["skipped"]) == ("powermetrics", True, "done", 0)
-    assert out["samples"] == samples and out["hw_model"] == hw_model
+    assert (out["source"], out["measured"], out["status"], out["samples_skipped"]) == ("powermetrics", True, "done", 0)
+    assert out["windows"] == samples and out["hw_model"] == hw_model
     assert out["duration_s"] == pytest.approx(duration_s, rel=1e-9)
     assert set(out["energy_j"]) == set(out["mean_w"]) == set(energy_j)
     for comp, joules in energy_j.items():

@@ -114,3 +114,56 @@ def test_job_and_runs_commands(db_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["runs", "--json", "--db", str(db_path)]) == 0
     runs = json.loads(capsys.readouterr().out)
     assert runs[0]["id"] == run_id and runs[0]["summary"]["status"] == "done"
+
+
+def test_prompt_file_is_read_with_a_bound_and_must_be_utf8(db_path: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(SystemExit):
+        main(["profile", "--prompt-file", "/dev/zero", "--db", str(db_path)])
+    assert time.monotonic() - started < 5  # 400 kB read, not gigabytes
+    assert "longer than 100,000 characters" in capsys.readouterr().err
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("Grüße aus Köln".encode("latin-1"))
+    with pytest.raises(SystemExit):
+        main(["profile", "--prompt-file", str(latin1), "--db", str(db_path)])
+    err = capsys.readouterr().err
+    assert "is not UTF-8 text" in err and "Traceback" not in err
+    assert not Store(db_path).list_runs().shape[0]  # refused before any run (or model load)
+    utf8 = tmp_path / "ok.txt"
+    utf8.write_text("Grüße " * 3, encoding="utf-8")
+    code = main(["profile", *[a for a in FAST_ARGS if a not in ("--prompt", "Hello energy")], "--prompt-file",
+                 str(utf8), "--repeats", "1", "--db", str(db_path), "--json"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["prompt_tokens"] == len("Grüße ".encode() * 3)
+
+
+def test_progress_bar_on_a_terminal_and_nothing_otherwise(db_path: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "energyprof", "profile", *FAST_ARGS, "--max-new-tokens", "40", "--repeats", "3",
+               "--db", str(db_path), "--json"]
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=follower, stdin=subprocess.DEVNULL)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    out, _ = proc.communicate(timeout=120)
+    os.close(leader)
+    shown = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0
+    assert "tokens" in shown and ("repeat" in shown or "attributing" in shown)
+    assert json.loads(out)["status"] == "done"  # stdout stays clean JSON
+    quiet = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0 and quiet.stderr == "" and json.loads(quiet.stdout)["status"] == "done"

@@ -74,7 +74,7 @@ def test_powermetrics_fault_during_a_run_gives_a_sentence_and_leaves_no_process(
     started = time.monotonic()
     summary = profile_foreground(store, params)
     assert time.monotonic() - started < 60, "a misbehaving powermetrics must not hang the run"
-    run = store.get_run(summary["run_id"])
+    run = store.get_run(summary.run_id)
     assert run["status"] == status, run["error"]
     assert expected in run["error"]
     assert "\n" not in run["error"].strip()
@@ -88,7 +88,7 @@ def test_powermetrics_fault_during_a_run_gives_a_sentence_and_leaves_no_process(
 def test_sudo_without_a_rule_is_a_clear_sentence(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENERGYPROF_POWERMETRICS", str(REPO / "tests" / "fake_sudo_denied"))
     summary = profile_foreground(store, fast_params(source="powermetrics"))
-    run = store.get_run(summary["run_id"])
+    run = store.get_run(summary.run_id)
     assert run["status"] == "failed"
     assert "scripts/setup_powermetrics.sh" in run["error"]
 
@@ -97,11 +97,11 @@ def test_garbage_in_the_powermetrics_stream_is_skipped_and_counted(store: Store,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     use_fake_powermetrics(monkeypatch, tmp_path / "pm.pid", FAKE_POWERMETRICS_GARBAGE="1")
     summary = profile_foreground(store, fast_params(source="powermetrics", interval_ms=50, max_new_tokens=20))
-    run = store.get_run(summary["run_id"])
+    run = store.get_run(summary.run_id)
     assert run["status"] == "done"
     assert run["samples_skipped"] > 0 and not store.power_samples(run["id"]).empty
     # A dropped document leaves a hole in the window chain: steps inside it are unknown, and the run says so.
-    assert run["power_incomplete"] == (summary["unknown_steps"] > 0)
+    assert run["power_incomplete"] == (summary.unknown_steps > 0)
     if run["power_incomplete"]:
         assert "steps have unknown energy" in run["error"]
 

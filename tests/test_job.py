@@ -12,8 +12,10 @@ from profile_helpers import assert_closure, fast_params, pid_alive, use_fake_pow
 from energyprof import jobs
 from energyprof.profile import loop
 from energyprof.profile.hooks import hook_count
-from energyprof.profile.job import ProfileParams, profile_foreground, run_job
+from energyprof.profile.job import profile_foreground, run_job
+from energyprof.profile.params import ProfileParams
 from energyprof.store import Store
+from energyprof.summary import RunSummary
 
 
 # -- parameters ------------------------------------------------------------------------------------
@@ -48,33 +50,34 @@ def test_params_round_trip_through_json_dicts() -> None:
 # -- runs ------------------------------------------------------------------------------------------
 def test_estimate_run_closes_and_summarises(store: Store) -> None:
     summary = profile_foreground(store, fast_params(layers="modules", repeats=2, warmup=1))
-    run = store.get_run(summary["run_id"])
-    assert run["status"] == "done" and run["summary"] == summary and run["phase"] == "done"
-    assert summary["source"] == "estimate" and summary["measured"] is False
-    assert summary["new_tokens"] == [6, 6] and summary["prompt_tokens"] == 12 and summary["repeats"] == 2
-    assert summary["closure_error"] < 1e-9 and summary["power_incomplete"] is False
-    assert set(summary["j_per_token"]) == {"prefill", "decode"}
-    assert summary["j_per_token"]["decode"]["mean"] > 0 and summary["j_per_token"]["decode"]["ci95"] is not None
-    assert summary["baseline_w"]["cpu"] > 0 and summary["net_energy_j"]["cpu"] < summary["energy_j"]["cpu"]
-    assert summary["tokens_per_s"] > 0 and summary["peak_w"]["cpu"] >= summary["mean_w"]["cpu"] * 0.5
+    run = store.get_run(summary.run_id)
+    assert run["status"] == "done" and run["phase"] == "done"
+    assert RunSummary.from_dict(run["summary"]) == summary and run["summary"] == summary.to_dict()
+    assert summary.source == "estimate" and summary.measured is False
+    assert summary.new_tokens == [6, 6] and summary.prompt_tokens == 12 and summary.repeats == 2
+    assert summary.closure_error < 1e-9 and summary.power_incomplete is False
+    assert set(summary.j_per_token) == {"prefill", "decode"}
+    assert summary.j_per_token["decode"].mean > 0 and summary.j_per_token["decode"].ci95 is not None
+    assert summary.baseline_w["cpu"] > 0 and summary.net_energy_j["cpu"] < summary.energy_j["cpu"]
+    assert summary.tokens_per_s > 0 and summary.peak_w["cpu"] >= summary.mean_w["cpu"] * 0.5
     assert run["tokens_done"] == 12 and run["progress"] == 1.0
-    assert_closure(store, summary["run_id"])
-    layer_rows = store.layer_summary(summary["run_id"])
+    assert_closure(store, summary.run_id)
+    layer_rows = store.layer_summary(summary.run_id)
     assert set(layer_rows["kind"]) == {"embedding", "block", "attention", "mlp", "norm", "lm_head", "other"}
     other = layer_rows[layer_rows["kind"] == "other"].iloc[0]
     assert other["calls"] == 12 and other["time_s"] > 0
-    energy = store.step_energy(summary["run_id"])
+    energy = store.step_energy(summary.run_id)
     assert energy["net_energy_j"].notna().all() and energy["resolution"].between(0, 1.0 + 1e-9).all()
 
 
 def test_no_baseline_means_no_net_energy(store: Store) -> None:
     summary = profile_foreground(store, fast_params(baseline_s=0, repeats=1, layers="none"))
-    assert summary["status"] == "done"
-    assert summary["baseline_w"] is None and summary["net_energy_j"] is None
-    assert summary["j_per_token"]["decode"]["ci95"] is None
-    assert store.step_energy(summary["run_id"])["net_energy_j"].isna().all()
-    assert store.layers(summary["run_id"]).empty
-    assert_closure(store, summary["run_id"])
+    assert summary.status == "done"
+    assert summary.baseline_w is None and summary.net_energy_j is None
+    assert summary.j_per_token["decode"].ci95 is None
+    assert store.step_energy(summary.run_id)["net_energy_j"].isna().all()
+    assert store.layers(summary.run_id).empty
+    assert_closure(store, summary.run_id)
 
 
 def test_powermetrics_stand_in_run_closes_and_leaves_no_process(store: Store, tmp_path: Path,
@@ -82,35 +85,35 @@ def test_powermetrics_stand_in_run_closes_and_leaves_no_process(store: Store, tm
     pidfile = tmp_path / "pm.pid"
     use_fake_powermetrics(monkeypatch, pidfile)
     summary = profile_foreground(store, fast_params(source="powermetrics", interval_ms=50, layers="modules"))
-    assert summary["status"] == "done", summary["error"]
-    assert summary["measured"] is True and summary["source"] == "powermetrics"
-    assert summary["energy_j"]["cpu"] > 0 and summary["energy_j"]["dram"] is None
-    assert_closure(store, summary["run_id"])
+    assert summary.status == "done", summary.error
+    assert summary.measured is True and summary.source == "powermetrics"
+    assert summary.energy_j["cpu"] > 0 and summary.energy_j["dram"] is None
+    assert_closure(store, summary.run_id)
     assert not pid_alive(int(pidfile.read_text()))
 
 
 def test_source_dying_mid_run_finishes_with_incomplete_power(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     use_fake_powermetrics(monkeypatch, FAKE_POWERMETRICS_EXIT_AFTER="6")
     summary = profile_foreground(store, fast_params(source="powermetrics", interval_ms=50, baseline_s=0.5))
-    run = store.get_run(summary["run_id"])
+    run = store.get_run(summary.run_id)
     assert run["status"] == "done" and run["power_incomplete"] == 1
-    assert summary["power_incomplete"] is True
+    assert summary.power_incomplete is True
     assert run["error"].startswith("Power data is incomplete")
-    assert len(store.steps(summary["run_id"])) == 12
+    assert len(store.steps(summary.run_id)) == 12
 
 
 def test_unavailable_source_fails_before_loading(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     use_fake_powermetrics(monkeypatch, FAKE_POWERMETRICS_EUID="501")
     summary = profile_foreground(store, fast_params(source="powermetrics"))
-    assert summary["status"] == "failed" and summary["model_kind"] is None
-    assert summary["error"].startswith("The powermetrics power source is not available here")
-    assert "scripts/setup_powermetrics.sh" in summary["error"]
+    assert summary.status == "failed" and summary.model_kind is None
+    assert summary.error.startswith("The powermetrics power source is not available here")
+    assert "scripts/setup_powermetrics.sh" in summary.error
 
 
 def test_unknown_model_fails_with_a_sentence(store: Store) -> None:
     summary = profile_foreground(store, fast_params(model="nobody/nothing-here"))
-    run = store.get_run(summary["run_id"])
-    assert run["status"] == "failed" and summary["status"] == "failed"
+    run = store.get_run(summary.run_id)
+    assert run["status"] == "failed" and summary.status == "failed"
     assert "'nobody/nothing-here'" in run["error"] and "not a built-in" in run["error"]
     assert run["traceback"] and "ModelLoadError" in run["traceback"]
 
@@ -131,12 +134,12 @@ def test_error_mid_run_fails_keeps_steps_and_removes_hooks(store: Store, monkeyp
     monkeypatch.setattr(loop, "choose_token", flaky)
     summary = profile_generation(model, builtin_tokenizer(), "Hi", max_new_tokens=6, ignore_eos=True, repeats=2,
                                  source="estimate", interval_ms=20, layers="modules", db=store.path)
-    assert summary["status"] == "failed"
-    assert summary["error"] == "The profiling job failed with RuntimeError: kernel exploded."
+    assert summary.status == "failed"
+    assert summary.error == "The profiling job failed with RuntimeError: kernel exploded."
     assert hook_count(model) == 0
-    steps = store.steps(summary["run_id"])
+    steps = store.steps(summary.run_id)
     assert list(steps.groupby("repeat").size()) == [6, 2]
-    assert store.get_run(summary["run_id"])["status"] == "failed"
+    assert store.get_run(summary.run_id)["status"] == "failed"
 
 
 def test_attribution_error_fails_the_run_but_keeps_its_data(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -147,11 +150,11 @@ def test_attribution_error_fails_the_run_but_keeps_its_data(store: Store, monkey
 
     monkeypatch.setattr(results, "attribute_run", broken)
     summary = profile_foreground(store, fast_params(repeats=1))
-    run = store.get_run(summary["run_id"])
+    run = store.get_run(summary.run_id)
     assert run["status"] == "failed"
     assert run["error"] == ("Attributing the energy failed with ArithmeticError: bad windows; the steps and power "
                             "samples are kept.")
-    assert len(store.steps(summary["run_id"])) == 6 and not store.power_samples(summary["run_id"]).empty
+    assert len(store.steps(summary.run_id)) == 6 and not store.power_samples(summary.run_id).empty
 
 
 def test_python_api_profiles_a_loaded_model(store: Store) -> None:
@@ -163,15 +166,15 @@ def test_python_api_profiles_a_loaded_model(store: Store) -> None:
     model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(tok), n_positions=128))
     summary = energyprof.profile_generation(model, tok, "Hello", max_new_tokens=4, ignore_eos=True,
                                             source="estimate", interval_ms=20, db=store.path)
-    assert summary["status"] == "done" and summary["model"] == "GPT2LMHeadModel"
-    assert summary["new_tokens"] == [4] and hook_count(model) == 0
-    assert_closure(store, summary["run_id"])
+    assert summary.status == "done" and summary.model == "GPT2LMHeadModel"
+    assert summary.new_tokens == [4] and hook_count(model) == 0
+    assert_closure(store, summary.run_id)
 
 
 def test_job_command_runs_a_queued_run_in_process(store: Store) -> None:
     run_id = store.create_run("profile", status="queued", params=fast_params(repeats=1).to_dict())
     summary = run_job(store, run_id)
-    assert summary["status"] == "done"
+    assert summary.status == "done"
     run = store.get_run(run_id)
     assert run["status"] == "done" and run["pid"] == os.getpid() and run["clock_t0_ns"] > 0
     with pytest.raises(Exception, match=f"Run {run_id} is done, not queued"):
@@ -180,7 +183,7 @@ def test_job_command_runs_a_queued_run_in_process(store: Store) -> None:
 
 def test_queued_run_with_bad_params_fails_cleanly(store: Store) -> None:
     run_id = store.create_run("profile", status="queued", params={"prompt": ""})
-    assert run_job(store, run_id)["status"] == "failed"
+    assert run_job(store, run_id).status == "failed"
     assert store.get_run(run_id)["error"] == "The prompt is empty; give some text to profile."
 
 

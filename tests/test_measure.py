@@ -65,7 +65,7 @@ def test_stored_as_a_measure_run(store: Store) -> None:
     run = store.get_run(m.run_id)
     assert run["kind"] == "measure" and run["status"] == "done" and run["measured"] is True
     assert run["params"]["label"] == "my block" and run["clock_t0_ns"] == m.t0_ns
-    assert run["summary"]["total_j"] == pytest.approx(m.total_j)
+    assert run["summary"]["total_energy_j"] == pytest.approx(m.total_j)
     assert len(store.power_windows(m.run_id)) == len(m.windows)
     trace = export_trace(store, m.run_id)
     block = [e for e in trace["traceEvents"] if e["ph"] == "X"]

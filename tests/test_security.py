@@ -70,7 +70,7 @@ def test_model_code_from_a_folder_never_runs_unless_trust_remote_code_is_on(tmp_
 
 
 def test_profile_parameters_default_to_no_remote_code() -> None:
-    from energyprof.profile.job import ProfileParams
+    from energyprof.profile.params import ProfileParams
 
     assert ProfileParams(model="tiny", prompt="hi").trust_remote_code is False
     assert ProfileParams.from_dict({"model": "x", "prompt": "y"}).trust_remote_code is False

@@ -56,3 +56,37 @@ def fail(message: str, code: int = 1) -> int:
     """Print one sentence for people on stderr and return the exit status."""
     print(f"energyprof: {message}", file=sys.stderr)
     return code
+
+
+def add_param_options(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = (),
+                      containers: dict[str, Any] | None = None) -> None:
+    """One option per profile parameter, generated from the parameter table (energyprof.profile.params).
+
+    `containers` puts some options in an argument group instead of the parser (e.g. a mutually exclusive one)."""
+    from energyprof.profile.params import defaults, field_types, param_specs
+
+    values, types = defaults(), field_types()
+    for name, spec in param_specs():
+        if not spec.cli or name in skip:
+            continue
+        flag = "--" + name.replace("_", "-")
+        default = values[name]
+        text = spec.help.replace("%", "%%")
+        kind = types[name]
+        target = (containers or {}).get(name, parser)
+        if kind is bool:
+            target.add_argument(flag, action="store_true", default=default, help=text)
+            continue
+        if spec.none_means:
+            text += f" (default: {spec.none_means})"
+        elif default is not None and spec.widget != "text_area":
+            text += f" (default: {default})"
+        options: dict[str, Any] = {"default": default, "help": text, "dest": name}
+        allowed = spec.allowed()
+        if allowed is not None and not spec.indexed:
+            options["choices"] = allowed
+        elif kind is int and spec.minimum is not None and spec.maximum is not None:
+            options["type"] = int_range(int(spec.minimum), int(spec.maximum))
+        elif kind is float and spec.minimum is not None and spec.maximum is not None:
+            options["type"] = float_range(spec.minimum, spec.maximum, strict_min=spec.exclusive_min)
+        target.add_argument(flag, **options)

@@ -9,7 +9,7 @@ from typing import Any
 from energyprof.commands.args import add_db_option, add_json_option, fail, print_json
 from energyprof.commands.sample import open_store
 from energyprof.power.powermetrics_parse import Capture, PowermetricsParseError, macos_version, read_capture
-from energyprof.power.summary import format_summary, result_json, summarise_windows
+from energyprof.power.summary import format_summary, summarise_windows
 
 RECORD_HINT = ("record one with `sudo powermetrics -f plist --samplers cpu_power,gpu_power,thermal "
                "-i 100 -o FILE`")
@@ -60,25 +60,26 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return fail(str(exc))
     windows = capture.windows()
-    summary = summarise_windows(windows)
     try:
         store = open_store(args.db)
     except ValueError as exc:
         return fail(str(exc))
     run_id = store.create_run("capture", source="powermetrics", measured=True, params=params(path, capture))
+    summary = summarise_windows(windows, run_id=run_id, kind="capture", status="done", source="powermetrics",
+                                measured=True, samples_skipped=capture.skipped)
     try:
         store.update_run(run_id, clock_t0_ns=0, samples_skipped=capture.skipped)
         store.add_power_windows(run_id, windows)
     except BaseException as exc:
         store.finish_run(run_id, "failed", error=f"the import stopped before it finished ({exc}); run it again.")
         raise
-    store.finish_run(run_id, "done", summary=summary.to_json())
+    store.finish_run(run_id, "done", summary=summary.to_dict())
     if args.json:
-        print_json(result_json(run_id, "done", "powermetrics", True, summary, capture.skipped,
-                               format=capture.fmt, hw_model=capture.hw_model, os_build=capture.os_build))
+        print_json({**summary.to_dict(), "format": capture.fmt, "hw_model": capture.hw_model,
+                    "os_build": capture.os_build})
         return 0
     where = f"{capture.hw_model or 'unknown Mac'}, macOS {macos_version(capture.os_build) or '?'}"
-    print(f"run {run_id}: imported {summary.samples} samples ({summary.duration_s:.2f} s, {capture.fmt}, {where}) "
+    print(f"run {run_id}: imported {summary.windows} samples ({summary.duration_s:.2f} s, {capture.fmt}, {where}) "
           f"from {path}; {capture.skipped} skipped")
-    print("\n".join(format_summary(summary, measured=True)))
+    print("\n".join(format_summary(summary)))
     return 0

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
         summary = run_job(store, args.run_id)
     except JobError as exc:
         return fail(str(exc))
-    print(f"Run {args.run_id} {summary['status']}.")
-    if summary["status"] != "done":
-        return fail(summary.get("error") or f"Run {args.run_id} ended as {summary['status']}.")
+    print(f"Run {args.run_id} {summary.status}.")
+    if summary.status != "done":
+        return fail(summary.error or f"Run {args.run_id} ended as {summary.status}.")
     return 0

@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
-from energyprof.commands.args import add_db_option, add_json_option, fail, float_range, int_range, print_json
-from energyprof.power.registry import AUTO, SOURCE_NAMES
-from energyprof.profile.job import (
-    DEFAULT_PROMPT,
-    DTYPE_NAMES,
-    INTERVAL_MS_RANGE,
-    LAYER_DEPTHS,
-    MAX_BASELINE_S,
-    MAX_NEW_TOKENS,
-    MAX_REPEATS,
-    MAX_SEED,
-    MAX_TEMPERATURE,
-    MAX_WARMUP,
-    ProfileParams,
-    profile_foreground,
-)
+from energyprof.commands.args import add_db_option, add_json_option, add_param_options, fail, print_json
+from energyprof.commands.progress import terminal_progress
+from energyprof.profile.job import profile_foreground
+from energyprof.profile.params import MAX_PROMPT_CHARS, ProfileParams
+from energyprof.provenance import labelled
 from energyprof.store import JobAlreadyRunning, Store
+from energyprof.summary import MeanCI, RunSummary
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,52 +19,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "profile", help="profile the energy of a model's generation, per token and per layer",
         description="Profile a model's text generation in the foreground: energy per token (prefill vs "
                     "decode), per layer and per hardware component, stored as a run.")
-    parser.add_argument("--model", default="tiny",
-                        help="built-in model (tiny, small, medium), local model folder or Hugging Face id")
     prompt = parser.add_mutually_exclusive_group()
-    prompt.add_argument("--prompt", default=None, help="the prompt text")
-    prompt.add_argument("--prompt-file", type=Path, default=None, metavar="PATH", help="read the prompt from a file")
-    parser.add_argument("--max-new-tokens", type=int_range(1, MAX_NEW_TOKENS), default=32)
-    parser.add_argument("--ignore-eos", action="store_true", help="always generate max-new-tokens tokens")
-    parser.add_argument("--layers", choices=LAYER_DEPTHS, default="blocks",
-                        help="layer hooks: none, blocks (embedding, blocks, norm, lm_head) or modules "
-                             "(also attention and MLP)")
-    parser.add_argument("--source", choices=(*SOURCE_NAMES, AUTO), default=AUTO,
-                        help="power source (default: auto = the first measured source that works here)")
-    parser.add_argument("--interval-ms", type=int_range(*INTERVAL_MS_RANGE), default=None,
-                        help="sampling interval (default: the source's own)")
-    parser.add_argument("--repeats", type=int_range(1, MAX_REPEATS), default=3, help="measured repeats")
-    parser.add_argument("--warmup", type=int_range(0, MAX_WARMUP), default=1, help="unmeasured warm-up runs")
-    parser.add_argument("--baseline-s", type=float_range(0, MAX_BASELINE_S), default=2.0,
-                        help="seconds of idle baseline before the workload (0: none, no net energy)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, mps or cuda (default: auto)")
-    parser.add_argument("--dtype", choices=DTYPE_NAMES, default="float32")
-    parser.add_argument("--temperature", type=float_range(0, MAX_TEMPERATURE), default=0.0,
-                        help="sampling temperature (0: greedy)")
-    parser.add_argument("--top-p", type=float_range(0, 1, strict_min=True), default=1.0,
-                        help="nucleus sampling threshold")
-    parser.add_argument("--seed", type=int_range(0, MAX_SEED), default=0, help="sampling seed")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="allow a model repository's own code to run (only for code you trust)")
+    add_param_options(parser, containers={"prompt": prompt})
+    prompt.add_argument("--prompt-file", type=Path, default=None, metavar="PATH",
+                        help="read the prompt from a UTF-8 text file")
     add_db_option(parser)
     add_json_option(parser)
     parser.set_defaults(func=run, parser=parser)
 
 
+def read_prompt_file(path: Path, limit: int = MAX_PROMPT_CHARS) -> str:
+    """The file's text; ValueError with one sentence when it is unreadable, too long or not UTF-8.
+
+    At most limit × 4 + 1 bytes are read (a UTF-8 character has at most 4 bytes), so /dev/zero or a huge file
+    cannot exhaust memory."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit * 4 + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot read the prompt file {path}: {exc.strerror or exc}.") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if len(data) > limit * 4 and exc.start >= len(data) - 4:
+            raise ValueError(f"the prompt file {path} is longer than {limit:,} characters; shorten it.") from None
+        raise ValueError(f"the prompt file {path} is not UTF-8 text (byte {exc.start} is not valid); save it as "
+                         "UTF-8.") from None
+    if len(text) > limit:
+        raise ValueError(f"the prompt file {path} is longer than {limit:,} characters; shorten it.")
+    return text
+
+
 def params_from_args(args: argparse.Namespace) -> ProfileParams:
-    """ProfileParams from parsed arguments (the prompt file is read here)."""
+    """ProfileParams from parsed arguments (the prompt file is read here, bounded)."""
+    values = {name: getattr(args, name) for name in ProfileParams().to_dict() if hasattr(args, name)}
     if args.prompt_file is not None:
         try:
-            prompt = args.prompt_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            args.parser.error(f"cannot read the prompt file {args.prompt_file}: {exc}")
-    else:
-        prompt = DEFAULT_PROMPT if args.prompt is None else args.prompt
-    return ProfileParams(model=args.model, prompt=prompt, max_new_tokens=args.max_new_tokens,
-                         ignore_eos=args.ignore_eos, device=args.device, dtype=args.dtype, source=args.source,
-                         interval_ms=args.interval_ms, layers=args.layers, repeats=args.repeats,
-                         warmup=args.warmup, baseline_s=args.baseline_s, temperature=args.temperature,
-                         top_p=args.top_p, seed=args.seed, trust_remote_code=args.trust_remote_code)
+            values["prompt"] = read_prompt_file(args.prompt_file)
+        except ValueError as exc:
+            args.parser.error(str(exc))
+    return ProfileParams(**values)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,18 +68,19 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error(problems[0])
     store = Store(args.db)
     try:
-        summary = profile_foreground(store, params)
+        with terminal_progress() as progress:
+            summary = profile_foreground(store, params, on_progress=progress)
     except JobAlreadyRunning as exc:
         if args.json:
-            print_json({"run_id": None, "status": "failed", "error": str(exc)})
+            print_json(RunSummary(status="failed", error=str(exc)).to_dict())
         return fail(str(exc))
     if args.json:
-        print_json(summary)
+        print_json(summary.to_dict())
     else:
         print(format_summary(summary))
-    if summary["status"] != "done":
-        return fail(summary.get("error") or f"Run {summary['run_id']} ended as {summary['status']}.")
-    for warning in summary.get("warnings") or []:
+    if summary.status != "done":
+        return fail(summary.error or f"Run {summary.run_id} ended as {summary.status}.")
+    for warning in summary.warnings:
         fail(f"warning: {warning}")
     return 0
 
@@ -105,11 +89,10 @@ def _j(value: float | None, unit: str = "J") -> str:
     return "unknown" if value is None else f"{value:.4g} {unit}"
 
 
-def _per_token(entry: dict[str, Any] | None) -> str:
-    if not entry or entry.get("mean") is None:
+def _per_token(entry: MeanCI) -> str:
+    if entry.mean is None:
         return "unknown"
-    ci = entry.get("ci95")
-    return f"{entry['mean']:.4g} J" + (f" ± {ci:.2g}" if ci is not None else "")
+    return f"{entry.mean:.4g} J" + (f" ± {entry.ci95:.2g}" if entry.ci95 is not None else "")
 
 
 def _components(values: dict[str, float | None] | None, unit: str) -> str:
@@ -118,31 +101,28 @@ def _components(values: dict[str, float | None] | None, unit: str) -> str:
     return ", ".join(f"{comp} {_j(v, unit)}" for comp, v in values.items())
 
 
-def format_summary(s: dict[str, Any]) -> str:
+def format_summary(s: RunSummary) -> str:
     """A run's summary for people; estimated figures are labelled as such."""
-    est = "" if s.get("measured") else " (estimated)"
-    lines = [f"Run {s['run_id']} {s['status']}: {s.get('model')} on {s.get('device')} ({s.get('dtype')}), "
-             f"{s.get('repeats', 0)} repeat(s), layers {s.get('layers')}",
-             f"Power source: {s.get('source')}{est}"]
-    if s.get("new_tokens") is not None:
-        lines.append(f"Prompt tokens: {s.get('prompt_tokens')}   new tokens per repeat: "
-                     f"{', '.join(map(str, s.get('new_tokens') or [])) or 'none'}")
-    if "energy_j" in s:
-        lines.append(f"Energy, gross{est}: {_components(s['energy_j'], 'J')}   whole system "
-                     f"{_j(s.get('total_energy_j'))}")
-        if s.get("baseline_w"):
-            lines.append(f"Idle baseline: {_components(s['baseline_w'], 'W')}   net energy{est}: "
-                         f"{_j(s.get('net_total_energy_j'))}")
-        jpt = s.get("j_per_token") or {}
-        parts = [f"{phase} {_per_token(jpt.get(phase))}" for phase in ("prefill", "decode", "forward")
-                 if phase in jpt and (phase != "forward" or jpt[phase].get("mean") is not None)]
-        lines.append(f"J/token{est} (mean ± 95% CI over repeats): {'   '.join(parts)}")
-        rate = s.get("tokens_per_s")
-        lines.append(f"Decode speed: {'unknown' if rate is None else f'{rate:.1f} tokens/s'}")
-        lines.append(f"Mean power{est}: {_components(s.get('mean_w'), 'W')}   "
-                     f"peak: {_components(s.get('peak_w'), 'W')}")
-        closure = s.get("closure_error")
-        lines.append(f"Closure error: {'n/a' if closure is None else f'{closure:.2g}'}")
-    for warning in s.get("warnings") or []:
+    est = s.provenance
+    lines = [f"Run {s.run_id} {s.status}: {s.model} on {s.device} ({s.dtype}), {s.repeats} repeat(s), "
+             f"layers {s.layers}",
+             labelled(f"Power source: {s.source}", est)]
+    if s.new_tokens or s.prompt_tokens:
+        lines.append(f"Prompt tokens: {s.prompt_tokens}   new tokens per repeat: "
+                     f"{', '.join(map(str, s.new_tokens)) or 'none'}")
+    if s.profiled:
+        lines.append(labelled("Energy, gross", est) + f": {_components(s.energy_j, 'J')}   whole system "
+                     f"{_j(s.gross_total_j)}")
+        if s.baseline_w:
+            lines.append(f"Idle baseline: {_components(s.baseline_w, 'W')}   " + labelled("net energy", est)
+                         + f": {_j(s.net_total_j)}")
+        parts = [f"{phase} {_per_token(s.per_token(phase))}" for phase in ("prefill", "decode", "forward")
+                 if phase in s.j_per_token and (phase != "forward" or s.per_token(phase).mean is not None)]
+        lines.append(labelled("J/token", est) + f" (mean ± 95% CI over repeats): {'   '.join(parts)}")
+        lines.append(f"Decode speed: {'unknown' if s.tokens_per_s is None else f'{s.tokens_per_s:.1f} tokens/s'}")
+        lines.append(labelled("Mean power", est) + f": {_components(s.mean_w, 'W')}   "
+                     f"peak: {_components(s.peak_w, 'W')}")
+        lines.append(f"Closure error: {'n/a' if s.closure_error is None else f'{s.closure_error:.2g}'}")
+    for warning in s.warnings:
         lines.append(f"Warning: {warning}")
     return "\n".join(lines)

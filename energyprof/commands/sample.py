@@ -15,9 +15,9 @@ from energyprof.commands.args import add_db_option, add_json_option, fail, float
 from energyprof.power.base import NullSource, PowerSource, PowerSourceError, now_ns
 from energyprof.power.registry import AUTO, SOURCE_NAMES, resolve_source, source_status
 from energyprof.power.sampler import Sampler
-from energyprof.power.summary import format_summary, result_json, summarise_windows
-from energyprof.power.writer import WindowWriter
+from energyprof.power.summary import format_summary, summarise_windows
 from energyprof.store import Store
+from energyprof.store.writer import WindowWriter
 
 FLUSH_EVERY_S = 0.5
 
@@ -111,18 +111,18 @@ def run(args: argparse.Namespace) -> int:
     store.update_run(run_id, clock_t0_ns=now_ns(), pid=os.getpid())
     recorder = WindowWriter(store, run_id, keep=True)
     status, error, code = record(source, recorder, args.seconds, interval_ms)
-    summary = summarise_windows(recorder.windows, source.components())
-    skipped = int(getattr(source, "skipped", 0))
+    skipped = source.skipped
+    summary = summarise_windows(recorder.windows, source.components(), run_id=run_id, kind="sample", status=status,
+                                error=error, source=source.name, measured=source.measured, interval_ms=interval_ms,
+                                samples_skipped=skipped, power_incomplete=error is not None)
     store.update_run(run_id, samples_skipped=skipped, power_incomplete=int(error is not None))
-    store.finish_run(run_id, status, error=error, summary=summary.to_json())
+    store.finish_run(run_id, status, error=error, summary=summary.to_dict())
     if args.json:
-        print_json(result_json(run_id, status, source.name, source.measured, summary, skipped,
-                               interval_ms=interval_ms, error=error))
+        print_json(summary.to_dict())
     else:
-        kind = "measured" if source.measured else "estimated"
-        print(f"run {run_id} ({status}): {summary.samples} windows over {summary.duration_s:.2f} s "
-              f"from {source.name} ({kind}), {skipped} skipped")
-        print("\n".join(format_summary(summary, measured=source.measured)))
+        print(f"run {run_id} ({status}): {summary.windows} windows over {summary.duration_s:.2f} s "
+              f"from {source.name} ({summary.provenance}), {skipped} skipped")
+        print("\n".join(format_summary(summary)))
     if error:
         fail(error)
     return code

@@ -6,12 +6,16 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-CPU, GPU, ANE, DRAM, PACKAGE = "cpu", "gpu", "ane", "dram", "package"
-COMPONENTS: tuple[str, ...] = (CPU, GPU, ANE, DRAM, PACKAGE)
-"""Every component name a source may report, in display order."""
-
-AGGREGATE_COMPONENTS: frozenset[str] = frozenset({PACKAGE})
-"""Components that already contain others: never added to the parts when totalling."""
+from energyprof.components import (  # noqa: F401 - the vocabulary sources speak, re-exported
+    AGGREGATE_COMPONENTS,
+    ANE,
+    COMPONENTS,
+    CPU,
+    DRAM,
+    GPU,
+    PACKAGE,
+)
+from energyprof.components import whole_system as total_energy_mj  # noqa: F401 - the one whole-system rule
 
 
 def now_ns() -> int:
@@ -37,14 +41,6 @@ class PowerWindow:
         if energy is None or self.t1_ns <= self.t0_ns:
             return None
         return energy / 1e3 / self.duration_s
-
-
-def total_energy_mj(energy_mj: dict[str, float | None]) -> float | None:
-    """Whole-system energy without double counting: the package figure when known, else the sum of parts."""
-    if energy_mj.get(PACKAGE) is not None:
-        return energy_mj[PACKAGE]
-    parts = [v for k, v in energy_mj.items() if k not in AGGREGATE_COMPONENTS and v is not None]
-    return sum(parts) if parts else None
 
 
 class PowerSourceError(RuntimeError):
@@ -74,6 +70,8 @@ class PowerSource(ABC):
     name: str = "abstract"
     measured: bool = True
     default_interval_ms: int = 100
+    skipped: int = 0
+    """Samples the source had to drop (malformed or cut off); sources that cannot drop any keep 0."""
 
     @abstractmethod
     def available(self) -> tuple[bool, str]:
@@ -94,6 +92,10 @@ class PowerSource(ABC):
     @abstractmethod
     def stop(self) -> None:
         """Stop sampling and release every resource (processes, handles)."""
+
+    def drain(self) -> list[PowerWindow]:
+        """Windows still buffered after stop() (each returned once); most sources buffer none."""
+        return []
 
     def status(self) -> SourceStatus:
         ok, reason = self.available()

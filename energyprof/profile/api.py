@@ -5,16 +5,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from energyprof.profile.job import ProfileParams, run_profile
+from energyprof.profile.job import run_profile
+from energyprof.profile.params import ProfileParams
 from energyprof.store import Store
+from energyprof.summary import RunSummary
 
 
 def profile_generation(model: Any, tokenizer: Any, prompt: str, *, max_new_tokens: int = 32, layers: str = "blocks",
                        source: str = "auto", interval_ms: int | None = None, repeats: int = 1, warmup: int = 0,
                        baseline_s: float = 0.0, ignore_eos: bool = False, temperature: float = 0.0,
                        top_p: float = 1.0, seed: int = 0, name: str | None = None,
-                       db: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Profile `model` generating from `prompt` and store the run; returns the run's summary dict.
+                       db: str | os.PathLike[str] | None = None) -> RunSummary:
+    """Profile `model` generating from `prompt` and store the run; returns the run's summary (RunSummary).
 
     The model stays where it is (device and dtype are read from its parameters) and runs in eval mode (its
     training flag is restored afterwards); a causal LM is profiled token by token, any other model per

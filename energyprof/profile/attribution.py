@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from energyprof.power.base import AGGREGATE_COMPONENTS, COMPONENTS, PACKAGE, PowerWindow
+from energyprof.components import ordered, whole_system_arrays
+from energyprof.power.base import PowerWindow
 
 NS_PER_MJ_AT_1W = 1e6
 """1 W over 1e6 ns is 1 mJ: energy_mj = power_w * duration_ns / 1e6."""
@@ -53,11 +54,8 @@ class _Windows:
 
 
 def _components_of(windows: Sequence[PowerWindow]) -> list[str]:
-    """Every component named by any window: known components in display order, then others sorted."""
-    seen: set[str] = set()
-    for w in windows:
-        seen.update(w.energy_mj)
-    return [c for c in COMPONENTS if c in seen] + sorted(seen - set(COMPONENTS))
+    """Every component named by any window, in display order."""
+    return ordered({c for w in windows for c in w.energy_mj})
 
 
 def _window_arrays(windows: Sequence[PowerWindow], components: Sequence[str]) -> _Windows:
@@ -224,24 +222,8 @@ def net_energy_mj(gross_mj: np.ndarray, duration_ns: np.ndarray, baseline_w: flo
 
 
 def whole_system_mj(energy_mj: dict[str, np.ndarray]) -> np.ndarray:
-    """Per interval: package when known, else the sum of the known non-aggregate parts; NaN if none known.
-
-    The same rule as energyprof.power.base.total_energy_mj, so the package is never added to its parts."""
-    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in energy_mj.items()}
-    if not arrays:
-        return np.array([], dtype=np.float64)
-    n = len(next(iter(arrays.values())))
-    parts = [v for k, v in arrays.items() if k not in AGGREGATE_COMPONENTS]
-    if parts:
-        stack = np.vstack(parts)
-        any_known = ~np.all(np.isnan(stack), axis=0)
-        total = np.where(any_known, np.nansum(stack, axis=0), np.nan)
-    else:
-        total = np.full(n, np.nan)
-    package = arrays.get(PACKAGE)
-    if package is None:
-        return total
-    return np.where(np.isnan(package), total, package)
+    """Per interval, the whole-system energy (the one rule: energyprof.components.whole_system_arrays)."""
+    return whole_system_arrays(energy_mj)
 
 
 T_975: tuple[float, ...] = (

@@ -23,6 +23,7 @@ from energyprof.profile.attribution import (
 )
 from energyprof.profile.hooks import Layer
 from energyprof.profile.loop import Generation
+from energyprof.summary import MeanCI
 
 Row = tuple[Any, ...]
 
@@ -77,7 +78,8 @@ class Attributed:
     step_energy_rows: list[Row]
     layer_call_rows: list[Row]
     layer_energy_rows: list[Row]
-    summary: dict[str, Any]
+    figures: dict[str, Any]
+    """RunSummary fields (energy, power, per-token figures, closure checks) and their values."""
 
 
 def step_table(generations: Sequence[Generation]) -> StepTable:
@@ -149,8 +151,8 @@ def attribute_run(windows: Sequence[PowerWindow], generations: Sequence[Generati
         layer_rows = _layer_energy_rows(layers, calls, call_e, other, other_id, components, baseline)
         layer_closure = _closure(float(np.nansum(step_e.whole)),
                                  float(np.nansum(call_e.whole[top]) + np.nansum(other.energy.whole)))
-    summary = _energy_summary(windows, generations, steps, step_e, components, baseline, layer_closure)
-    return Attributed(step_rows, call_rows, layer_rows, summary)
+    figures = _energy_figures(windows, generations, steps, step_e, components, baseline, layer_closure)
+    return Attributed(step_rows, call_rows, layer_rows, figures)
 
 
 @dataclass
@@ -256,10 +258,10 @@ def _closure(reference: float, parts: float) -> float | None:
     return abs(parts - reference) / abs(reference)
 
 
-def _energy_summary(windows: Sequence[PowerWindow], generations: Sequence[Generation], steps: StepTable,
+def _energy_figures(windows: Sequence[PowerWindow], generations: Sequence[Generation], steps: StepTable,
                     e: Energies, components: Sequence[str], baseline: dict[str, float | None] | None,
                     layer_closure: float | None) -> dict[str, Any]:
-    """Energy totals, J/token, throughput, power and closure checks for the run's summary."""
+    """Energy totals, J/token, throughput, power and closure checks: RunSummary fields and their values."""
     spans = [g.span_ns for g in generations if g.span_ns]
     span_t0 = np.array([s[0] for s in spans], dtype=np.int64)
     span_t1 = np.array([s[1] for s in spans], dtype=np.int64)
@@ -301,7 +303,7 @@ def _mean_w(values: np.ndarray, duration_ns: float) -> float | None:
     return None if total is None or duration_ns <= 0 else total / (duration_ns / 1e9)
 
 
-def _per_token(generations: Sequence[Generation], steps: StepTable, whole: np.ndarray) -> dict[str, Any]:
+def _per_token(generations: Sequence[Generation], steps: StepTable, whole: np.ndarray) -> dict[str, MeanCI]:
     """J/token per phase: mean and 95% CI half-width over repeats (prefill per prompt token)."""
     per_phase: dict[str, list[float]] = {"prefill": [], "decode": [], "forward": []}
     for g in generations:
@@ -317,9 +319,9 @@ def _per_token(generations: Sequence[Generation], steps: StepTable, whole: np.nd
     return out
 
 
-def _mean_ci(values: list[float]) -> dict[str, float | None]:
+def _mean_ci(values: list[float]) -> MeanCI:
     mean, half = mean_ci95(values)
-    return {"mean": _none(mean), "ci95": _none(half), "n": sum(1 for v in values if not math.isnan(v))}
+    return MeanCI(_none(mean), _none(half), sum(1 for v in values if not math.isnan(v)))
 
 
 def _tokens_per_s(steps: StepTable) -> float | None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from energyprof.components import whole_system_long
 from energyprof.store.db import StoreCore
 
 Row = Sequence[Any]
@@ -83,17 +84,15 @@ class ProfileMixin(StoreCore):
     def tokens_with_energy(self, run_id: int, repeat: int | None = None) -> pd.DataFrame:
         """One row per step: the step's columns plus whole-system gross/net energy (J) and worst resolution.
 
-        Whole-system energy counts `package` when the source has it, else the sum of the other parts."""
+        Whole-system energy follows the one rule in energyprof.components (package when known, else the parts)."""
         steps = self.steps(run_id, repeat)
         energy = self.step_energy(run_id, repeat)
         if steps.empty:
             return steps.assign(energy_j=pd.Series(dtype=float), net_energy_j=pd.Series(dtype=float),
                                 resolution=pd.Series(dtype=float))
-        has_package = bool((energy["component"] == "package").any() and
-                           energy.loc[energy["component"] == "package", "energy_j"].notna().any())
-        parts = energy[energy["component"] == "package"] if has_package else energy[energy["component"] != "package"]
-        groups = parts.groupby(["repeat", "idx"])  # vectorised sums: a lambda per step costs 0.5 s at 4,000 steps
-        totals = groups[["energy_j", "net_energy_j"]].sum(min_count=1).join(groups["resolution"].min()).reset_index()
+        totals = whole_system_long(energy, ["repeat", "idx"], ["energy_j", "net_energy_j"])
+        resolution = energy.groupby(["repeat", "idx"], as_index=False)["resolution"].min()
+        totals = totals.merge(resolution, on=["repeat", "idx"], how="left")
         return steps.merge(totals, on=["repeat", "idx"], how="left")
 
     def layers(self, run_id: int) -> pd.DataFrame:

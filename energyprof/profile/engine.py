@@ -1,0 +1,402 @@
+"""The profiling engine: one run, from loading the model to the attributed, stored result.
+
+Flow: start the power sampler (its windows are flushed to the store every ~0.5 s and a heartbeat is written
+every ~2 s by the Monitor thread); `loading` (the model); `baseline` (idle, model loaded); `warm-up` (not
+stored); `repeat i of R` (steps stored after each repeat); `attributing` (wait for the window covering the end,
+stop the sampler, attribute energy to steps, layer calls and `other`, write everything in batches). A SIGTERM
+(or Ctrl-C) ends the run as `cancelled`, any error as `failed` with one sentence for people; the power source
+is always stopped, and what was recorded stays in the database.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+from energyprof.components import ordered
+from energyprof.power.base import PowerSource, PowerSourceError, PowerWindow, now_ns
+from energyprof.power.sampler import Sampler
+from energyprof.profile.cancel import CancelSwitch, JobCancelled
+from energyprof.profile.monitor import Monitor
+from energyprof.profile.params import ProfileParams
+from energyprof.store import Store
+from energyprof.summary import RunSummary
+
+LAST_WINDOW_WAIT_S = 2.0
+"""Longest wait (beyond 3 sampling intervals) for the window that covers the end of the workload."""
+CALL_ROWS_PER_BATCH = 100_000
+
+
+class JobError(RuntimeError):
+    """The job cannot start (no such run, not queued); the message is one sentence for people."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run is, for a progress display: its phase, measured tokens done of the total, seconds so far."""
+
+    phase: str
+    tokens_done: int
+    tokens_total: int
+    elapsed_s: float
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class Outcome:
+    """How a run ended: its final status, the sentence for people and the traceback for developers."""
+
+    status: str = "done"
+    error: str | None = None
+    traceback: str | None = None
+
+
+class ProfileEngine:
+    """Runs one profiling run against one run row; `run()` returns the run's summary."""
+
+    def __init__(self, store: Store, run_id: int, params: ProfileParams, *, loaded: Any = None,
+                 cancel: CancelSwitch | None = None, on_progress: ProgressCallback | None = None) -> None:
+        self.store, self.run_id, self.params = store, run_id, params
+        self.loaded = loaded
+        self.cancel = cancel or CancelSwitch()
+        self.on_progress = on_progress
+        self.source: PowerSource | None = None
+        self.sampler: Sampler | None = None
+        self.monitor = Monitor(store, run_id, self._progress_pair, self._report_progress)
+        self.windows: list[PowerWindow] = []
+        self.max_t1 = 0
+        self.generations: list[Any] = []
+        self.written_repeats: set[int] = set()
+        self.layers: list[Any] = []
+        self.recorder: Any = None
+        self.prompt_ids: list[int] = []
+        self.baseline_span: tuple[int, int] | None = None
+        self.workload_end = 0
+        self.phase = "starting"
+        self.started = time.monotonic()
+
+    # -- progress (read by the monitor thread) ----------------------------------------------------
+    def tokens_done(self) -> int:
+        return sum(len(g.steps) for g in list(self.generations))
+
+    def tokens_total(self) -> int:
+        per_repeat = 1 if self.loaded is not None and self.loaded.kind == "encoder" else self.params.max_new_tokens
+        return max(1, self.params.repeats * per_repeat)
+
+    def progress(self) -> float:
+        return min(1.0, self.tokens_done() / self.tokens_total())
+
+    def _progress_pair(self) -> tuple[float, int]:
+        return self.progress(), self.tokens_done()
+
+    def _report_progress(self) -> None:
+        if self.on_progress is not None:
+            with suppress(Exception):  # a broken display must never stop a measurement
+                self.on_progress(Progress(self.phase, self.tokens_done(), self.tokens_total(),
+                                          time.monotonic() - self.started))
+
+    # -- the run ------------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        """Measure, then attribute and finish the run row; never raises for a failed or cancelled run."""
+        outcome = Outcome()
+        try:
+            self.store.update_run(self.run_id, pid=os.getpid(), clock_t0_ns=now_ns(), phase="starting")
+            self.monitor.start()
+            self.cancel.arm()
+            self._measure()
+        except (JobCancelled, KeyboardInterrupt):
+            outcome = Outcome("cancelled", "The run was cancelled; the steps and power samples recorded so far "
+                                           "are kept.")
+        except Exception as exc:
+            outcome = Outcome("failed", user_message(exc, self.store), traceback.format_exc())
+        finally:
+            self.cancel.disarm()
+            self._stop_power(wait=outcome.status == "done")
+        return self._finish(outcome)
+
+    def _measure(self) -> None:
+        self._start_power()
+        self._load()
+        self._baseline()
+        self._warmup()
+        for repeat in range(self.params.repeats):
+            self._repeat(repeat)
+
+    def _phase(self, phase: str) -> None:
+        self.phase = phase
+        self._report_progress()
+        with self.cancel.shielded():
+            self.store.heartbeat(self.run_id, phase=phase)
+
+    def _start_power(self) -> None:
+        from energyprof.power.registry import resolve_source
+
+        self._phase("loading")
+        self.source = resolve_source(self.params.source)
+        with self.cancel.shielded():
+            self.store.update_run(self.run_id, source=self.source.name, measured=int(self.source.measured))
+        self.sampler = Sampler(self.source, self._on_windows, self.params.interval_ms)
+        self.sampler.start()
+
+    def _on_windows(self, windows: list[PowerWindow]) -> None:
+        """Sampler thread: keep every window, remember the latest end, buffer for the store."""
+        self.windows.extend(windows)
+        self.max_t1 = max(self.max_t1, max(w.t1_ns for w in windows))
+        self.monitor.add(windows)
+
+    def _load(self) -> None:
+        from energyprof.profile.hooks import LayerRecorder
+        from energyprof.profile.models import encode_prompt, load_model
+
+        self._phase("loading")
+        if self.loaded is None:
+            p = self.params
+            self.loaded = load_model(p.model, p.device, p.dtype, p.trust_remote_code)
+        self.prompt_ids = encode_prompt(self.loaded.tokenizer, self.params.prompt, self.loaded.kind)
+        if not self.prompt_ids:
+            raise ValueError("The prompt encodes to no tokens; give some text to profile.")
+        self.recorder = LayerRecorder(self.loaded.model, self.params.layers, self.loaded.device)
+        self.layers = self.recorder.layers
+        with self.cancel.shielded():
+            self.store.update_run(self.run_id, model=self.loaded.name, device=self.loaded.device,
+                                  dtype=self.loaded.dtype)
+            if self.layers:
+                self.store.add_layers(self.run_id, [layer.row() for layer in self.layers])
+
+    def _baseline(self) -> None:
+        if self.params.baseline_s <= 0:
+            return
+        self._phase("baseline")
+        t0 = now_ns()
+        time.sleep(self.params.baseline_s)
+        self.baseline_span = (t0, now_ns())
+
+    def _warmup(self) -> None:
+        from energyprof.profile.loop import Generation
+
+        if self.params.warmup:
+            self._phase("warm-up")
+        for i in range(self.params.warmup):
+            self._run_once(Generation(-1 - i, list(self.prompt_ids)))
+
+    def _repeat(self, repeat: int) -> None:
+        from energyprof.profile.loop import Generation
+
+        self._phase(f"repeat {repeat + 1} of {self.params.repeats}")
+        gen = Generation(repeat, list(self.prompt_ids))
+        self.generations.append(gen)
+        self._run_once(gen)
+        self.workload_end = gen.span_ns[1] if gen.span_ns else self.workload_end
+        with self.cancel.shielded():
+            self.store.add_steps(self.run_id, gen.step_rows())
+            self.written_repeats.add(repeat)
+            self.store.heartbeat(self.run_id, progress=self.progress(), tokens_done=self.tokens_done())
+
+    def _run_once(self, gen: Any) -> Any:
+        """One generation (or encoder forward pass) with the layer hooks attached."""
+        from energyprof.profile.loop import forward_once, generate
+
+        loaded = self.loaded
+        with self.recorder:
+            if loaded.kind == "encoder":
+                return forward_once(loaded.model, self.prompt_ids, loaded.device, self.recorder, gen)
+            return generate(loaded.model, loaded.tokenizer, self.prompt_ids, self.params.loop_options(),
+                            loaded.device, self.recorder, gen)
+
+    # -- the end ------------------------------------------------------------------------------
+    def _stop_power(self, wait: bool) -> None:
+        """Stop the sampler (after the window covering the workload's end, when waiting) and every process."""
+        try:
+            if self.sampler is not None:
+                if wait:
+                    self._phase("attributing")
+                    self._await_last_window()
+                self.sampler.stop()
+        except Exception:  # stopping must go on to the process cleanup below
+            pass
+        finally:
+            if self.source is not None:
+                with suppress(Exception):
+                    self.source.stop()
+            _stop_powermetrics()
+
+    def _await_last_window(self) -> None:
+        """Wait (bounded) until a window ending after the workload has arrived."""
+        if self.sampler is None or self.source is None or not self.source.components() or not self.workload_end:
+            return
+        interval_s = self.sampler.interval_ms / 1e3
+        deadline = time.monotonic() + max(LAST_WINDOW_WAIT_S, 3 * interval_s)
+        while self.max_t1 < self.workload_end and self.sampler.alive and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def _finish(self, outcome: Outcome) -> RunSummary:
+        """Write what the run recorded, attribute it, and move the run to its final status."""
+        summary = self._base_summary()
+        try:
+            self.monitor.stop()
+            if self.monitor.last_error is not None and is_disk_full(self.monitor.last_error):
+                raise self.monitor.last_error
+            self._write_leftover_steps()
+            if any(g.steps for g in self.generations):
+                self._phase("attributing")
+                self._attribute(summary)
+        except Exception as exc:
+            if outcome.status == "done" or is_disk_full(exc):
+                outcome = Outcome("failed", _finish_failure(exc, self.store), traceback.format_exc())
+        summary.warnings = self._power_warnings(summary)
+        summary.text = _text_of(self.generations)
+        summary.status = outcome.status
+        summary.power_incomplete = bool(summary.warnings)
+        summary.error = outcome.error or (" ".join(summary.warnings) if summary.warnings else None)
+        summary.samples_skipped = self.source.skipped if self.source is not None else 0
+        self._write_final(summary, outcome)
+        self._report_progress()
+        return summary
+
+    def _write_final(self, summary: RunSummary, outcome: Outcome) -> None:
+        """The run's final row; when the database cannot take the summary (disk full), at least the status and the
+        sentence; when it cannot take even that, the sentence on stderr (the next look at the run reaps it)."""
+        try:
+            self.store.update_run(self.run_id, power_incomplete=int(summary.power_incomplete),
+                                  samples_skipped=summary.samples_skipped,
+                                  progress=self.progress() if outcome.status != "done" else 1.0,
+                                  tokens_done=self.tokens_done())
+            self.store.finish_run(self.run_id, outcome.status, error=summary.error, traceback=outcome.traceback,
+                                  summary=summary.to_dict())
+            return
+        except Exception as exc:
+            if outcome.status == "done":
+                summary.status = outcome.status = "failed"
+            summary.error = _finish_failure(exc, self.store)
+        with suppress(Exception):
+            self.store.finish_run(self.run_id, summary.status, error=summary.error)
+            return
+        print(f"energyprof: run {self.run_id}: {summary.error}", file=sys.stderr)
+
+    def _write_leftover_steps(self) -> None:
+        """Steps (and the calls still in the recorder) of a repeat that was cut short."""
+        from energyprof.profile.loop import token_texts
+
+        for gen in self.generations:
+            if gen.repeat in self.written_repeats or not gen.steps:
+                continue
+            if self.recorder is not None:
+                gen.calls.extend(self.recorder.take_calls())
+                self.recorder.detach()
+            gen.texts = token_texts(self.loaded.tokenizer, [s[5] for s in gen.steps])
+            self.store.add_steps(self.run_id, gen.step_rows())
+            self.written_repeats.add(gen.repeat)
+
+    def _components(self) -> list[str]:
+        named = set(self.source.components() if self.source is not None else ())
+        for w in self.windows:
+            named.update(w.energy_mj)
+        return ordered(named)
+
+    def _attribute(self, summary: RunSummary) -> None:
+        from energyprof.profile.results import attribute_run
+
+        done = attribute_run(list(self.windows), self.generations, self.layers, self._components(),
+                             self.baseline_span)
+        self.store.add_step_energy(self.run_id, done.step_energy_rows)
+        for i in range(0, len(done.layer_call_rows), CALL_ROWS_PER_BATCH):
+            self.store.add_layer_calls(self.run_id, done.layer_call_rows[i:i + CALL_ROWS_PER_BATCH])
+        if done.layer_energy_rows:
+            self.store.add_layer_energy(self.run_id, done.layer_energy_rows)
+        for name, value in done.figures.items():
+            setattr(summary, name, value)
+
+    def _power_warnings(self, summary: RunSummary) -> list[str]:
+        """Sentences about power data the run lacks (source died, end not covered, unknown steps)."""
+        warnings = []
+        if self.sampler is not None and self.sampler.error:
+            warnings.append(f"Power data is incomplete: {self.sampler.error.rstrip('.')}; energy after that point "
+                            "is unknown.")
+        elif (self.source is not None and self.source.components() and self.workload_end
+              and self.max_t1 < self.workload_end):
+            warnings.append("Power data is incomplete: no sample window covers the end of the workload, so the last "
+                            "steps' energy is unknown or low.")
+        if summary.unknown_steps and not warnings:
+            warnings.append(f"Power data is incomplete: {summary.unknown_steps} steps have unknown energy.")
+        return warnings
+
+    def _base_summary(self) -> RunSummary:
+        """The parts of the summary every run has, even one that failed early."""
+        loaded, p = self.loaded, self.params
+        return RunSummary(
+            run_id=self.run_id, kind="profile", status="running",
+            source=self.source.name if self.source is not None else p.source,
+            measured=bool(self.source.measured) if self.source is not None else None,
+            interval_ms=self.sampler.interval_ms if self.sampler is not None else p.interval_ms,
+            windows=len(self.windows),
+            model=loaded.name if loaded is not None else p.model,
+            model_kind=loaded.kind if loaded is not None else None,
+            n_params=loaded.n_params if loaded is not None else None,
+            device=loaded.device if loaded is not None else p.device,
+            dtype=loaded.dtype if loaded is not None else p.dtype,
+            layers=p.layers, prompt_tokens=len(self.prompt_ids),
+            new_tokens=[g.new_tokens for g in self.generations if g.steps],
+            repeats=sum(1 for g in self.generations if g.steps), repeats_requested=p.repeats,
+            baseline_s=p.baseline_s, text=_text_of(self.generations))
+
+
+def _text_of(generations: list[Any], limit: int = 2000) -> str | None:
+    """The generated text of the first measured repeat (at most `limit` characters)."""
+    for gen in generations:
+        if gen.texts and any(t is not None for t in gen.texts):
+            return "".join(t or "" for t in gen.texts)[:limit]
+    return None
+
+
+def _stop_powermetrics() -> None:
+    """Kill any powermetrics child this process still has (it must never outlive the job)."""
+    try:
+        from energyprof.power.powermetrics import stop_all
+    except ImportError:
+        return
+    with suppress(Exception):
+        stop_all()
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for SQLite's 'database or disk is full' and the OS's 'No space left on device' (ENOSPC)."""
+    text = str(exc).lower()
+    return "disk is full" in text or "no space left" in text or getattr(exc, "errno", None) == 28
+
+
+def disk_full_message(store: Store) -> str:
+    return (f"The disk holding the database {store.path} is full; free some space and run the profile again "
+            "(what was recorded before is kept).")
+
+
+def _finish_failure(exc: BaseException, store: Store) -> str:
+    """The sentence for a failure while writing the run's results."""
+    if is_disk_full(exc):
+        return disk_full_message(store)
+    detail = (str(exc).strip().splitlines() or ["no details"])[0][:300].rstrip(".")
+    return (f"Attributing the energy failed with {type(exc).__name__}: {detail}; the steps and power samples are "
+            "kept.")
+
+
+def user_message(exc: BaseException, store: Store | None = None) -> str:
+    """One sentence for people about an exception (our own errors already are one)."""
+    from energyprof.profile.models import ModelLoadError
+
+    if store is not None and is_disk_full(exc):
+        return disk_full_message(store)
+    text = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else ""
+    if isinstance(exc, ModelLoadError | PowerSourceError | JobError | ValueError) and text:
+        sentence = text[0].upper() + text[1:]
+        return sentence if sentence.endswith((".", "!", "?")) else sentence + "."
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
+        return "The model ran out of memory; try a smaller model, a shorter prompt or --dtype float16."
+    first = text[:300] if text else "no details"
+    return f"The profiling job failed with {type(exc).__name__}: {first.rstrip('.')}."

@@ -1,0 +1,217 @@
+"""The parameters of a profiling run: one table (default, range, choices, help, label) that the engine validates
+against, `energyprof profile` builds its options from, and the New-profile form builds its widgets from.
+
+Each field of `ProfileParams` carries its `ParamSpec` in the dataclass field's metadata; `param_specs()` lists
+them in order. The default lives on the field, the rest on the spec; nothing else repeats them. This module
+imports nothing heavy (the dashboard imports it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_PROMPT = "The quick brown fox jumps over the lazy dog."
+MAX_PROMPT_CHARS = 100_000
+BUILTIN_MODEL_NAMES: tuple[str, ...] = ("tiny", "small", "medium")
+"""Names of the built-in models (energyprof.profile.models.BUILTIN_MODELS, which imports torch; a test checks
+they match)."""
+LAYER_DEPTHS: tuple[str, ...] = ("none", "blocks", "modules")
+DTYPE_NAMES: tuple[str, ...] = ("float32", "float16", "bfloat16")
+DEVICE_NAMES: tuple[str, ...] = ("auto", "cpu", "mps", "cuda")
+INTERVAL_MS_RANGE: tuple[int, int] = (10, 9_999)
+"""Sampling intervals accepted everywhere (the powermetrics sudo rule allows exactly 10-9999 ms)."""
+
+GROUPS: dict[str, str] = {"model": "Model", "power": "Power", "profiling": "Profiling", "sampling": "Sampling"}
+"""Form sections, in order: group key -> heading."""
+
+
+def _source_choices() -> tuple[str, ...]:
+    from energyprof.power.registry import AUTO, SOURCE_NAMES
+
+    return (AUTO, *SOURCE_NAMES)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """What the CLI and the form need to know about one parameter (its default is the dataclass field's)."""
+
+    help: str
+    label: str
+    group: str
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_min: bool = False
+    """The value must be above `minimum`, not equal to it."""
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None
+    step: float | None = None
+    indexed: bool = False
+    """A choice may carry a `:N` suffix (cuda:1)."""
+    none_means: str | None = None
+    """For an optional number: what leaving it unset means (the form shows 0 for it)."""
+    widget: str | None = None
+    """A widget other than the type's default: `text_area` (long text), `model` (built-in or custom)."""
+    cli: bool = True
+    form: bool = True
+
+    def allowed(self) -> tuple[str, ...] | None:
+        """The choices, computed when they depend on what is installed."""
+        return self.choices() if callable(self.choices) else self.choices
+
+
+def param(default: Any, **spec: Any) -> Any:
+    """A ProfileParams field with its spec."""
+    return field(default=default, metadata={"spec": ParamSpec(**spec)})
+
+
+@dataclass
+class ProfileParams:
+    """Everything a profiling run needs; stored as the run's params JSON."""
+
+    model: str = param("tiny", label="Model", group="model", widget="model",
+                       help="built-in model (tiny, small, medium: random weights, no download), a local model "
+                            "folder or a Hugging Face id")
+    prompt: str = param(DEFAULT_PROMPT, label="Prompt", group="model", widget="text_area",
+                        help="the prompt text")
+    max_new_tokens: int = param(32, label="Max new tokens", group="model", minimum=1, maximum=100_000,
+                                help="tokens to generate per repeat (fewer when the model ends the text first)")
+    ignore_eos: bool = param(False, label="Ignore end-of-sequence (always generate max new tokens)", group="model",
+                             help="always generate max-new-tokens tokens")
+    device: str = param("auto", label="Device", group="model", choices=DEVICE_NAMES, indexed=True,
+                        help="auto (cuda, else mps, else cpu), cpu, mps or cuda")
+    dtype: str = param("float32", label="Dtype", group="model", choices=DTYPE_NAMES,
+                       help="weights and activations precision")
+    source: str = param("auto", label="Power source", group="power", choices=_source_choices,
+                        help="power source (auto = the first measured source that works here, else the estimate)")
+    interval_ms: int | None = param(None, label="Sampling interval (ms)", group="power",
+                                    minimum=INTERVAL_MS_RANGE[0], maximum=INTERVAL_MS_RANGE[1], step=10,
+                                    none_means="the source's own", help="power sampling interval in ms")
+    baseline_s: float = param(2.0, label="Idle baseline (s)", group="power", minimum=0.0, maximum=600.0, step=0.5,
+                              help="seconds of idle baseline (model loaded, nothing running) before the workload; "
+                                   "0: none, so no net energy")
+    layers: str = param("blocks", label="Layer depth", group="profiling", choices=LAYER_DEPTHS,
+                        help="layer hooks: none, blocks (embedding, each block, norm, lm_head) or modules (also "
+                             "attention and MLP)")
+    repeats: int = param(3, label="Repeats", group="profiling", minimum=1, maximum=1000,
+                         help="measured repeats (mean and 95% CI over them)")
+    warmup: int = param(1, label="Warm-up runs", group="profiling", minimum=0, maximum=100,
+                        help="unmeasured warm-up runs before the repeats")
+    temperature: float = param(0.0, label="Temperature", group="sampling", minimum=0.0, maximum=100.0, step=0.1,
+                               help="sampling temperature (0: greedy)")
+    top_p: float = param(1.0, label="Top-p", group="sampling", minimum=0.0, maximum=1.0, exclusive_min=True, step=0.05,
+                         help="nucleus sampling threshold, above 0 (1 keeps every token)")
+    seed: int = param(0, label="Seed", group="sampling", minimum=0, maximum=2**63 - 1, help="sampling seed")
+    trust_remote_code: bool = param(False, label="Trust remote code", group="sampling",
+                                    help="allow a model repository's own code to run (only for code you trust)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProfileParams:
+        """Parameters from a run's params JSON; unknown keys are ignored, numbers coerced to each field's type."""
+        types = field_types()
+        values = {key: _coerce(key, value, types[key]) for key, value in (data or {}).items() if key in types}
+        return cls(**values)
+
+    def errors(self, *, check_model: bool = True) -> list[str]:
+        """Every problem with these parameters, each one sentence saying what to change."""
+        problems = []
+        if check_model and not str(self.model).strip():
+            problems.append("The model name is empty; give a built-in name (tiny, small, medium), a folder or a "
+                            "Hugging Face id.")
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            problems.append("The prompt is empty; give some text to profile.")
+        elif len(self.prompt) > MAX_PROMPT_CHARS:
+            problems.append(f"The prompt has {len(self.prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
+        skip = set() if check_model else {"device", "dtype"}
+        for name, spec in param_specs():
+            if name not in skip:
+                problems += _value_errors(name, getattr(self, name), spec, field_types()[name])
+        return problems
+
+    def validate(self, *, check_model: bool = True) -> None:
+        """Raise ValueError with the first problem, if any."""
+        problems = self.errors(check_model=check_model)
+        if problems:
+            raise ValueError(problems[0])
+
+    def loop_options(self) -> Any:
+        from energyprof.profile.loop import LoopOptions
+
+        return LoopOptions(self.max_new_tokens, self.ignore_eos, self.temperature, self.top_p, self.seed)
+
+
+def param_specs() -> list[tuple[str, ParamSpec]]:
+    """(name, spec) of every parameter, in the table's order."""
+    return [(f.name, f.metadata["spec"]) for f in dataclasses.fields(ProfileParams)]
+
+
+def spec_of(name: str) -> ParamSpec:
+    return dict(param_specs())[name]
+
+
+def defaults() -> dict[str, Any]:
+    """Every parameter's default."""
+    return ProfileParams().to_dict()
+
+
+def field_types() -> dict[str, type]:
+    """The value type of each parameter (int, float, bool or str; Optional unwrapped)."""
+    hints = typing.get_type_hints(ProfileParams)
+    out = {}
+    for name, hint in hints.items():
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        out[name] = args[0] if args else hint
+    return out
+
+
+def _coerce(key: str, value: Any, kind: type) -> Any:
+    """A JSON value as the field's type (an integral float becomes an int; strings stay strings)."""
+    if value is None:
+        return None
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is bool and not isinstance(value, bool):
+        raise ValueError(f"The parameter {key} must be true or false, not {value!r}.")
+    return value
+
+
+def _value_errors(name: str, value: Any, spec: ParamSpec, kind: type) -> list[str]:
+    """Problems with one value against its spec (type, range, choices)."""
+    if value is None and spec.none_means is not None:
+        return []
+    allowed = spec.allowed()
+    if allowed is not None:
+        base = str(value).split(":", 1)[0] if spec.indexed else value
+        if base not in allowed:
+            return [f"Unknown {spec.label.lower()} {value!r}; use one of {', '.join(map(str, allowed))}."]
+        return []
+    if kind is bool:
+        return [] if isinstance(value, bool) else [f"{name} must be true or false, not {value!r}."]
+    if kind in (int, float):
+        ok = _is_number(value, kind) and (spec.minimum is None or value >= spec.minimum) and \
+            (spec.maximum is None or value <= spec.maximum)
+        if not ok:
+            what = "a whole number" if kind is int else "a number"
+            return [f"{name} must be {what} from {spec.minimum:g} to {spec.maximum:g}, not {value!r}."]
+        if spec.exclusive_min and value == spec.minimum:
+            return [f"{name} must be above {spec.minimum:g}, not {value!r}."]
+        return []
+    if kind is str and not isinstance(value, str):
+        return [f"{name} must be text, not {value!r}."]
+    return []
+
+
+def _is_number(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):
+        return False
+    if kind is int:
+        return isinstance(value, int)
+    return isinstance(value, int | float) and math.isfinite(value)

@@ -1,0 +1,223 @@
+"""The run summary: the one record every writer fills (profile job, `profile_generation`, `measure(db=)`,
+`sample`, `import-powermetrics`) and every reader trusts (the pages, `runs`, exports, `--json`).
+
+It is stored as JSON in the run row (`RunSummary.to_dict()`, flat keys, units in the names) and read back with
+`RunSummary.from_dict()`, which tolerates summaries written by older versions (unknown keys are ignored, a value
+of the wrong shape is dropped rather than trusted). Per-component figures are `{component: value}` dicts with
+None for unknown; whole-system figures follow the one rule in `energyprof.components`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from energyprof.components import ordered, whole_system
+from energyprof.provenance import Provenance, source_provenance
+
+ComponentValues = dict[str, float | None]
+"""A figure per component (J or W, as the field name says); None = unknown, never 0."""
+
+PHASES: tuple[str, ...] = ("prefill", "decode", "forward")
+
+
+@dataclass
+class MeanCI:
+    """A mean over repeats and the half-width of its 95 % confidence interval (Student t); None when unknown."""
+
+    mean: float | None = None
+    ci95: float | None = None
+    n: int = 0
+
+    @property
+    def relative_ci(self) -> float | None:
+        """ci95 / |mean| (None when either is unknown or the mean is 0)."""
+        if self.mean is None or self.ci95 is None or self.mean == 0:
+            return None
+        return self.ci95 / abs(self.mean)
+
+    @classmethod
+    def from_value(cls, value: Any) -> MeanCI | None:
+        if isinstance(value, MeanCI):
+            return value
+        if not isinstance(value, dict):
+            return None
+        return cls(_number(value.get("mean")), _number(value.get("ci95")), int(value.get("n") or 0))
+
+
+@dataclass
+class RunSummary:
+    """What a run found. Fields that do not apply to a run's kind stay None (or empty)."""
+
+    # -- the run
+    run_id: int | None = None
+    kind: str = "profile"
+    status: str = "running"
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    power_incomplete: bool = False
+    # -- the power source
+    source: str | None = None
+    measured: bool | None = None
+    interval_ms: int | None = None
+    windows: int = 0
+    samples_skipped: int = 0
+    # -- the model and workload (profile runs)
+    model: str | None = None
+    model_kind: str | None = None
+    n_params: int | None = None
+    device: str | None = None
+    dtype: str | None = None
+    layers: str | None = None
+    prompt_tokens: int | None = None
+    new_tokens: list[int] = field(default_factory=list)
+    """Generated tokens of each measured repeat."""
+    repeats: int = 0
+    repeats_requested: int | None = None
+    baseline_s: float | None = None
+    text: str | None = None
+    # -- energy and power over the workload (profile, measure) or the recording (sample, capture)
+    duration_s: float | None = None
+    energy_j: ComponentValues = field(default_factory=dict)
+    net_energy_j: ComponentValues | None = None
+    total_energy_j: float | None = None
+    net_total_energy_j: float | None = None
+    baseline_w: ComponentValues | None = None
+    mean_w: ComponentValues = field(default_factory=dict)
+    peak_w: ComponentValues = field(default_factory=dict)
+    # -- per token
+    j_per_token: dict[str, MeanCI] = field(default_factory=dict)
+    net_j_per_token: dict[str, MeanCI] | None = None
+    tokens_per_s: float | None = None
+    prefill_tokens_per_s: float | None = None
+    # -- checks
+    closure_error: float | None = None
+    closure: dict[str, float | None] = field(default_factory=dict)
+    step_resolution_median: float | None = None
+    unknown_steps: int = 0
+    # -- a measured block (measure runs)
+    label: str | None = None
+    resolution: float | None = None
+    block_t0_ns: int | None = None
+    block_t1_ns: int | None = None
+
+    # -- JSON ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object stored in the run row and printed by `--json` (flat, units in the key names)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> RunSummary:
+        """A summary from stored JSON; unknown keys are ignored and values of the wrong shape dropped."""
+        data = data if isinstance(data, dict) else {}
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in data:
+                value = _shaped(data[f.name], hints[f.name])
+                if value is not _DROP:
+                    values[f.name] = value
+        return cls(**values)
+
+    # -- figures readers need -------------------------------------------------------------------
+    @property
+    def provenance(self) -> Provenance:
+        return source_provenance(self.source, self.measured)
+
+    @property
+    def estimated(self) -> bool:
+        return self.provenance == "estimated"
+
+    @property
+    def components(self) -> list[str]:
+        """Every component the summary has a figure for, in display order."""
+        return ordered({*self.energy_j, *self.mean_w})
+
+    @property
+    def gross_total_j(self) -> float | None:
+        """Whole-system gross energy."""
+        return self.total_energy_j if self.total_energy_j is not None else whole_system(self.energy_j)
+
+    @property
+    def net_total_j(self) -> float | None:
+        """Whole-system net energy (gross − idle baseline × duration); None without a baseline."""
+        return self.net_total_energy_j if self.net_total_energy_j is not None else whole_system(self.net_energy_j)
+
+    @property
+    def mean_total_w(self) -> float | None:
+        return whole_system(self.mean_w)
+
+    @property
+    def peak_total_w(self) -> float | None:
+        """Whole-system peak: the package peak, else the sum of each component's peak (an upper bound)."""
+        return whole_system(self.peak_w)
+
+    @property
+    def baseline_total_w(self) -> float | None:
+        return whole_system(self.baseline_w)
+
+    @property
+    def tokens_per_repeat(self) -> int | None:
+        return max(self.new_tokens) if self.new_tokens else None
+
+    @property
+    def tokens_total(self) -> int | None:
+        return sum(self.new_tokens) if self.new_tokens else None
+
+    @property
+    def profiled(self) -> bool:
+        """True for runs with per-token figures."""
+        return bool(self.j_per_token)
+
+    def per_token(self, phase: str, *, net: bool = False) -> MeanCI:
+        """J/token of one phase (gross, or net of the idle baseline); an empty MeanCI when unknown."""
+        table = (self.net_j_per_token or {}) if net else self.j_per_token
+        return table.get(phase) or MeanCI()
+
+
+_DROP = object()
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _components(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return _DROP
+    return {str(k): _number(v) for k, v in value.items()}
+
+
+def _shaped(value: Any, hint: Any) -> Any:
+    """A stored value checked against its field's type; _DROP when it has the wrong shape."""
+    text = str(hint)
+    if value is None:
+        return None if "None" in text else _DROP
+    if "MeanCI" in text:
+        if not isinstance(value, dict):
+            return _DROP
+        return {str(k): MeanCI.from_value(v) or MeanCI() for k, v in value.items()}
+    if text.startswith("dict[str, float | None]") or "ComponentValues" in text:
+        return _components(value)
+    if text.startswith("list[int]"):
+        return [int(v) for v in value if isinstance(v, int | float)] if isinstance(value, list) else _DROP
+    if text.startswith("list[str]"):
+        return [str(v) for v in value] if isinstance(value, list) else _DROP
+    if text.startswith("dict"):
+        return value if isinstance(value, dict) else _DROP
+    if "bool" in text:
+        return bool(value)
+    if "float" in text:
+        number = _number(value)
+        return _DROP if number is None else number
+    if "int" in text:
+        return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else _DROP
+    if "str" in text:
+        return str(value)
+    return value
