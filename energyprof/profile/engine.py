@@ -82,6 +82,8 @@ class ProfileEngine:
         self.workload_end = 0
         self.phase = "starting"
         self.started = time.monotonic()
+        self.clock: Callable[[], int] = now_ns
+        """Read at every step boundary by the token loop (see energyprof.profile.loop.generate)."""
 
     # -- progress (read by the monitor thread) ----------------------------------------------------
     def tokens_done(self) -> int:
@@ -207,9 +209,9 @@ class ProfileEngine:
         loaded = self.loaded
         with self.recorder:
             if loaded.kind == "encoder":
-                return forward_once(loaded.model, self.prompt_ids, loaded.device, self.recorder, gen)
+                return forward_once(loaded.model, self.prompt_ids, loaded.device, self.recorder, gen, self.clock)
             return generate(loaded.model, loaded.tokenizer, self.prompt_ids, self.params.loop_options(),
-                            loaded.device, self.recorder, gen)
+                            loaded.device, self.recorder, gen, self.clock)
 
     # -- the end ------------------------------------------------------------------------------
     def _stop_power(self, wait: bool) -> None:

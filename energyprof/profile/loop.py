@@ -9,6 +9,7 @@ boundary. Encoder-only models get one `forward` step per repeat.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,8 +115,12 @@ def choose_token(logits: torch.Tensor, options: LoopOptions, generator: torch.Ge
 
 
 def generate(model: nn.Module, tokenizer: Any, prompt_ids: list[int], options: LoopOptions, device: str,
-             recorder: LayerRecorder | None = None, out: Generation | None = None) -> Generation:
-    """Generate up to max_new_tokens tokens, one timed step per forward pass; returns the Generation."""
+             recorder: LayerRecorder | None = None, out: Generation | None = None,
+             clock: Callable[[], int] = now_ns) -> Generation:
+    """Generate up to max_new_tokens tokens, one timed step per forward pass; returns the Generation.
+
+    `clock` is read once at every step boundary, right after the device sync: its value *is* the boundary (a
+    counter source's clock reads the energy counter there and returns that reading's time)."""
     out = out if out is not None else Generation(0, list(prompt_ids))
     params = forward_parameters(model)
     cache_key = _cache_keyword(params)
@@ -128,7 +133,7 @@ def generate(model: nn.Module, tokenizer: Any, prompt_ids: list[int], options: L
     n_in, cache = len(prompt_ids), None
     with torch.inference_mode():
         synchronize(device)
-        t_prev = now_ns()
+        t_prev = clock()
         for idx in range(options.max_new_tokens):
             if recorder is not None:
                 recorder.step = idx
@@ -138,7 +143,7 @@ def generate(model: nn.Module, tokenizer: Any, prompt_ids: list[int], options: L
             token = choose_token(output.logits[:, -1, :], options, generator)
             token_id = int(token.item())
             synchronize(device)
-            t = now_ns()
+            t = clock()
             out.steps.append((idx, "prefill" if idx == 0 else "decode", t_prev, t, n_in, token_id))
             t_prev, n_in = t, 1
             if token_id in stop_ids or cache is None:
@@ -151,7 +156,7 @@ def generate(model: nn.Module, tokenizer: Any, prompt_ids: list[int], options: L
 
 
 def forward_once(model: nn.Module, input_ids: list[int], device: str, recorder: LayerRecorder | None = None,
-                 out: Generation | None = None) -> Generation:
+                 out: Generation | None = None, clock: Callable[[], int] = now_ns) -> Generation:
     """One timed forward pass of an encoder-only model (phase `forward`)."""
     out = out if out is not None else Generation(0, list(input_ids))
     ids = torch.tensor([input_ids], dtype=torch.long, device=device)
@@ -159,10 +164,10 @@ def forward_once(model: nn.Module, input_ids: list[int], device: str, recorder: 
         if recorder is not None:
             recorder.step = 0
         synchronize(device)
-        t0 = now_ns()
+        t0 = clock()
         model(input_ids=ids)
         synchronize(device)
-        out.steps.append((0, "forward", t0, now_ns(), len(input_ids), None))
+        out.steps.append((0, "forward", t0, clock(), len(input_ids), None))
     if recorder is not None:
         out.calls.extend(recorder.take_calls())
     out.texts = [None]
