@@ -22,6 +22,31 @@ ComponentValues = dict[str, float | None]
 """A figure per component (J or W, as the field name says); None = unknown, never 0."""
 
 PHASES: tuple[str, ...] = ("prefill", "decode", "forward")
+DISTURBED_CORES = 0.10
+"""A run whose other processes used this many more (or fewer) CPU cores during the workload than during the idle
+baseline is *disturbed*: the baseline no longer describes what the rest of the machine drew."""
+
+
+@dataclass(frozen=True)
+class ProcessCpu:
+    """Another process's mean CPU use over a span (cores = CPU seconds per wall second)."""
+
+    pid: int
+    name: str
+    cores: float
+    dashboard: bool = False
+    """The process belongs to the dashboard (the Streamlit server or a browser), recognised by its command line."""
+
+    def describe(self) -> str:
+        tag = ", dashboard" if self.dashboard else ""
+        return f"{self.name} (pid {self.pid}{tag}) {self.cores:.2f} cores"
+
+    @classmethod
+    def from_value(cls, value: Any) -> ProcessCpu | None:
+        if not isinstance(value, dict) or _number(value.get("cores")) is None:
+            return None
+        return cls(int(value.get("pid") or 0), str(value.get("name") or "?"), float(value["cores"]),
+                   bool(value.get("dashboard")))
 
 
 @dataclass
@@ -98,6 +123,13 @@ class RunSummary:
     closure: dict[str, float | None] = field(default_factory=dict)
     step_resolution_median: float | None = None
     unknown_steps: int = 0
+    # -- the rest of the machine (energyprof.profile.background)
+    background_cpu: dict[str, float | None] = field(default_factory=dict)
+    """Mean CPU cores used by other processes: {"baseline": …, "workload": …}."""
+    background_top: list[ProcessCpu] = field(default_factory=list)
+    """The busiest other processes during the workload."""
+    disturbed: bool | None = None
+    """True when the background CPU of the workload differs from the baseline's by more than DISTURBED_CORES."""
     # -- a measured block (measure runs)
     label: str | None = None
     resolution: float | None = None
@@ -172,6 +204,16 @@ class RunSummary:
         """True for runs with per-token figures."""
         return bool(self.j_per_token)
 
+    def disturbance(self) -> str | None:
+        """One sentence when the run was disturbed by other processes (None otherwise)."""
+        if not self.disturbed:
+            return None
+        base, work = self.background_cpu.get("baseline"), self.background_cpu.get("workload")
+        busiest = "; ".join(p.describe() for p in self.background_top[:3]) or "none could be named"
+        return (f"Disturbed: other processes used {work or 0:.2f} CPU cores during the workload against "
+                f"{base or 0:.2f} during the idle baseline, so the net energy is not the workload's alone. "
+                f"Busiest: {busiest}. Close them (or the dashboard's live view) and profile again.")
+
     def per_token(self, phase: str, *, net: bool = False) -> MeanCI:
         """J/token of one phase (gross, or net of the idle baseline); an empty MeanCI when unknown."""
         table = (self.net_j_per_token or {}) if net else self.j_per_token
@@ -199,6 +241,10 @@ def _shaped(value: Any, hint: Any) -> Any:
     text = str(hint)
     if value is None:
         return None if "None" in text else _DROP
+    if "ProcessCpu" in text:
+        if not isinstance(value, list):
+            return _DROP
+        return [p for p in (ProcessCpu.from_value(v) for v in value) if p is not None]
     if "MeanCI" in text:
         if not isinstance(value, dict):
             return _DROP

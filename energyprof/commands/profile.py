@@ -82,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(summary.error or f"Run {summary.run_id} ended as {summary.status}.")
     for warning in summary.warnings:
         fail(f"warning: {warning}")
+    if summary.disturbed:
+        fail(f"warning: {summary.disturbance()}")
     return 0
 
 
@@ -123,6 +125,13 @@ def format_summary(s: RunSummary) -> str:
         lines.append(labelled("Mean power", est) + f": {_components(s.mean_w, 'W')}   "
                      f"peak: {_components(s.peak_w, 'W')}")
         lines.append(f"Closure error: {'n/a' if s.closure_error is None else f'{s.closure_error:.2g}'}")
+    if s.background_cpu.get("workload") is not None:
+        lines.append(f"Other processes: {s.background_cpu['workload']:.2f} CPU cores during the workload, "
+                     f"{s.background_cpu.get('baseline') or 0:.2f} during the baseline"
+                     + (f"; busiest: {'; '.join(p.describe() for p in s.background_top[:3])}"
+                        if s.background_top else ""))
     for warning in s.warnings:
         lines.append(f"Warning: {warning}")
+    if s.disturbed:
+        lines.append(f"Warning: {s.disturbance()}")
     return "\n".join(lines)

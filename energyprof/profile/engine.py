@@ -22,11 +22,12 @@ from typing import Any
 from energyprof.components import ordered
 from energyprof.power.base import PowerSource, PowerSourceError, PowerWindow, now_ns
 from energyprof.power.sampler import Sampler
+from energyprof.profile.background import BackgroundMonitor
 from energyprof.profile.cancel import CancelSwitch, JobCancelled
 from energyprof.profile.monitor import Monitor
 from energyprof.profile.params import ProfileParams
 from energyprof.store import Store
-from energyprof.summary import RunSummary
+from energyprof.summary import DISTURBED_CORES, RunSummary
 
 LAST_WINDOW_WAIT_S = 2.0
 """Longest wait (beyond 3 sampling intervals) for the window that covers the end of the workload."""
@@ -82,6 +83,7 @@ class ProfileEngine:
         self.workload_end = 0
         self.phase = "starting"
         self.started = time.monotonic()
+        self.background = BackgroundMonitor()
         self.clock: Callable[[], int] = now_ns
         """Read at every step boundary by the token loop (see energyprof.profile.loop.generate)."""
 
@@ -177,9 +179,10 @@ class ProfileEngine:
         if self.params.baseline_s <= 0:
             return
         self._phase("baseline")
-        t0 = now_ns()
-        time.sleep(self.params.baseline_s)
-        self.baseline_span = (t0, now_ns())
+        with self.background.span("baseline"):
+            t0 = now_ns()
+            time.sleep(self.params.baseline_s)
+            self.baseline_span = (t0, now_ns())
 
     def _warmup(self) -> None:
         from energyprof.profile.loop import Generation
@@ -195,7 +198,8 @@ class ProfileEngine:
         self._phase(f"repeat {repeat + 1} of {self.params.repeats}")
         gen = Generation(repeat, list(self.prompt_ids))
         self.generations.append(gen)
-        self._run_once(gen)
+        with self.background.span(f"repeat {repeat}"):
+            self._run_once(gen)
         self.workload_end = gen.span_ns[1] if gen.span_ns else self.workload_end
         with self.cancel.shielded():
             self.store.add_steps(self.run_id, gen.step_rows())
@@ -253,6 +257,7 @@ class ProfileEngine:
         except Exception as exc:
             if outcome.status == "done" or is_disk_full(exc):
                 outcome = Outcome("failed", _finish_failure(exc, self.store), traceback.format_exc())
+        self._background_figures(summary)
         summary.warnings = self._power_warnings(summary)
         summary.text = _text_of(self.generations)
         summary.status = outcome.status
@@ -315,6 +320,15 @@ class ProfileEngine:
             self.store.add_layer_energy(self.run_id, done.layer_energy_rows)
         for name, value in done.figures.items():
             setattr(summary, name, value)
+
+    def _background_figures(self, summary: RunSummary) -> None:
+        """Other processes' CPU during the baseline and the workload, and whether that disturbed the run."""
+        baseline, workload = self.background.mean("baseline"), self.background.mean("repeat")
+        summary.background_cpu = {"baseline": baseline.cores if baseline else None,
+                                  "workload": workload.cores if workload else None}
+        summary.background_top = workload.top if workload else []
+        if baseline is not None and workload is not None:
+            summary.disturbed = abs(workload.cores - baseline.cores) > DISTURBED_CORES
 
     def _power_warnings(self, summary: RunSummary) -> list[str]:
         """Sentences about power data the run lacks (source died, end not covered, unknown steps)."""
