@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         store = open_store(args.db)
     except ValueError as exc:
         return fail(str(exc))
-    run_id = store.create_run("capture", source="powermetrics", measured=True, params=params(path, capture))
+    run_id = store.create_run("capture", source="powermetrics", measured=True, params=params(path, capture),
+                              owned=True)
     try:
         store.update_run(run_id, clock_t0_ns=0, samples_skipped=capture.skipped)
         store.add_power_windows(run_id, windows)

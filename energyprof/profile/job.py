@@ -469,10 +469,12 @@ class ProfileEngine:
         error = outcome.error or (" ".join(warnings) if warnings else None)
         summary["error"] = error
         skipped = int(getattr(self.source, "skipped", 0) or 0)
-        self.store.update_run(self.run_id, power_incomplete=int(bool(warnings)), samples_skipped=skipped,
-                              progress=self.progress() if outcome.status != "done" else 1.0,
-                              tokens_done=self.tokens_done())
-        self.store.finish_run(self.run_id, outcome.status, error=error, traceback=outcome.traceback, summary=summary)
+        if not self.store.finish_run(self.run_id, outcome.status, error=error, traceback=outcome.traceback,
+                                     summary=summary, power_incomplete=int(bool(warnings)), samples_skipped=skipped,
+                                     progress=self.progress() if outcome.status != "done" else 1.0,
+                                     tokens_done=self.tokens_done()):
+            lost = self.store.not_active(self.run_id)  # marked failed meanwhile (e.g. reaped): say so, change nothing
+            summary.update(status=lost.status or "failed", error=str(lost))
         return summary
 
     def _write_leftover_steps(self) -> None:
