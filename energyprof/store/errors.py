@@ -41,9 +41,10 @@ class RunNotActive(StoreError):
 
 
 def not_active_sentence(run_id: int, status: str | None) -> str:
+    """Why a write for this run was refused (status: its final status, None when deleted)."""
     if status is None:
-        return f"Run {run_id} was deleted while this process was still recording it; what it did afterwards is not " \
-               "recorded."
+        return (f"Run {run_id} was deleted while this process was still recording it; what it did afterwards is "
+                "not recorded.")
     return (f"Run {run_id} was marked {status} while this process was still working on it (it had stopped "
             "responding, or ran where the process that marked it could not see it); what it did afterwards is "
             "not recorded, so start a new run.")
