@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from energyprof import __version__
+from energyprof.commands.args import fail
+from energyprof.store.errors import StoreError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "doctor",
@@ -19,6 +22,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "runs",
 )
 """Each module in energyprof.commands defines `register(subparsers)`, which sets `func(args) -> int`."""
+
+EXIT_BROKEN_PIPE = 128 + 13
+"""Exit status when the reader of our output went away (`energyprof runs | head -1`): what a shell reports for a
+program ended by SIGPIPE."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,9 +39,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a database problem (StoreError) is one sentence on stderr and exit status 1, output into
+    a closed pipe ends quietly with EXIT_BROKEN_PIPE."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+    except StoreError as exc:
+        return fail(str(exc))
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush does not fail again (Python docs, SIGPIPE note)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ RUN_FIELDS: tuple[str, ...] = ("id", "kind", "status", "source", "measured", "mo
 
 TRACE_PID = 1
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""A text cell starting with one of these is run as a formula by spreadsheets (CSV injection)."""
+
 
 class UnknownRun(LookupError):
     """The run does not exist in this database."""
@@ -53,7 +56,23 @@ def export_csv(store: Store, run_id: int, what: str) -> str:
         "summary": summary_frame, "calls": calls_frame}
     if what not in builders:
         raise ValueError(f"unknown export {what!r}; choose one of {', '.join(CSV_KINDS)}")
-    return builders[what](store, _run(store, run_id)).to_csv(index=False, lineterminator="\n")
+    frame = neutralise_formulas(builders[what](store, _run(store, run_id)))
+    return frame.to_csv(index=False, lineterminator="\r\n")
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as formulas, prefixed with ' (numbers, e.g. -0.5 J, stay numbers).
+
+    The CSV uses RFC 4180 line ends (CRLF), so a cell holding a carriage return or a newline is quoted."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(_neutralised, na_action="ignore")
+    return out
+
+
+def _neutralised(value: Any) -> Any:
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
 
 
 def samples_frame(store: Store, run: dict[str, Any]) -> pd.DataFrame:

@@ -87,7 +87,7 @@ class Measurement:
                 self._store = _open_store(self._db)
                 self.run_id = self._store.create_run(
                     "measure", source=self.source, measured=self.measured,
-                    params={"label": self.label, "interval_ms": self._sampler.interval_ms})
+                    params={"label": self.label, "interval_ms": self._sampler.interval_ms}, owned=True)
         except BaseException:
             self._sampler.stop()
             raise

@@ -149,6 +149,28 @@ def test_layers_calls_and_summary_csv(store: Store, run_id: int) -> None:
     assert summary[("summary", "energy_j.gpu")] == ""
 
 
+def test_text_cells_that_a_spreadsheet_would_run_as_formulas_are_neutralised(store: Store) -> None:
+    hostile = "=HYPERLINK(\"http://host/x\",\"open\")"
+    run_id = store.create_run("profile", source="estimate", measured=False, model=hostile, device="cpu",
+                              params={"prompt": "@SUM(A1:A9)", "note": "+1", "tab": "\tx", "cr": "\rx"})
+    store.update_run(run_id, clock_t0_ns=T0)
+    store.add_power_windows(run_id, make_windows(10))
+    store.add_steps(run_id, [(0, 0, "prefill", T0, T0 + 50 * MS, 3, None, None),
+                             (0, 1, "decode", T0 + 50 * MS, T0 + 90 * MS, 1, 12, "-2+3")])
+    store.add_step_energy(run_id, [(0, 0, "cpu", 20.0, -0.5, 1.0), (0, 1, "cpu", 10.0, -500.0, 1.0)])
+    store.finish_run(run_id, "failed", error="-1 steps; see logs", summary={"net_energy_j": {"cpu": -0.5}})
+    summary = {(r["section"], r["key"]): r["value"] for r in read_csv(export_csv(store, run_id, "summary"))}
+    assert summary[("run", "model")] == "'" + hostile
+    assert summary[("run", "error")] == "'-1 steps; see logs"
+    assert summary[("params", "prompt")] == "'@SUM(A1:A9)" and summary[("params", "note")] == "'+1"
+    assert summary[("params", "tab")] == "'\tx" and summary[("params", "cr")] == "'\rx"
+    assert summary[("summary", "net_energy_j.cpu")] == "-0.5"  # a number stays a number
+    tokens = read_csv(export_csv(store, run_id, "tokens"))
+    assert tokens[1]["token_text"] == "'-2+3"
+    assert [float(r["net_energy_j"]) for r in tokens] == [-0.0005, -0.5]
+    assert tokens[0]["net_energy_j"] == "-0.0005"
+
+
 def test_bad_requests(store: Store, run_id: int) -> None:
     with pytest.raises(ValueError, match="unknown export"):
         export_csv(store, run_id, "everything")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,24 @@ def test_sigkilled_job_is_reaped_as_failed_with_its_data(store: Store) -> None:
     run = store.get_run(run_id)
     assert run["status"] == "failed" and "ended without finishing" in run["error"]
     assert not store.steps(run_id).empty and not store.power_samples(run_id).empty
+
+
+def test_job_log_is_private_and_never_written_through_a_planted_link(store: Store, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    logs = store.path.parent / jobs.LOG_DIR_NAME
+    logs.mkdir()
+    (logs / "run-1.log").symlink_to(victim)
+    os.link(victim, logs / "run-2.log")
+    params = fast_params(repeats=1, baseline_s=0).to_dict()
+    with pytest.raises(OSError, match=r"run-1\.log is a symbolic link.*; remove it and start the job"):
+        jobs.launch_job(store, params)  # an OSError (JobLaunchError), which the dashboard shows as text
+    with pytest.raises(OSError, match=r"run-2\.log is not a plain file of its own"):
+        jobs.launch_job(store, params)
+    assert victim.read_text() == "keep me\n"
+    assert [store.get_run(i)["status"] for i in (1, 2)] == ["failed", "failed"]
+    assert "symbolic link" in store.get_run(1)["error"]
+    run_id = jobs.launch_job(store, params)
+    assert stat.S_IMODE(jobs.log_path(store, run_id).stat().st_mode) == 0o600
+    wait_for(lambda: store.get_run(run_id)["status"] not in ("queued", "running"), what="the job to finish")
+    assert store.get_run(run_id)["status"] == "done"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from energyprof.power.base import PowerWindow
-from energyprof.store import JobAlreadyRunning, Store
+from energyprof.store import JobAlreadyRunning, RunNotActive, Store, StoreError
 from energyprof.store.schema import MIGRATIONS
 
 
@@ -45,8 +46,19 @@ def test_older_schema_is_migrated_forward(db_path) -> None:
 
 def test_database_from_a_newer_energyprof_is_refused_with_a_clear_message(db_path) -> None:
     Store(db_path).execute_write("INSERT INTO schema_version VALUES (999, 0)")
-    with pytest.raises(RuntimeError, match="newer energyprof"):
+    with pytest.raises(StoreError, match="newer energyprof"):
         Store(db_path)
+
+
+def test_another_programs_sqlite_file_is_refused_and_left_untouched(db_path) -> None:
+    other = sqlite3.connect(db_path)
+    other.execute("CREATE TABLE contacts (name TEXT)")
+    other.commit()
+    other.close()
+    with pytest.raises(StoreError, match=r"not an energyprof database \(it holds other tables: contacts\)"):
+        Store(db_path)
+    tables = {r[0] for r in sqlite3.connect(db_path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"contacts"}
 
 
 def test_only_one_profile_job_can_be_active_even_from_two_connections(db_path) -> None:
@@ -142,10 +154,10 @@ def test_a_long_reader_does_not_block_the_job_writing(db_path) -> None:
 
 def test_delete_removes_a_finished_run_and_its_rows_but_never_an_active_one(store: Store) -> None:
     active = store.create_run("profile")
-    assert not store.delete_run(active)
-    store.finish_run(active, "done")
     store.add_power_windows(active, [PowerWindow(0, 10, {"cpu": 1.0})])
     store.add_steps(active, [(0, 0, "prefill", 0, 5, 3, 1, "a")])
+    assert not store.delete_run(active)
+    store.finish_run(active, "done")
     assert store.delete_run(active)
     assert store.get_run(active) is None
     assert store.power_samples(active).empty and store.steps(active).empty
@@ -165,3 +177,47 @@ def test_layer_step_matrix_never_exceeds_max_cells(store: Store) -> None:
     matrix = store.layer_step_matrix(run, max_cells=5000)
     assert 0 < len(matrix) <= 5000
     assert matrix["energy_j"].sum() == pytest.approx(20 * 1000 * 1e-3)
+
+
+def test_a_run_no_longer_active_refuses_heartbeats_recorded_data_and_a_second_final_status(store: Store) -> None:
+    run = store.create_run("profile")
+    store.add_steps(run, [(0, 0, "prefill", 0, 5, 3, 1, "a")])
+    store.heartbeat(run, phase="repeat 1 of 2", tokens_done=1)
+    assert store.finish_run(run, "failed", error="The profiling job process ended without finishing.")
+    refused = [
+        lambda: store.heartbeat(run, phase="repeat 2 of 2", tokens_done=2),
+        lambda: store.add_steps(run, [(1, 0, "prefill", 10, 15, 3, 1, "b")]),
+        lambda: store.add_power_windows(run, [PowerWindow(0, 10, {"cpu": 1.0})]),
+        lambda: store.add_step_energy(run, [(0, 0, "cpu", 1.0, 0.5, 1.0)]),
+        lambda: store.add_layers(run, [(0, "embed", "embedding", None, 0)]),
+        lambda: store.add_layer_calls(run, [(0, 0, 0, 0, 5, 5, 1.0, 1.0)]),
+        lambda: store.add_layer_energy(run, [(0, "cpu", 1, 5, 1.0, 0.5, 1.0)]),
+    ]
+    for write in refused:
+        with pytest.raises(RunNotActive, match=f"Run {run} was marked failed") as caught:
+            write()
+        assert caught.value.status == "failed" and "not recorded" in str(caught.value)
+    assert not store.finish_run(run, "done", summary={"late": True}, tokens_done=99)
+    got = store.get_run(run)
+    assert (got["status"], got["phase"], got["tokens_done"], got["summary"]) == ("failed", "repeat 1 of 2", 1, None)
+    assert len(store.steps(run)) == 1 and store.power_samples(run).empty
+
+
+def test_final_status_and_last_counters_are_written_together(store: Store) -> None:
+    run = store.create_run("profile")
+    assert store.finish_run(run, "done", summary={"repeats": 1}, tokens_done=12, progress=1.0, samples_skipped=2,
+                            power_incomplete=0)
+    got = store.get_run(run)
+    assert (got["status"], got["tokens_done"], got["progress"], got["samples_skipped"]) == ("done", 12, 1.0, 2)
+
+
+def test_a_run_records_the_process_that_writes_it(store: Store) -> None:
+    import psutil
+
+    run = store.get_run(store.create_run("measure", owned=True))
+    assert run["pid"] == os.getpid()
+    assert run["pid_started_at"] == pytest.approx(psutil.Process().create_time(), abs=1.0)
+    queued = store.create_run("profile", status="queued")
+    assert store.get_run(queued)["pid"] is None and store.get_run(queued)["pid_started_at"] is None
+    store.update_run(queued, pid=os.getpid())  # a writer that records itself later gets its start time too
+    assert store.get_run(queued)["pid_started_at"] == run["pid_started_at"]

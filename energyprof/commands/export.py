@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         return 0
     try:
-        Path(args.out).expanduser().write_text(text, encoding="utf-8")
+        Path(args.out).expanduser().write_text(text, encoding="utf-8", newline="")
     except OSError as exc:
         return fail(f"could not write {args.out}: {exc.strerror or exc}.")
     return 0

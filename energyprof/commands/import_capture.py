@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         store = open_store(args.db)
     except ValueError as exc:
         return fail(str(exc))
-    run_id = store.create_run("capture", source="powermetrics", measured=True, params=params(path, capture))
+    run_id = store.create_run("capture", source="powermetrics", measured=True, params=params(path, capture),
+                              owned=True)
     summary = summarise_windows(windows, run_id=run_id, kind="capture", status="done", source="powermetrics",
                                 measured=True, samples_skipped=capture.skipped)
     try:

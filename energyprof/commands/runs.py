@@ -1,4 +1,5 @@
-"""`energyprof runs`: list the runs in the database (runs whose job died are marked failed first)."""
+"""`energyprof runs`: list the runs in the database (runs whose process died are marked failed first; a live
+job that is stopped or stuck is shown as "not responding")."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from typing import Any
 
 from energyprof.commands.args import add_db_option, add_json_option, print_json
-from energyprof.jobs import reap_dead_jobs
+from energyprof.jobs import JobHealth, job_health, reap_dead_jobs
 from energyprof.store import Store
 
 COLUMNS = ("id", "kind", "status", "model", "device", "source", "tokens", "decode J/token", "created")
@@ -24,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     store = Store(args.db)
     reap_dead_jobs(store)
-    runs = [_clean(r) for r in store.list_runs().to_dict(orient="records")]
+    health = {r["id"]: job_health(r) for r in store.active_runs()}
+    runs = [_with_health(_clean(r), health.get(r["id"])) for r in store.list_runs().to_dict(orient="records")]
     if args.json:
         print_json(runs)
     elif not runs:
@@ -43,6 +45,20 @@ def _clean(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _with_health(record: dict[str, Any], health: JobHealth | None) -> dict[str, Any]:
+    """An active run's process health ("alive", "not responding") and heartbeat age; None for finished runs."""
+    return {**record, "health": health.state if health else None,
+            "heartbeat_age_s": None if health is None or health.heartbeat_age_s is None
+            else round(health.heartbeat_age_s, 1)}
+
+
+def _status(r: dict[str, Any]) -> str:
+    status = r.get("status") or ""
+    if r.get("health") in (None, "alive"):
+        return status
+    return f"{status} ({JobHealth(r['health'], r.get('heartbeat_age_s')).label()})"
+
+
 def _cells(r: dict[str, Any]) -> tuple[str, ...]:
     summary = r.get("summary") or {}
     decode = ((summary.get("j_per_token") or {}).get("decode") or {}).get("mean")
@@ -50,7 +66,7 @@ def _cells(r: dict[str, Any]) -> tuple[str, ...]:
     if source and r.get("measured") is False:
         source += " (estimated)"
     created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])) if r.get("created_at") else ""
-    return (str(r["id"]), r.get("kind") or "", r.get("status") or "", r.get("model") or "", r.get("device") or "",
+    return (str(r["id"]), r.get("kind") or "", _status(r), r.get("model") or "", r.get("device") or "",
             source, str(r.get("tokens_done") or 0), "" if decode is None else f"{decode:.4g}", created)
 
 

@@ -269,23 +269,26 @@ class ProfileEngine:
         return summary
 
     def _write_final(self, summary: RunSummary, outcome: Outcome) -> None:
-        """The run's final row; when the database cannot take the summary (disk full), at least the status and the
-        sentence; when it cannot take even that, the sentence on stderr (the next look at the run reaps it)."""
+        """The run's final row in one write. When the run was marked failed meanwhile (reaped while stopped), nothing
+        is changed and the summary says so; when the database cannot take the summary (disk full), at least the
+        status and the sentence; when it cannot take even that, the sentence on stderr (the next look reaps it)."""
         try:
-            self.store.update_run(self.run_id, power_incomplete=int(summary.power_incomplete),
-                                  samples_skipped=summary.samples_skipped,
-                                  progress=self.progress() if outcome.status != "done" else 1.0,
-                                  tokens_done=self.tokens_done())
-            self.store.finish_run(self.run_id, outcome.status, error=summary.error, traceback=outcome.traceback,
-                                  summary=summary.to_dict())
+            written = self.store.finish_run(
+                self.run_id, outcome.status, error=summary.error, traceback=outcome.traceback,
+                summary=summary.to_dict(), power_incomplete=int(summary.power_incomplete),
+                samples_skipped=summary.samples_skipped,
+                progress=self.progress() if outcome.status != "done" else 1.0, tokens_done=self.tokens_done())
+            if not written:
+                lost = self.store.not_active(self.run_id)
+                summary.status, summary.error = lost.status or "failed", str(lost)
             return
         except Exception as exc:
             if outcome.status == "done":
-                summary.status = outcome.status = "failed"
-            summary.error = _finish_failure(exc, self.store)
+                outcome.status = "failed"
+            summary.status, summary.error = outcome.status, _finish_failure(exc, self.store)
         with suppress(Exception):
-            self.store.finish_run(self.run_id, summary.status, error=summary.error)
-            return
+            if self.store.finish_run(self.run_id, summary.status, error=summary.error):
+                return
         print(f"energyprof: run {self.run_id}: {summary.error}", file=sys.stderr)
 
     def _write_leftover_steps(self) -> None:

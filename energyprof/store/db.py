@@ -14,9 +14,12 @@ from typing import Any
 
 import pandas as pd
 
+from energyprof.store.errors import BUSY_WAIT_S, RunNotActive, StoreError, not_active_sentence, translated
 from energyprof.store.schema import MIGRATIONS
 
-BUSY_TIMEOUT_MS = 30_000
+BUSY_TIMEOUT_MS = BUSY_WAIT_S * 1000
+ACTIVE_STATUSES = ("queued", "running")
+FINAL_STATUSES = ("done", "failed", "cancelled")
 
 
 def default_db_path() -> Path:
@@ -34,13 +37,20 @@ def default_db_path() -> Path:
 
 
 class StoreCore:
-    """One SQLite file: a connection per thread, WAL, busy timeout, short write transactions."""
+    """One SQLite file: a connection per thread, WAL, busy timeout, short write transactions.
+
+    Every failure caused by the file (damaged, not a database, read-only, locked, disk full, a folder that
+    cannot exist) is raised as StoreError with one sentence; see energyprof.store.errors."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path).expanduser() if path else default_db_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a folder, not a database file; point --db at a file such as "
+                             f"{self.path / 'energyprof.sqlite3'}.", self.path)
+        with translated(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self.migrate()
 
     # -- connections ---------------------------------------------------------------------------
@@ -58,7 +68,8 @@ class StoreCore:
         """This thread's connection (created on first use)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._connect()
+            with translated(self.path):
+                conn = self._connect()
             self._local.conn = conn
         return conn
 
@@ -73,15 +84,14 @@ class StoreCore:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One short write transaction (BEGIN IMMEDIATE: waits for other writers, never deadlocks)."""
-        with self._write_lock:
+        with self._write_lock, translated(self.path):
             conn = self.conn
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
                 conn.execute("COMMIT")
             except BaseException:
-                if conn.in_transaction:  # SQLite already rolled back after some errors (e.g. a full disk)
-                    conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
 
     def execute_write(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
@@ -92,11 +102,19 @@ class StoreCore:
         with self.transaction() as conn:
             conn.executemany(sql, rows)
 
+    def record_rows(self, run_id: int, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Insert data recorded for a run (samples, steps, energy, layers) in one transaction, only while the run
+        is queued or running: a run that was marked failed, cancelled or done meanwhile raises RunNotActive."""
+        with self.transaction() as conn:
+            require_active(conn, run_id)
+            conn.executemany(sql, rows)
+
     # -- reads ---------------------------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
-        cur = self.conn.cursor()
-        cur.row_factory = sqlite3.Row
-        return cur.execute(sql, params).fetchall()
+        with translated(self.path):
+            cur = self.conn.cursor()
+            cur.row_factory = sqlite3.Row
+            return cur.execute(sql, params).fetchall()
 
     def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
         rows = self.query(sql, params)
@@ -104,38 +122,52 @@ class StoreCore:
 
     def frame(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> pd.DataFrame:
         """A read as a DataFrame (columns named by the SELECT)."""
-        cur = self.conn.execute(sql, params)
-        cols = [d[0] for d in cur.description]
-        return pd.DataFrame.from_records(cur.fetchall(), columns=cols)
+        with translated(self.path):
+            cur = self.conn.execute(sql, params)
+            cols = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        return pd.DataFrame.from_records(rows, columns=cols)
 
     # -- schema --------------------------------------------------------------------------------
     @property
     def schema_version(self) -> int:
-        row = self.conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-        return int(row[0] or 0)
+        row = self.query_one("SELECT MAX(version) FROM schema_version")
+        return int(row[0] or 0) if row else 0
 
     def migrate(self) -> None:
-        """Apply every migration newer than the file's schema version, each in its own transaction."""
-        with self._write_lock:
-            conn = self.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("CREATE TABLE IF NOT EXISTS schema_version "
-                             "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
-                current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-                if current > len(MIGRATIONS):
-                    raise RuntimeError(
-                        f"The database {self.path} was written by a newer energyprof (schema {current}); "
-                        "upgrade energyprof or point --db at another file.")
-                for version in range(current + 1, len(MIGRATIONS) + 1):
-                    for statement in _split_sql(MIGRATIONS[version - 1]):
-                        conn.execute(statement)
-                    conn.execute("INSERT INTO schema_version (version, applied_at) "
-                                 "VALUES (?, strftime('%s','now'))", (version,))
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        """Apply every migration newer than the file's schema version (all in one transaction); a file that holds
+        another program's tables, or a newer schema, is refused with StoreError and left untouched."""
+        with self.transaction() as conn:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "schema_version" not in tables:
+                others = ", ".join(sorted(tables)[:5])
+                raise StoreError(f"{self.path} is not an energyprof database (it holds other tables: {others}); "
+                                 "point --db at another file.", self.path)
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version "
+                         "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+            current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+            if current > len(MIGRATIONS):
+                raise StoreError(f"{self.path} was written by a newer energyprof (schema {current}); upgrade "
+                                 "energyprof or point --db at another file.", self.path)
+            for version in range(current + 1, len(MIGRATIONS) + 1):
+                for statement in _split_sql(MIGRATIONS[version - 1]):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version, applied_at) "
+                             "VALUES (?, strftime('%s','now'))", (version,))
+
+
+def require_active(conn: sqlite3.Connection, run_id: int) -> None:
+    """Inside a write transaction: raise RunNotActive unless the run is queued or running."""
+    row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+    status = row[0] if row else None
+    if status not in ACTIVE_STATUSES:
+        raise RunNotActive(not_active_sentence(run_id, status), run_id, status)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not already (it does after some errors, e.g. disk full)."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def _ensure_wal(conn: sqlite3.Connection, timeout_s: float = BUSY_TIMEOUT_MS / 1000) -> None:

@@ -16,8 +16,8 @@ class PowerMixin(StoreCore):
         rows = [(run_id, w.t0_ns, w.t1_ns, comp, energy)
                 for w in windows for comp, energy in w.energy_mj.items()]
         if rows:
-            self.executemany_write(
-                "INSERT INTO power_samples (run_id, t0_ns, t1_ns, component, energy_mj) VALUES (?, ?, ?, ?, ?)",
+            self.record_rows(
+                run_id, "INSERT INTO power_samples (run_id, t0_ns, t1_ns, component, energy_mj) VALUES (?, ?, ?, ?, ?)",
                 rows)
         return len(rows)
 

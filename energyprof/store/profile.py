@@ -26,28 +26,28 @@ Row = Sequence[Any]
 class ProfileMixin(StoreCore):
     # -- writes (the job) ----------------------------------------------------------------------
     def add_steps(self, run_id: int, rows: Iterable[Row]) -> None:
-        self.executemany_write(
-            "INSERT INTO steps (run_id, repeat, idx, phase, t0_ns, t1_ns, n_tokens, token_id, token_text) "
+        self.record_rows(
+            run_id, "INSERT INTO steps (run_id, repeat, idx, phase, t0_ns, t1_ns, n_tokens, token_id, token_text) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", ((run_id, *r) for r in rows))
 
     def add_step_energy(self, run_id: int, rows: Iterable[Row]) -> None:
-        self.executemany_write(
-            "INSERT OR REPLACE INTO step_energy (run_id, repeat, idx, component, energy_mj, net_energy_mj, "
+        self.record_rows(
+            run_id, "INSERT OR REPLACE INTO step_energy (run_id, repeat, idx, component, energy_mj, net_energy_mj, "
             "resolution) VALUES (?, ?, ?, ?, ?, ?, ?)", ((run_id, *r) for r in rows))
 
     def add_layers(self, run_id: int, rows: Iterable[Row]) -> None:
-        self.executemany_write(
-            "INSERT OR REPLACE INTO layers (run_id, layer_id, name, kind, parent_id, position) "
+        self.record_rows(
+            run_id, "INSERT OR REPLACE INTO layers (run_id, layer_id, name, kind, parent_id, position) "
             "VALUES (?, ?, ?, ?, ?, ?)", ((run_id, *r) for r in rows))
 
     def add_layer_calls(self, run_id: int, rows: Iterable[Row]) -> None:
-        self.executemany_write(
-            "INSERT INTO layer_calls (run_id, repeat, step_idx, layer_id, t0_ns, t1_ns, time_ns, energy_mj, "
+        self.record_rows(
+            run_id, "INSERT INTO layer_calls (run_id, repeat, step_idx, layer_id, t0_ns, t1_ns, time_ns, energy_mj, "
             "resolution) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", ((run_id, *r) for r in rows))
 
     def add_layer_energy(self, run_id: int, rows: Iterable[Row]) -> None:
-        self.executemany_write(
-            "INSERT OR REPLACE INTO layer_energy (run_id, layer_id, component, calls, time_ns, energy_mj, "
+        self.record_rows(
+            run_id, "INSERT OR REPLACE INTO layer_energy (run_id, layer_id, component, calls, time_ns, energy_mj, "
             "net_energy_mj, resolution) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", ((run_id, *r) for r in rows))
 
     # -- reads (pages, exports) ----------------------------------------------------------------

@@ -1,18 +1,32 @@
-"""Run rows: creation, progress, heartbeat, final status, listing and deletion."""
+"""Run rows: creation, progress, heartbeat, final status, listing and deletion.
+
+A run records the process that writes it (`pid` and `pid_started_at`, which together name one process even
+when pids are reused), so energyprof.jobs can tell a live writer from a dead one. Progress, heartbeats and
+the final status are written only while the run is queued or running: a process whose run was marked failed
+meanwhile gets RunNotActive (heartbeat) or False (finish_run) and nothing is overwritten.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from typing import Any
 
 import pandas as pd
+import psutil
 
-from energyprof.store.db import StoreCore
+from energyprof.store.db import FINAL_STATUSES, StoreCore, require_active
+from energyprof.store.errors import RunNotActive, not_active_sentence
 
-ACTIVE_STATUSES = ("queued", "running")
-FINAL_STATUSES = ("done", "failed", "cancelled")
+RUN_FIELDS = frozenset({
+    "status", "source", "measured", "model", "device", "dtype", "params", "started_at", "ended_at", "clock_t0_ns",
+    "phase", "progress", "tokens_done", "heartbeat_at", "pid", "pid_started_at", "error", "traceback",
+    "power_incomplete", "samples_skipped", "summary"})
+"""Columns of a run that update_run and finish_run may set (names are checked before they reach SQL)."""
+FINISH_COLUMNS = frozenset({"status", "ended_at", "error", "traceback", "summary", "phase"})
+"""Columns finish_run sets from its own arguments."""
 
 
 class JobAlreadyRunning(RuntimeError):
@@ -22,16 +36,22 @@ class JobAlreadyRunning(RuntimeError):
 class RunsMixin(StoreCore):
     def create_run(self, kind: str, *, source: str | None = None, measured: bool | None = None,
                    model: str | None = None, device: str | None = None, dtype: str | None = None,
-                   params: dict[str, Any] | None = None, status: str = "running") -> int:
-        """Insert a run; a second active profile run raises JobAlreadyRunning (enforced by an index)."""
+                   params: dict[str, Any] | None = None, status: str = "running", owned: bool = False) -> int:
+        """Insert a run; a second active profile run raises JobAlreadyRunning (enforced by an index).
+
+        owned: this process writes the run: its pid and start time are recorded, so that the run is marked failed
+        if the process dies (energyprof.jobs.reap_dead_jobs). A writer can also record itself later with
+        update_run(pid=...); a run with no process recorded is presumed dead a minute after it was created."""
         now = time.time()
+        pid = os.getpid() if owned else None
         try:
             cur = self.execute_write(
                 "INSERT INTO runs (kind, status, source, measured, model, device, dtype, params, "
-                "created_at, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, started_at, heartbeat_at, pid, pid_started_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (kind, status, source, None if measured is None else int(measured), model, device, dtype,
                  json.dumps(params or {}, sort_keys=True), now,
-                 now if status == "running" else None, now))
+                 now if status == "running" else None, now, pid, process_start_time(pid)))
         except sqlite3.IntegrityError as exc:
             if "runs_one_active_profile" in str(exc) or "runs.kind" in str(exc):
                 active = self.active_profile_run()
@@ -42,49 +62,62 @@ class RunsMixin(StoreCore):
         return int(cur.lastrowid)
 
     def update_run(self, run_id: int, **fields: Any) -> None:
-        """Set columns of one run; `params` and `summary` dicts are stored as JSON."""
+        """Set columns of one run; `params` and `summary` dicts are stored as JSON. Setting `pid` alone also
+        records that process's start time."""
         if not fields:
             return
-        allowed = {"status", "source", "measured", "model", "device", "dtype", "params", "started_at",
-                   "ended_at", "clock_t0_ns", "phase", "progress", "tokens_done", "heartbeat_at", "pid",
-                   "error", "traceback", "power_incomplete", "samples_skipped", "summary"}
-        unknown = set(fields) - allowed
-        if unknown:
-            raise ValueError(f"unknown run fields: {sorted(unknown)}")
-        values = {k: json.dumps(v, sort_keys=True) if k in ("params", "summary") and v is not None else v
-                  for k, v in fields.items()}
+        if "pid" in fields and "pid_started_at" not in fields:
+            fields["pid_started_at"] = process_start_time(fields["pid"])
+        values = _column_values(fields)
         assignments = ", ".join(f"{k} = :{k}" for k in values)
-        sql = f"UPDATE runs SET {assignments} WHERE id = :run_id"  # noqa: S608 - names checked against `allowed`
+        sql = f"UPDATE runs SET {assignments} WHERE id = :run_id"  # noqa: S608 - names checked in _column_values
         self.execute_write(sql, {**values, "run_id": run_id})
 
     def claim_run(self, run_id: int, pid: int) -> bool:
         """Move a queued run to running for the process `pid`; False when it is not queued (e.g. cancelled)."""
         now = time.time()
         cur = self.execute_write(
-            "UPDATE runs SET status = 'running', pid = ?, started_at = ?, heartbeat_at = ? "
-            "WHERE id = ? AND status = 'queued'", (pid, now, now, run_id))
+            "UPDATE runs SET status = 'running', pid = ?, pid_started_at = ?, started_at = ?, heartbeat_at = ? "
+            "WHERE id = ? AND status = 'queued'", (pid, process_start_time(pid), now, now, run_id))
         return cur.rowcount > 0
 
     def heartbeat(self, run_id: int, *, phase: str | None = None, progress: float | None = None,
                   tokens_done: int | None = None) -> None:
-        """Record that the job is alive, with its phase and progress when given."""
-        self.execute_write(
-            "UPDATE runs SET heartbeat_at = ?, phase = COALESCE(?, phase), "
-            "progress = COALESCE(?, progress), tokens_done = COALESCE(?, tokens_done) WHERE id = ?",
-            (time.time(), phase, progress, tokens_done, run_id))
+        """Record that the job is alive, with its phase and progress when given; RunNotActive (and nothing
+        written) when the run is no longer queued or running."""
+        with self.transaction() as conn:
+            require_active(conn, run_id)
+            conn.execute(
+                "UPDATE runs SET heartbeat_at = ?, phase = COALESCE(?, phase), "
+                "progress = COALESCE(?, progress), tokens_done = COALESCE(?, tokens_done) WHERE id = ?",
+                (time.time(), phase, progress, tokens_done, run_id))
 
-    def finish_run(self, run_id: int, status: str, *, error: str | None = None,
-                   traceback: str | None = None, summary: dict[str, Any] | None = None) -> None:
-        """Move a run to a final status; an earlier final status is never overwritten."""
+    def finish_run(self, run_id: int, status: str, *, error: str | None = None, traceback: str | None = None,
+                   summary: dict[str, Any] | None = None, **fields: Any) -> bool:
+        """Move a run to a final status, with any last run fields (e.g. tokens_done), in one write.
+
+        True when written; False, and nothing written, when the run already has a final status (it is never
+        overwritten; RunNotActive(...) from `not_active` says why in one sentence)."""
         if status not in FINAL_STATUSES:
             raise ValueError(f"not a final status: {status}")
-        self.execute_write(
-            "UPDATE runs SET status = ?, ended_at = ?, error = COALESCE(?, error), "
-            "traceback = COALESCE(?, traceback), summary = COALESCE(?, summary), "
-            "phase = CASE WHEN ? = 'done' THEN 'done' ELSE phase END "
-            "WHERE id = ? AND status IN ('queued', 'running')",
-            (status, time.time(), error, traceback,
-             json.dumps(summary, sort_keys=True) if summary is not None else None, status, run_id))
+        if FINISH_COLUMNS & set(fields):
+            raise ValueError(f"finish_run sets {sorted(FINISH_COLUMNS & set(fields))} itself")
+        values = _column_values(fields)
+        extra = "".join(f", {k} = :{k}" for k in values)
+        sql = ("UPDATE runs SET status = :status, ended_at = :ended_at, error = COALESCE(:error, error), "  # noqa: S608
+               "traceback = COALESCE(:traceback, traceback), summary = COALESCE(:summary, summary), "
+               f"phase = CASE WHEN :status = 'done' THEN 'done' ELSE phase END{extra} "
+               "WHERE id = :run_id AND status IN ('queued', 'running')")
+        cur = self.execute_write(sql, {
+            **values, "status": status, "ended_at": time.time(), "error": error, "traceback": traceback,
+            "summary": json.dumps(summary, sort_keys=True) if summary is not None else None, "run_id": run_id})
+        return cur.rowcount > 0
+
+    def not_active(self, run_id: int) -> RunNotActive:
+        """The RunNotActive error for a run that is no longer queued or running (its sentence says what happened)."""
+        run = self.get_run(run_id)
+        status = run["status"] if run else None
+        return RunNotActive(not_active_sentence(run_id, status), run_id, status)
 
     def get_run(self, run_id: int) -> dict[str, Any] | None:
         """One run as a dict (params and summary decoded), or None."""
@@ -114,6 +147,25 @@ class RunsMixin(StoreCore):
         cur = self.execute_write("DELETE FROM runs WHERE id = ? AND status NOT IN ('queued', 'running')",
                                  (run_id,))
         return cur.rowcount > 0
+
+
+def process_start_time(pid: int | None) -> float | None:
+    """When process pid started (seconds since the epoch, as psutil reports it); None when it is gone or unknown."""
+    if not pid:
+        return None
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def _column_values(fields: dict[str, Any]) -> dict[str, Any]:
+    """Run fields as column values (dicts as JSON); ValueError for a name that is not a run column."""
+    unknown = set(fields) - RUN_FIELDS
+    if unknown:
+        raise ValueError(f"unknown run fields: {sorted(unknown)}")
+    return {k: json.dumps(v, sort_keys=True) if k in ("params", "summary") and v is not None else v
+            for k, v in fields.items()}
 
 
 def _decode_run(row: sqlite3.Row) -> dict[str, Any]:

@@ -99,4 +99,8 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, layer_id, component)
     );
     """,
+    # 3: the start time of the process that writes a run: with the pid it names one process (pids are reused).
+    """
+    ALTER TABLE runs ADD COLUMN pid_started_at REAL;
+    """,
 ]
