@@ -97,3 +97,15 @@ def test_steady_background_is_not_a_disturbance(store: Store, monkeypatch: pytes
     assert summary.background_cpu["baseline"] == pytest.approx(0.3, abs=0.01)
     assert summary.background_cpu["workload"] == pytest.approx(0.3, abs=0.01)
     assert [p.name for p in summary.background_top] == ["steady-daemon"]
+
+
+def test_runs_lists_a_disturbed_run_as_such(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    from energyprof.cli import main
+
+    quiet = store.create_run("profile", status="running", source="estimate", measured=False)
+    store.finish_run(quiet, "done", summary=RunSummary(run_id=quiet, status="done", disturbed=False).to_dict())
+    busy = store.create_run("profile", status="running", source="estimate", measured=False)
+    store.finish_run(busy, "done", summary=RunSummary(run_id=busy, status="done", disturbed=True).to_dict())
+    assert main(["runs", "--db", str(store.path)]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert lines[str(busy)].rstrip().endswith("disturbed") and "disturbed" not in lines[str(quiet)]

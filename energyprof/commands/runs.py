@@ -10,9 +10,11 @@ from typing import Any
 
 from energyprof.commands.args import add_db_option, add_json_option, print_json
 from energyprof.jobs import JobHealth, job_health, reap_dead_jobs
+from energyprof.provenance import labelled, run_provenance
 from energyprof.store import Store
+from energyprof.summary import RunSummary
 
-COLUMNS = ("id", "kind", "status", "model", "device", "source", "tokens", "decode J/token", "created")
+COLUMNS = ("id", "kind", "status", "model", "device", "source", "tokens", "decode J/token", "created", "notes")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,15 +61,24 @@ def _status(r: dict[str, Any]) -> str:
     return f"{status} ({JobHealth(r['health'], r.get('heartbeat_age_s')).label()})"
 
 
+def notes(r: dict[str, Any], summary: RunSummary) -> str:
+    """Flags a reader must see next to a run's numbers: disturbed by other processes, power data incomplete."""
+    flags = []
+    if summary.disturbed:
+        flags.append("disturbed")
+    if r.get("power_incomplete") or summary.power_incomplete:
+        flags.append("power incomplete")
+    return ", ".join(flags)
+
+
 def _cells(r: dict[str, Any]) -> tuple[str, ...]:
-    summary = r.get("summary") or {}
-    decode = ((summary.get("j_per_token") or {}).get("decode") or {}).get("mean")
-    source = r.get("source") or ""
-    if source and r.get("measured") is False:
-        source += " (estimated)"
+    summary = RunSummary.from_dict(r.get("summary"))
+    decode = summary.per_token("decode").mean
+    source = labelled(r.get("source") or "", run_provenance(r)) if r.get("source") else ""
     created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])) if r.get("created_at") else ""
     return (str(r["id"]), r.get("kind") or "", _status(r), r.get("model") or "", r.get("device") or "",
-            source, str(r.get("tokens_done") or 0), "" if decode is None else f"{decode:.4g}", created)
+            source, str(r.get("tokens_done") or 0), "" if decode is None else f"{decode:.4g}", created,
+            notes(r, summary))
 
 
 def format_table(rows: list[tuple[str, ...]]) -> str:
