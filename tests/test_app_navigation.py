@@ -65,6 +65,9 @@ def test_server_config_is_local_private_and_quiet() -> None:
     # No file watcher: with README's .venv inside the app folder it cost the server most of a core per
     # live-view rerun, on the machine being measured (issue 9).
     assert config["server"]["fileWatcherType"] == "none"
+    # No forced gc.collect(2) after each script run: with the watcher off it was most of what a live-view refresh
+    # cost the server (bench/live_view.py).
+    assert config["runner"]["postScriptGC"] is False
     # The app draws its own sidebar navigation; Streamlit's generated one is hidden.
     assert config["client"]["showSidebarNavigation"] is False
 
