@@ -16,14 +16,10 @@ tokens/s from its summary; the ratio is the median with the page open ÷ the med
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -31,11 +27,8 @@ from typing import Any
 import psutil
 
 from bench.rows import row
+from tests.dashboard_server import CHROMIUM, CHROMIUM_ARGS, start, stop
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 SERVER_CPU_TARGET = 5.0
 """% of one core the server may use during measured phases with the run page open."""
 THROUGHPUT_TARGET = 0.97
@@ -49,43 +42,6 @@ def _sizes(quick: bool) -> dict[str, Any]:
                 "warmup_job": False}
     return {"job": {"max_new_tokens": 128, "repeats": 3, "warmup": 1, "baseline_s": 3.0}, "pairs": 3,
             "warmup_job": True}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(db: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` on a free port over `db`, as README starts it; returns (process, base URL)."""
-    port = _free_port()
-    env = {**os.environ, "ENERGYPROF_DB": str(db)}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
-                                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        with suppress(OSError):
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                if answer.read().decode() == "ok":
-                    return proc, url
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _stop(proc)
-            raise RuntimeError(f"streamlit did not start: {log.read_text()[-2000:]}")
-        time.sleep(0.2)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    with suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def _cpu_s(processes: list[psutil.Process]) -> float:
@@ -177,7 +133,7 @@ def measure(quick: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "live-view.sqlite3"
         store = Store(db)
-        proc, url = _start_server(db, Path(tmp) / "streamlit.log")
+        proc, url = start(db, Path(tmp) / "streamlit.log")
         try:
             server = psutil.Process(proc.pid)
             with sync_playwright() as p:
@@ -192,7 +148,7 @@ def measure(quick: bool) -> dict[str, Any]:
                 finally:
                     browser.close()
         finally:
-            _stop(proc)
+            stop(proc)
             store.close()
     return {"params": params, "pairs": sizes["pairs"], **results}
 

@@ -12,25 +12,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dashboard_server import CHROMIUM, CHROMIUM_ARGS, start, stop
 from seed import REPO, seed_run
 
 from energyprof.store import Store
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 DEMO_TIMEOUT_S = 120
 SCREENSHOT = REPO / "docs" / "screenshot-run.png"
 HOSTILE = "![t](http://hostile.invalid/x.png) <img src=http://hostile.invalid/y.png>"
@@ -42,48 +35,20 @@ def _missing(what: str) -> None:
     pytest.skip(f"{what} is missing; install it with `apt-get install chromium` to run the browser tests.")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Store, Path]]:
     """A real dashboard server on a free port over a seeded database in tmp_path."""
     if not CHROMIUM.exists():
         _missing(str(CHROMIUM))
-    db = tmp_path / "e2e.sqlite3"
-    store = Store(db)
-    port = _free_port()
-    log = tmp_path / "streamlit.log"
-    env = {**os.environ, "ENERGYPROF_DB": str(db), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],  # .streamlit/config.toml
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    store = Store(tmp_path / "e2e.sqlite3")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().decode() == "ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        proc, url = start(store.path, tmp_path / "streamlit.log")
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
         yield url, store, tmp_path
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop(proc)
         store.close()
 
 
