@@ -1,16 +1,102 @@
-"""energyprof dashboard: `streamlit run app.py`. Navigation and the shared sidebar; each page lives in app_pages/."""
+"""energyprof dashboard: `streamlit run app.py`. This file is the home page, Runs: every run in the database,
+filters, a link to each, deletion of finished runs, the demo on an empty one.
 
+The other pages are pages/*.py (served at /run, /new, /compare, /sources); the list of pages and the shared
+sidebar are in energyprof/ui/nav.py, which every page calls first (`ui.page_setup`)."""
+
+import pandas as pd
 import streamlit as st
 
 from energyprof import ui
+from energyprof.store import ACTIVE_STATUSES
 
-st.set_page_config(page_title="energyprof", page_icon=":material/bolt:", layout="wide")
-page = st.navigation([
-    st.Page(ui.RUNS_PAGE, title="Runs", icon=":material/list:", url_path="runs", default=True),
-    st.Page(ui.RUN_PAGE, title="Run", icon=":material/monitoring:", url_path="run"),
-    st.Page(ui.NEW_PAGE, title="New profile", icon=":material/play_arrow:", url_path="new"),
-    st.Page(ui.COMPARE_PAGE, title="Compare", icon=":material/compare_arrows:", url_path="compare"),
-    st.Page(ui.SOURCES_PAGE, title="Power sources", icon=":material/power:", url_path="sources"),
-])
-ui.sidebar(ui.get_store())
-page.run()
+store = ui.page_setup("Runs")
+st.title("Runs")
+ui.show_flash()
+runs = store.list_runs()
+
+if runs.empty:
+    st.info("No runs yet. Start with a demo: the tiny built-in model (no download) generates a few tokens "
+            "while the best available power source samples; it takes well under a minute.")
+    if st.button("Run a demo profile", type="primary", key="demo"):
+        run_id = ui.launch(store, dict(ui.DEMO_PARAMS))
+        if run_id is not None:
+            st.switch_page(ui.RUN_PAGE, query_params={"run": str(run_id)})
+    st.page_link(ui.NEW_PAGE, label="Or set up your own profile", icon=":material/play_arrow:")
+    st.stop()
+
+figs = [ui.figures(s) for s in runs["summary"]]
+table = pd.DataFrame({
+    "run": [f"run?run={i}" for i in runs["id"]],
+    "kind": runs["kind"],
+    "model": runs["model"],
+    "device": runs["device"],
+    "dtype": runs["dtype"],
+    "source": [ui.source_label(s, m) for s, m in zip(runs["source"], runs["measured"], strict=True)],
+    "status": runs["status"],
+    "tokens": [f["tokens"] or t or None for f, t in zip(figs, runs["tokens_done"], strict=True)],
+    "J/token (decode)": [(f["j_per_token"].get("decode") or {}).get("mean") for f in figs],
+    "tokens/s": [f["tokens_per_s"] for f in figs],
+    "mean W": [f["mean_w"] for f in figs],
+    "date": pd.to_datetime(runs["created_at"], unit="s", utc=True).dt.tz_convert(None),
+})
+
+f1, f2, f3 = st.columns(3)
+status_pick = f1.multiselect("Status", sorted(table["status"].dropna().unique()), key="f_status", placeholder="All")
+source_pick = f2.multiselect("Source", sorted(runs["source"].dropna().unique()), key="f_source", placeholder="All")
+model_pick = f3.multiselect("Model", sorted(runs["model"].dropna().unique()), key="f_model", placeholder="All")
+keep = pd.Series(True, index=runs.index)
+if status_pick:
+    keep &= runs["status"].isin(status_pick)
+if source_pick:
+    keep &= runs["source"].isin(source_pick)
+if model_pick:
+    keep &= runs["model"].isin(model_pick)
+shown = table[keep]
+
+st.dataframe(shown, hide_index=True, width="stretch", key="runs_table", column_config={
+    "run": st.column_config.LinkColumn("Run", display_text=r"run\?run=(\d+)", help="Open the run"),
+    "kind": st.column_config.TextColumn("Kind"),
+    "model": st.column_config.TextColumn("Model"),
+    "device": st.column_config.TextColumn("Device"),
+    "dtype": st.column_config.TextColumn("Dtype"),
+    "source": st.column_config.TextColumn("Source", help="measured: read from the hardware; estimated: a model"),
+    "status": st.column_config.TextColumn("Status"),
+    "tokens": st.column_config.NumberColumn("Tokens", format="%d", help="Generated tokens per repeat"),
+    "J/token (decode)": st.column_config.NumberColumn("J/token (decode)", format="%.4g J",
+                                                      help="Whole-system energy per decode token"),
+    "tokens/s": st.column_config.NumberColumn("Tokens/s", format="%.3g"),
+    "mean W": st.column_config.NumberColumn("Mean power", format="%.3g W"),
+    "date": st.column_config.DatetimeColumn("Date (UTC)", format="YYYY-MM-DD HH:mm"),
+})
+st.caption(f"{len(shown)} of {len(table)} runs. Sources marked *estimated* are a model of power, not a reading.")
+
+c1, c2 = st.columns(2)
+with c1:
+    st.page_link(ui.NEW_PAGE, label="New profile", icon=":material/play_arrow:")
+with c2:
+    st.page_link(ui.COMPARE_PAGE, label="Compare runs", icon=":material/compare_arrows:")
+
+with st.expander("Delete a run"):
+    finished = runs[~runs["status"].isin(ACTIVE_STATUSES)]
+    if finished.empty:
+        st.caption("Only finished runs can be deleted; none is finished yet.")
+    else:
+        names = {int(r.id): f"#{r.id} {r.model or r.kind} ({r.status})" for r in finished.itertuples()}
+        choice = st.selectbox("Run to delete", list(names), key="delete_pick", format_func=names.get)
+        if st.button("Delete…", key="delete"):
+            st.session_state["confirm_delete"] = int(choice)
+        pending = st.session_state.get("confirm_delete")
+        if pending is not None:
+            st.warning(f"Delete run #{pending} and everything recorded for it? This cannot be undone.")
+            yes, no = st.columns(2)
+            if yes.button("Yes, delete it", type="primary", key="delete_yes"):
+                with ui.store_errors(store.path):
+                    deleted = store.delete_run(pending)
+                st.session_state.pop("confirm_delete", None)
+                ui.clear_caches()
+                ui.flash(f"Run #{pending} deleted." if deleted else f"Run #{pending} was not deleted (still running?).")
+                st.rerun()
+            if no.button("Keep it", key="delete_no"):
+                st.session_state.pop("confirm_delete", None)
+                st.rerun()

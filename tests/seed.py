@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -270,7 +271,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def open_page(page: str | None = None, query: dict[str, str] | None = None, *, timeout: float = 30.0) -> Any:
-    """A fresh AppTest of app.py on `page` (e.g. "app_pages/run.py") with these query parameters, after one run.
+    """A fresh AppTest of app.py (the Runs page) or of `page` (e.g. "pages/run.py") with these query parameters,
+    after one run, as a fresh server's first request would open it.
 
     Streamlit's caches live for the whole process, so they are cleared first."""
     import streamlit as st
@@ -279,17 +281,20 @@ def open_page(page: str | None = None, query: dict[str, str] | None = None, *, t
     st.cache_data.clear()
     st.cache_resource.clear()
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=timeout)
-    if page:
-        at.run()  # pages registered by st.navigation are known by their url_path only after a first run
+    if page and page != "app.py":
         at.switch_page(page)
     for key, value in (query or {}).items():
         at.query_params[key] = value
     return at.run()
 
 
+_MD_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
 def texts(at: Any, kind: str) -> list[str]:
-    """The text of every element of one kind (markdown, caption, error, warning, info, success…)."""
-    return [str(e.value) for e in getattr(at, kind)]
+    """The text of every element of one kind (markdown, caption, error, warning, info, success…) as people read
+    it: energyprof.ui.md_escape's backslashes and invisible word joiners removed."""
+    return [_MD_ESCAPE.sub(r"\1", str(e.value)).replace("\u2060", "") for e in getattr(at, kind)]
 
 
 def charts_by_title(at: Any) -> dict[str, dict[str, Any]]:

@@ -7,7 +7,7 @@ from seed import charts_by_title, open_page, seed_run, texts
 from energyprof import charts
 from energyprof.store import Store
 
-PAGE = "app_pages/compare.py"
+PAGE = "pages/compare.py"
 
 
 def test_compare_from_url(store: Store) -> None:

@@ -13,7 +13,7 @@ from seed import REPO, open_page, seed_run, texts
 from energyprof import jobs, ui
 from energyprof.store import Store
 
-PAGE = "app_pages/new_profile.py"
+PAGE = "pages/new.py"
 
 
 def test_launch_passes_every_option(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:

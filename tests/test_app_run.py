@@ -14,7 +14,7 @@ from energyprof import charts
 from energyprof.export import CSV_KINDS, export_csv, trace_json
 from energyprof.store import Store
 
-RUN = "app_pages/run.py"
+RUN = "pages/run.py"
 
 
 def chart_frame(at, title: str) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from seed import open_page, texts
 from energyprof.power import registry
 from energyprof.store import Store
 
-PAGE = "app_pages/sources.py"
+PAGE = "pages/sources.py"
 
 
 def test_statuses_and_setup(store: Store) -> None:

@@ -1,7 +1,8 @@
 """End to end in headless Chromium (Debian's, driven by Playwright) against a real `streamlit run app.py`.
 
-A fresh server's first request is a deep link to a seeded run (the path Streamlit's legacy `pages/` discovery
-would break); then the demo profile is started from the empty database's runs page and followed until it is
+A fresh server's first request is a deep link to a seeded run (`/run?run=N`, served from pages/run.py): the page,
+the app's own sidebar and no generated navigation; a run whose text is hostile Markdown/HTML makes the browser
+fetch nothing; then the demo profile is started from the empty database's runs page and followed until it is
 `done` (the real job subprocess: tiny model, auto power source); the run page is saved as a screenshot
 (copied to README's docs/screenshot-run.png when ENERGYPROF_UPDATE_SCREENSHOT=1). In CI (CI=true) a missing
 chromium or Playwright fails the test instead of skipping.
@@ -11,27 +12,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dashboard_server import CHROMIUM, CHROMIUM_ARGS, start, stop
 from seed import REPO, seed_run
 
 from energyprof.store import Store
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 DEMO_TIMEOUT_S = 120
 SCREENSHOT = REPO / "docs" / "screenshot-run.png"
+HOSTILE = "![t](http://hostile.invalid/x.png) <img src=http://hostile.invalid/y.png>"
 
 
 def _missing(what: str) -> None:
@@ -40,49 +35,20 @@ def _missing(what: str) -> None:
     pytest.skip(f"{what} is missing; install it with `apt-get install chromium` to run the browser tests.")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Store, Path]]:
     """A real dashboard server on a free port over a seeded database in tmp_path."""
     if not CHROMIUM.exists():
         _missing(str(CHROMIUM))
-    db = tmp_path / "e2e.sqlite3"
-    store = Store(db)
-    port = _free_port()
-    log = tmp_path / "streamlit.log"
-    env = {**os.environ, "ENERGYPROF_DB": str(db), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    store = Store(tmp_path / "e2e.sqlite3")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().decode() == "ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        proc, url = start(store.path, tmp_path / "streamlit.log")
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
         yield url, store, tmp_path
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop(proc)
         store.close()
 
 
@@ -132,12 +98,16 @@ def test_deep_link_then_demo_profile(server: tuple[str, Store, Path]) -> None:
         _missing("playwright")
     url, store, tmp = server
     seeded = seed_run(store, tokens=40, layer_calls=400)
+    hostile = seed_run(store, tokens=6, status="failed", model=HOSTILE, token_texts=[HOSTILE] * 6)
+    store.update_run(hostile, error=HOSTILE)
+    requested: list[str] = []
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1400, "height": 1800})
         try:
             # 1. The fresh server's very first request: a deep link, opened in a new page.
+            context.on("request", lambda request: requested.append(request.url))
             page = context.new_page()
             page.goto(f"{url}/run?run={seeded}")
             page.get_by_text(f"Run #{seeded} · tiny").wait_for(timeout=30_000)
@@ -147,18 +117,39 @@ def test_deep_link_then_demo_profile(server: tuple[str, Store, Path]) -> None:
             assert {"Gross energy", "Net energy", "J/token prefill", "J/token decode"} <= set(labels)
             assert _wait_for_charts(page, 6) >= 6
             sidebar = page.locator("[data-testid='stSidebar']")
-            assert "Database" in sidebar.inner_text()  # app.py ran: its sidebar is there
-            nav = page.locator("[data-testid='stSidebarNav']").inner_text()
-            assert "Runs" in nav and "Power sources" in nav and "app" not in nav.split()
+            assert "Database" in sidebar.inner_text()  # the app's own sidebar (ui.page_setup)
+            links = sidebar.locator("[data-testid='stPageLink'] a")
+            labels = [text.split("\n")[-1] for text in links.all_inner_texts()]  # after the icon's ligature name
+            assert labels == ["Runs", "Run", "New profile", "Compare", "Power sources"]
+            assert page.locator("[data-testid='stSidebarNav']").count() == 0  # Streamlit's generated nav is hidden
+            links.nth(3).click()  # the sidebar's own link: client-side navigation to /compare
+            page.wait_for_url("**/compare*", timeout=30_000)
+            page.get_by_text("Compare runs").first.wait_for(timeout=30_000)
             page.close()
 
-            # 2. The runs table links each run to its page (a new tab, relative URL run?run=N).
+            # 2. A run whose model name, error and token text are hostile Markdown/HTML: shown as text, nothing
+            # fetched from the host they name.
+            page = context.new_page()
+            page.goto(f"{url}/run?run={hostile}")
+            failed = page.get_by_text("This run failed: ![t](http:")
+            failed.wait_for(timeout=30_000)
+            shown = failed.inner_text().replace("\u2060", "")  # md_escape's word joiners stop bare-URL links
+            assert shown == f"This run failed: {HOSTILE}"
+            title = page.locator("h1").filter(has_text=f"Run #{hostile} · ![t](")
+            assert title.inner_text().replace("\u2060", "") == f"Run #{hostile} · {HOSTILE}"
+            page.wait_for_timeout(1000)
+            assert page.locator("img[src*='hostile.invalid'], a[href*='hostile.invalid']").count() == 0
+            assert not [u for u in requested if "hostile.invalid" in u]
+            page.close()
+            assert store.delete_run(hostile)
+
+            # 3. The runs table links each run to its page (a new tab, relative URL run?run=N).
             page = context.new_page()
             page.goto(url)
             assert _open_first_run_link(context, page).endswith(f"/run?run={seeded}")
             page.close()
 
-            # 3. The demo profile from an empty database's runs page, followed to `done`.
+            # 4. The demo profile from an empty database's runs page, followed to `done`.
             assert store.delete_run(seeded)
             page = context.new_page()
             page.goto(url)

@@ -68,7 +68,7 @@ def test_random_bytes_are_not_an_energyprof_database(tmp_path: Path, command: st
     db.write_bytes(os.urandom(8192))
     said = sentence(energyprof(COMMANDS[command], db))
     assert f"{db} is not an energyprof database (file is not a database)" in said
-    assert "point --db at another file" in said
+    assert "point --db (or $ENERGYPROF_DB) at another file" in said
 
 
 @pytest.mark.parametrize("command", COMMANDS)

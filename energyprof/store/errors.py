@@ -66,35 +66,40 @@ def translated(path: Path) -> Iterator[None]:
         raise StoreError(os_sentence(exc, path), path) from exc
 
 
+ELSEWHERE = "--db (or $ENERGYPROF_DB)"
+"""How to use another database file, named in every sentence that suggests it."""
+
+
 def sqlite_sentence(exc: sqlite3.Error, path: Path) -> str:
     """One sentence for an SQLite error on the database `path`."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     what = str(exc)
     folder = path.parent
     if name == "SQLITE_NOTADB":
-        return f"{path} is not an energyprof database ({what}); point --db at another file or move it away."
+        return f"{path} is not an energyprof database ({what}); point {ELSEWHERE} at another file or move it away."
     if name.startswith("SQLITE_CORRUPT"):
-        return (f"{path} is damaged ({what}); move it away (or restore it from a backup) and point --db at "
+        return (f"{path} is damaged ({what}); move it away (or restore it from a backup) and point {ELSEWHERE} at "
                 "another file.")
     if name == "SQLITE_READONLY_DIRECTORY" or (name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN"))
                                                and folder.is_dir() and not os.access(folder, os.W_OK)):
         return (f"{path} cannot be used because its folder {folder} is read-only (SQLite keeps its journal "
-                "files beside the database); make the folder writable or point --db at a file in another folder.")
+                f"files beside the database); make the folder writable or point {ELSEWHERE} at a file in "
+                "another folder.")
     if name.startswith("SQLITE_READONLY"):
-        return f"{path} is read-only ({what}); make it writable (chmod u+w) or point --db at another file."
+        return f"{path} is read-only ({what}); make it writable (chmod u+w) or point {ELSEWHERE} at another file."
     if name.startswith("SQLITE_CANTOPEN"):
         return (f"{path} cannot be opened ({what}); check that its folder exists and that you may read and write "
-                "there, or point --db at another file.")
+                f"there, or point {ELSEWHERE} at another file.")
     if name == "SQLITE_FULL":
         return f"{path} cannot grow because the disk is full ({what}); free some space and run again."
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return (f"{path} stayed locked by another program for over {BUSY_WAIT_S} s ({what}); wait for it to "
                 "finish or close it, then run again.")
     if name.startswith("SQLITE_IOERR"):
-        return f"{path} could not be read or written ({what}); check the disk, or point --db at another file."
+        return f"{path} could not be read or written ({what}); check the disk, or point {ELSEWHERE} at another file."
     if name.startswith(("SQLITE_PERM", "SQLITE_AUTH")):
-        return f"{path} may not be used ({what}); check its permissions, or point --db at another file."
-    return (f"{path} could not be used as an energyprof database ({what}); point --db at another file or move "
+        return f"{path} may not be used ({what}); check its permissions, or point {ELSEWHERE} at another file."
+    return (f"{path} could not be used as an energyprof database ({what}); point {ELSEWHERE} at another file or move "
             "it away.")
 
 
@@ -103,11 +108,12 @@ def os_sentence(exc: OSError, path: Path) -> str:
     reason = exc.strerror or str(exc)
     blocker = _file_in_the_way(path)
     if blocker is not None:
-        return f"{path} cannot be created: {blocker} is a file, not a folder; point --db at a file inside a folder."
+        return (f"{path} cannot be created: {blocker} is a file, not a folder; point {ELSEWHERE} at a file inside "
+                "a folder.")
     if isinstance(exc, PermissionError):
         return (f"{path} cannot be created: no permission to create its folder {path.parent} ({reason}); point "
-                "--db at a file in a folder you can write.")
-    return f"{path} cannot be created or opened ({reason}); point --db at another file."
+                f"{ELSEWHERE} at a file in a folder you can write.")
+    return f"{path} cannot be created or opened ({reason}); point {ELSEWHERE} at another file."
 
 
 def _file_in_the_way(path: Path) -> Path | None:

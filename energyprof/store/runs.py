@@ -128,6 +128,19 @@ class RunsMixin(StoreCore):
         row = self.query_one("SELECT * FROM runs WHERE kind = 'profile' AND status IN ('queued', 'running')")
         return _decode_run(row) if row else None
 
+    def job_progress(self, run_id: int | None = None) -> dict[str, Any] | None:
+        """The live view's one narrow read: a run's id, kind, status, phase, progress, tokens done and times (no
+        params, no summary); `run_id` None: the active profiling job. None when there is no such run."""
+        if run_id is None:
+            row = self.query_one(
+                "SELECT id, kind, status, phase, progress, tokens_done, created_at, started_at, heartbeat_at "
+                "FROM runs WHERE kind = 'profile' AND status IN ('queued', 'running')")
+        else:
+            row = self.query_one(
+                "SELECT id, kind, status, phase, progress, tokens_done, created_at, started_at, heartbeat_at "
+                "FROM runs WHERE id = ?", (run_id,))
+        return dict(row) if row else None
+
     def active_runs(self) -> list[dict[str, Any]]:
         return [_decode_run(r) for r in self.query("SELECT * FROM runs WHERE status IN ('queued', 'running')")]
 

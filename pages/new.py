@@ -5,7 +5,7 @@ import streamlit as st
 from energyprof import ui
 from energyprof.profile.params import INTERVAL_MS_RANGE, LAYER_DEPTHS, ProfileParams
 
-store = ui.get_store()
+store = ui.page_setup("New profile")
 st.title("New profile")
 ui.show_flash()
 
@@ -21,7 +21,8 @@ elif last is not None:
         if finished["status"] == "done":
             st.success(f"Job #{last} is done.")
         else:
-            st.error(f"Job #{last} {finished['status']}: {finished.get('error') or 'no reason was recorded.'}")
+            st.error(f"Job #{last} {finished['status']}: "
+                     f"{ui.md_escape(finished.get('error') or 'no reason was recorded.')}")
         ui.run_link(int(last), f"Open run #{last}")
 
 statuses, auto = ui.source_statuses()

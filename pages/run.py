@@ -6,13 +6,13 @@ import streamlit as st
 from energyprof import charts, ui
 from energyprof.store import ACTIVE_STATUSES
 
-store = ui.get_store()
-run_id = ui.run_id_param()
+store = ui.page_setup("Run")
+run_id = ui.query_run_id()
 run = store.get_run(run_id) if run_id is not None else None
 if run is None:
     st.title("Run")
     if run_id is not None:
-        st.error(f"There is no run #{run_id} in {store.path}.")
+        st.error(f"There is no run #{run_id} in {ui.md_escape(store.path)}.")
     runs = store.list_runs()
     if runs.empty:
         st.info("No runs yet.")
@@ -27,9 +27,9 @@ if run is None:
 
 est = ui.is_estimated(run)
 summary = run.get("summary") or {}
-st.title(f"Run #{run['id']} · {run.get('model') or run['kind']}")
-facts = [f"source **{run.get('source') or '—'}**", run["kind"]]
-facts += [f"{name} **{run[name]}**" for name in ("device", "dtype") if run.get(name)]
+st.title(f"Run #{run['id']} · {ui.md_escape(run.get('model') or run['kind'])}")
+facts = [f"source **{ui.md_escape(run.get('source') or '—')}**", ui.md_escape(run["kind"])]
+facts += [f"{name} **{ui.md_escape(run[name])}**" for name in ("device", "dtype") if run.get(name)]
 st.markdown(f"{ui.status_badge(run['status'])} {ui.measured_badge(run)} " + " · ".join(
     [*facts, ui.fmt_date(run.get("created_at"))]))
 ui.show_flash()
@@ -37,9 +37,9 @@ if est:
     st.caption(f"{ui.estimated_badge()} These power figures come from a model of CPU utilisation, not a "
                "reading of the hardware: use them to compare runs on this machine, not as joules.")
 if run["status"] == "failed":
-    st.error(f"This run failed: {run.get('error') or 'no reason was recorded.'}")
+    st.error(f"This run failed: {ui.md_escape(run.get('error') or 'no reason was recorded.')}")
 elif run["status"] == "cancelled":
-    st.warning(f"This run was cancelled: {run.get('error') or 'stopped before it finished.'}")
+    st.warning(f"This run was cancelled: {ui.md_escape(run.get('error') or 'stopped before it finished.')}")
 if run.get("power_incomplete") or summary.get("power_incomplete"):
     st.warning("Power data is incomplete: the source stopped or skipped samples during the run, so some windows "
                "are unknown and the energy figures cover only the known part.")
@@ -52,7 +52,7 @@ if run["status"] in ACTIVE_STATUSES:
 
 fig = ui.figures(summary)
 for warning in fig["warnings"]:
-    st.warning(warning)
+    st.warning(ui.md_escape(warning))
 repeats = fig["repeats"]
 repeat = st.selectbox("Repeat shown per token and per layer", list(range(repeats)), key="repeat",
                       format_func=lambda r: f"repeat {r + 1} of {repeats}") if repeats > 1 else 0
@@ -78,7 +78,7 @@ if profiled:
     top[1].metric(ui.label("Net energy", est), ui.fmt_energy(fig["net_j"]),
                   help="Gross energy minus the idle baseline power × the workload's duration")
     for col, phase in zip(top[2:], phases, strict=False):
-        col.metric(ui.label(f"J/token {phase}", est), ui.fmt_ci(jpt.get(phase)),
+        col.metric(ui.label(f"J/token {ui.md_escape(phase)}", est), ui.fmt_ci(jpt.get(phase)),
                    help="Mean ± 95% CI over repeats" + (", per prompt token" if phase == "prefill" else ""))
     second = st.columns(4)
     second[0].metric("Tokens/s", ui.fmt_rate(fig["tokens_per_s"]), help="Decode tokens per second")
@@ -114,9 +114,9 @@ with right:
     st.subheader("Power source")
     if profiled:
         st.caption("The whole recording: loading, idle baseline, warm-up and workload.")
-    st.markdown(f"{ui.measured_badge(run)} **{run.get('source') or '—'}**, "
+    st.markdown(f"{ui.measured_badge(run)} **{ui.md_escape(run.get('source') or '—')}**, "
                 f"{int(totals['windows'].max()) if not totals.empty else 0:,} windows, "
-                f"components: {', '.join(totals['component']) if not totals.empty else 'none'}")
+                f"components: {ui.md_escape(', '.join(totals['component'])) if not totals.empty else 'none'}")
     if not totals.empty:
         st.dataframe(totals.rename(columns={"component": "Component", "windows": "Windows",
                                             "known_windows": "Known windows", "seconds": "Known (s)",

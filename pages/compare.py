@@ -5,7 +5,7 @@ import streamlit as st
 
 from energyprof import charts, ui
 
-store = ui.get_store()
+store = ui.page_setup("Compare")
 st.title("Compare runs")
 runs = store.list_runs()
 runs = runs[runs["kind"] == "profile"] if not runs.empty else runs
@@ -15,7 +15,7 @@ if runs.empty:
     st.stop()
 
 names = {int(r.id): f"#{r.id} {r.model} · {r.device} · {r.dtype} · {r.status}" for r in runs.itertuples()}
-wanted = [int(x) for x in str(st.query_params.get("runs", "")).split(",") if x.strip().isdigit()]
+wanted = ui.query_run_ids("runs")
 if "compare_pick" not in st.session_state:
     st.session_state["compare_pick"] = [i for i in wanted if i in names]
 picked = st.multiselect("Runs to compare", list(names), format_func=names.get, key="compare_pick")

@@ -34,17 +34,17 @@ def energyprof_cli(args: list[str], timeout_s: float) -> tuple[dict | None, str 
 
 def show_result(result: dict) -> None:
     kind = "measured" if result.get("measured") else "estimated"
-    st.success(f"Run #{result['run_id']} ({result.get('status')}): {result.get('samples', '?')} windows from "
-               f"{result.get('source')} ({kind}).")
+    st.success(ui.md_escape(f"Run #{result['run_id']} ({result.get('status')}): {result.get('samples', '?')} "
+                            f"windows from {result.get('source')} ({kind})."))
     power = result.get("mean_w") or {}
     if power:
         cols = st.columns(len(power))
         for col, (comp, watts) in zip(cols, power.items(), strict=True):
-            col.metric(ui.label(f"{comp} mean power", kind == "estimated"), ui.fmt_power(watts))
+            col.metric(ui.label(f"{ui.md_escape(comp)} mean power", kind == "estimated"), ui.fmt_power(watts))
     ui.run_link(int(result["run_id"]))
 
 
-store = ui.get_store()
+store = ui.page_setup("Power sources")
 st.title("Power sources")
 if st.button("Check again", key="recheck"):
     ui.source_statuses.clear()
@@ -54,8 +54,9 @@ table = pd.DataFrame([{
     "components": ", ".join(s.components) or "—", "interval (ms)": s.interval_ms,
     "auto picks": "✔" if s.name == auto else "", "reason": s.reason} for s in statuses])
 st.dataframe(table.drop(columns=["reason"]), hide_index=True, width="stretch", key="sources_table")
-st.markdown("\n".join(f"- {'✅' if s.available else '❌'} **{s.name}**: {s.reason}" for s in statuses))
-st.markdown(f"**auto** picks **{auto}** here: the first available *measured* source, else the estimate "
+st.markdown("\n".join(f"- {'✅' if s.available else '❌'} **{ui.md_escape(s.name)}**: {ui.md_escape(s.reason)}"
+                      for s in statuses))
+st.markdown(f"**auto** picks **{ui.md_escape(auto)}** here: the first available *measured* source, else the estimate "
             "(always labelled *estimated*).")
 
 st.subheader("powermetrics on a Mac (Apple Silicon)")
@@ -83,7 +84,7 @@ if st.button("Record a test sample", key="sample"):
                                         "--source", pick], seconds + SAMPLE_TIMEOUT_PAD_S)
     ui.clear_caches()
     if error:
-        st.error(f"The test sample failed: {error}")
+        st.error(f"The test sample failed: {ui.md_escape(error)}")
     elif result:
         show_result(result)
 
@@ -98,6 +99,6 @@ if upload is not None and st.button("Import", key="import"):
         result, error = energyprof_cli(["import-powermetrics", str(path), "--json", "--db", str(store.path)], 120)
     ui.clear_caches()
     if error:
-        st.error(f"Could not import {upload.name}: {error.replace(str(path), upload.name)}")
+        st.error(ui.md_escape(f"Could not import {upload.name}: {error.replace(str(path), upload.name)}"))
     elif result:
         show_result(result)

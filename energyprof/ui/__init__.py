@@ -1,0 +1,70 @@
+"""Shared Streamlit helpers for the dashboard pages; pages `from energyprof import ui` and use the names below.
+
+Modules: `nav` (the pages table, page_setup and the sidebar, links, query parameters, flash messages),
+`data` (the Store, cached reads, database errors as one sentence), `summary` (a run summary's headline
+figures), `format` (numbers as text, md_escape), `badges` (measured/estimated, status, time-apportioned),
+`drawing` (charts, downloads, shaded token text), `live` (launch, follow and cancel a job; the quiet live view).
+The dashboard imports energyprof.store, energyprof.jobs, energyprof.charts, energyprof.export,
+energyprof.power.registry and energyprof.profile.params (the parameter table), never torch or transformers."""
+
+from energyprof.ui.badges import (
+    APPORTIONED,
+    APPORTIONED_TOKENS,
+    apportioned,
+    apportioned_note,
+    estimated_badge,
+    is_estimated,
+    label,
+    measured_badge,
+    source_label,
+    status_badge,
+)
+from energyprof.ui.data import (
+    STORE_ERRORS,
+    clear_caches,
+    db_path,
+    get_store,
+    run_views,
+    source_statuses,
+    store_error,
+    store_errors,
+)
+from energyprof.ui.drawing import chart, csv_download, token_text_html, trace_download
+from energyprof.ui.format import fmt_ci, fmt_date, fmt_energy, fmt_power, fmt_rate, fmt_seconds, md_escape
+from energyprof.ui.live import (
+    BUILTIN_MODEL_NAMES,
+    DEMO_PARAMS,
+    DEVICES,
+    DTYPES,
+    action_error,
+    cancel_job,
+    is_measured_phase,
+    launch,
+    live_job,
+)
+from energyprof.ui.nav import (
+    COMPARE_PAGE,
+    NEW_PAGE,
+    PAGES,
+    RUN_PAGE,
+    RUNS_PAGE,
+    SOURCES_PAGE,
+    flash,
+    page_setup,
+    query_run_id,
+    query_run_ids,
+    run_link,
+    show_flash,
+)
+from energyprof.ui.summary import figures, whole, workload_components
+
+__all__ = [
+    "APPORTIONED", "APPORTIONED_TOKENS", "BUILTIN_MODEL_NAMES", "COMPARE_PAGE", "DEMO_PARAMS", "DEVICES", "DTYPES",
+    "NEW_PAGE", "PAGES", "RUNS_PAGE", "RUN_PAGE", "SOURCES_PAGE", "STORE_ERRORS", "action_error", "apportioned",
+    "apportioned_note", "cancel_job", "chart", "clear_caches", "csv_download", "db_path", "estimated_badge",
+    "figures", "flash", "fmt_ci", "fmt_date", "fmt_energy", "fmt_power", "fmt_rate", "fmt_seconds", "get_store",
+    "is_estimated", "is_measured_phase", "label", "launch", "live_job", "md_escape", "measured_badge",
+    "page_setup", "query_run_id", "query_run_ids", "run_link", "run_views", "show_flash", "source_label",
+    "source_statuses", "status_badge", "store_error", "store_errors", "token_text_html", "trace_download",
+    "whole", "workload_components",
+]

@@ -1,0 +1,151 @@
+"""Store access for the pages: the one Store per database, cached reads, and database errors as one sentence."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from energyprof import charts
+from energyprof.power import registry
+from energyprof.power.base import COMPONENTS, SourceStatus
+from energyprof.store import ACTIVE_STATUSES, Store, StoreError, default_db_path
+from energyprof.ui.format import md_escape
+
+TIMELINE_ROWS = 3600
+"""Rows the power timeline asks the store for (all components together), leaving room for shading and ticks."""
+CACHE_TTL_S = 600
+STORE_ERRORS: tuple[type[BaseException], ...] = (StoreError, sqlite3.Error, OSError)
+"""What opening, reading or writing the database raises: StoreError (already one sentence, from
+energyprof.store.errors), or a raw sqlite3/OS error that escaped its translation."""
+
+
+def db_path() -> Path:
+    """The database in use: $ENERGYPROF_DB, else the user data folder's file."""
+    return default_db_path()
+
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str) -> Store:
+    return Store(path)
+
+
+def get_store() -> Store:
+    """The Store of the database in use (one per path and server process)."""
+    return _store(str(db_path()))
+
+
+def store_error(exc: BaseException, path: Path) -> str:
+    """One sentence for a database error: which file, what is wrong, what to do (plain text)."""
+    if isinstance(exc, StoreError):
+        return str(exc)
+    text = str(exc).strip() or exc.__class__.__name__
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        return (f"The database path {path} goes through {blocker}, which is a file, not a folder: set ENERGYPROF_DB "
+                "to a file in a folder, or move that file away.")
+    if "not a database" in text or "malformed" in text:
+        return (f"The database {path} is damaged or is not an energyprof database ({text}): move it aside to start "
+                "a new one, or set ENERGYPROF_DB to another file.")
+    if "readonly" in text or "read-only" in text or isinstance(exc, PermissionError) or not writable(path):
+        return read_only_sentence(path)
+    if "locked" in text:
+        return (f"The database {path} is locked by another program ({text}): wait for it to finish and try again.")
+    return f"The database {path} cannot be used ({text}): check the file and its folder, or set ENERGYPROF_DB."
+
+
+def read_only_sentence(path: Path) -> str:
+    return (f"The database {path} is read-only: its runs can be looked at, but nothing can be recorded, cancelled "
+            "or deleted; make the file and its folder writable (chmod u+w), or set ENERGYPROF_DB to another file.")
+
+
+def writable(path: Path) -> bool:
+    """True when this process may write the database file (or create it); checked with the effective ids."""
+    target = path if path.exists() else path.parent
+    return os.access(target, os.W_OK, effective_ids=os.access in os.supports_effective_ids)
+
+
+@contextmanager
+def store_errors(path: Path) -> Iterator[None]:
+    """Show a database error raised inside as one sentence (st.error) and stop the page or fragment."""
+    try:
+        yield
+    except STORE_ERRORS as exc:
+        st.error(md_escape(store_error(exc, path)), icon=":material/database:")
+        st.stop()
+
+
+_READS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="energyprof-read")
+"""The run page's independent store reads run side by side: SQLite releases the GIL while it works and WAL
+lets readers share the file (a third off the first view of a 2-hour run)."""
+
+
+def _read(store: Store, method: str, *args: Any, **kwargs: Any) -> Any:
+    """One store read in a pool thread, closing that thread's connection after (no handle outlives the read)."""
+    try:
+        return getattr(store, method)(*args, **kwargs)
+    finally:
+        store.close()
+
+
+def _views(store: Store, run: dict[str, Any], repeat: int) -> dict[str, Any]:
+    run_id = run["id"]
+    components = len((run.get("summary") or {}).get("mean_w") or {}) or len(COMPONENTS)
+    reads = {
+        "timeline": _READS.submit(_read, store, "power_timeline", run_id, max_points=TIMELINE_ROWS // components),
+        "totals": _READS.submit(_read, store, "power_totals", run_id),
+        "steps": _READS.submit(_read, store, "steps", run_id),
+        "tokens": _READS.submit(_read, store, "tokens_with_energy", run_id, repeat),
+        "layer_summary": _READS.submit(_read, store, "layer_summary", run_id),
+        "matrix": _READS.submit(_read, store, "layer_step_matrix", run_id, repeat, max_cells=charts.MAX_ROWS),
+    }
+    span = store.step_span_ns(run_id)
+    if span is not None:  # the workload alone: the steps' span and a margin of a tenth on each side
+        margin = (span[1] - span[0]) // 10
+        reads["workload_timeline"] = _READS.submit(
+            _read, store, "power_timeline", run_id, max_points=TIMELINE_ROWS // components,
+            start_ns=span[0] - margin, end_ns=span[1] + margin)
+    views = {name: read.result() for name, read in reads.items()}
+    summary = views["layer_summary"]
+    layers = pd.DataFrame()
+    if not summary.empty:
+        layers = charts.whole_system(summary, ["layer_id", "name", "kind", "position"], ["energy_j", "net_energy_j"])
+        extra = summary.groupby("layer_id", as_index=False).agg(calls=("calls", "max"), time_s=("time_s", "max"),
+                                                                resolution=("resolution", "min"))
+        layers = layers.merge(extra, on="layer_id", how="left").sort_values("position")
+    views["layers"] = layers
+    return views
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=16)
+def _cached_views(db: str, run_id: int, status: str, created_at: float, repeat: int) -> dict[str, Any]:
+    store = _store(db)
+    run = store.get_run(run_id)
+    return _views(store, run, repeat) if run else {}
+
+
+def run_views(store: Store, run: dict[str, Any], repeat: int = 0) -> dict[str, Any]:
+    """What the run page draws; cached for finished runs, keyed by (db, run, status, created_at, repeat)."""
+    if run["status"] in ACTIVE_STATUSES:
+        return _views(store, run, repeat)
+    return _cached_views(str(store.path), run["id"], run["status"], run["created_at"], repeat)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def source_statuses() -> tuple[list[SourceStatus], str]:
+    """Every power source's status and the one `auto` picks (cached a minute: probing runs commands)."""
+    statuses = registry.all_statuses()
+    return statuses, registry.auto_name(statuses)
+
+
+def clear_caches() -> None:
+    """Forget cached reads and statuses (after writes this page made, and between tests)."""
+    st.cache_data.clear()
+

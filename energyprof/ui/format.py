@@ -1,0 +1,102 @@
+"""Numbers as text for people (energy, power, CI, rates, durations, dates), and user text made safe for Markdown.
+
+No streamlit import: pure functions."""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+_MD_SPECIAL = frozenset(string.punctuation)
+"""Every ASCII punctuation character: CommonMark lets a backslash escape each of them, and together they cover
+every Markdown, GFM, HTML, math ($), emoji/icon (:name:) and Streamlit directive (:red[…]) construct."""
+WORD_JOINER = "\u2060"
+_AUTOLINK = re.compile(r"(://|(?<![^\W_])www(?=\.)|@)", re.IGNORECASE)
+"""Where GFM would turn plain text into a link (http://…, www.…, name@host) even with every character escaped:
+it finds them in the parsed text, after the escapes are gone."""
+
+
+def md_escape(text: Any) -> str:
+    """User-controlled text made literal inside Markdown (titles, captions, alerts, metric and link labels).
+
+    Every ASCII punctuation character gets a backslash, so `![t](http://host/x.png)`, `<img src=…>`,
+    `[link](…)`, `:red[…]` or `$…$` show as typed and nothing is fetched; an invisible word joiner after
+    `://`'s colon, `www` and `@` stops GFM's bare-URL links; line breaks become spaces, so text cannot start a
+    heading, list or code block."""
+    flat = " ".join(str(text if text is not None else "").splitlines())
+    unlinked = _AUTOLINK.sub(lambda m: m.group(1)[:1] + WORD_JOINER + m.group(1)[1:], flat)
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in unlinked)
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def fmt_energy(joules: Any) -> str:
+    """Joules with a readable prefix (µJ, mJ, J, kJ, MJ); "—" when unknown, "≈ 0 J" below a microjoule."""
+    j = _finite(joules)
+    if j is None:
+        return "—"
+    if abs(j) < 1e-6:
+        return "≈ 0 J"
+    for scale, unit in ((1e6, "MJ"), (1e3, "kJ"), (1.0, "J"), (1e-3, "mJ")):
+        if abs(j) >= scale:
+            return f"{j / scale:.3g} {unit}"
+    return f"{j * 1e6:.3g} µJ" if j else "0 J"
+
+
+def fmt_power(watts: Any) -> str:
+    """Watts with a readable prefix (mW, W, kW); "—" when unknown."""
+    w = _finite(watts)
+    if w is None:
+        return "—"
+    if abs(w) >= 1e3:
+        return f"{w / 1e3:.3g} kW"
+    if abs(w) >= 1 or w == 0:
+        return f"{w:.3g} W"
+    return f"{w * 1e3:.3g} mW"
+
+
+def fmt_ci(stat: Mapping[str, Any] | None) -> str:
+    """`mean ± ci95` in joules, both in the mean's unit (e.g. "16.6 ± 0.63 J"); "—" when unknown."""
+    mean = _finite((stat or {}).get("mean"))
+    if mean is None:
+        return "—"
+    ci = _finite((stat or {}).get("ci95"))
+    if ci is None:
+        return fmt_energy(mean)
+    number, unit = fmt_energy(mean).rsplit(" ", 1)
+    scale = {"MJ": 1e6, "kJ": 1e3, "J": 1.0, "mJ": 1e-3, "µJ": 1e-6}[unit]
+    if number == "≈ 0" or not 0.01 <= ci / scale < 1000:
+        return f"{fmt_energy(mean)} ± {fmt_energy(ci)}"
+    half = ci / scale
+    return f"{number} ± {half:.0f} {unit}" if half >= 100 else f"{number} ± {half:.2g} {unit}"
+
+
+def fmt_rate(tokens_per_s: Any) -> str:
+    r = _finite(tokens_per_s)
+    return "—" if r is None else f"{r:.3g} tokens/s"
+
+
+def fmt_seconds(seconds: Any) -> str:
+    s = _finite(seconds)
+    if s is None:
+        return "—"
+    if s >= 3600:
+        return f"{int(s // 3600)} h {int(s % 3600 // 60)} min"
+    if s >= 60:
+        return f"{int(s // 60)} min {int(s % 60)} s"
+    return f"{s:.3g} s"
+
+
+def fmt_date(epoch: Any) -> str:
+    e = _finite(epoch)
+    return "—" if e is None else datetime.fromtimestamp(e).strftime("%Y-%m-%d %H:%M")

@@ -1,0 +1,118 @@
+"""Starting, following and cancelling a profiling job from the pages.
+
+The live view is quiet while the job measures: every few seconds it reads only the job's progress row and
+shows phase, progress, tokens done and elapsed time. A live power chart means another store read, an Altair
+spec built in this server and a redraw in the browser, all on the machine being measured, so during a
+measured phase it stays off unless asked for; between phases (loading, attributing) it is drawn."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import streamlit as st
+
+from energyprof import charts, jobs
+from energyprof.profile.params import DEVICE_NAMES, DTYPE_NAMES, ProfileParams
+from energyprof.store import ACTIVE_STATUSES, JobAlreadyRunning, Store
+from energyprof.ui.badges import is_estimated, status_badge
+from energyprof.ui.data import TIMELINE_ROWS, clear_caches, get_store, store_errors
+from energyprof.ui.drawing import chart
+from energyprof.ui.format import fmt_seconds, md_escape
+from energyprof.ui.nav import flash
+
+BUILTIN_MODEL_NAMES: tuple[str, ...] = ("tiny", "small", "medium")
+"""Names of energyprof.profile.models.BUILTIN_MODELS, kept here because that module imports torch
+(tests/test_app_new_profile.py checks they match)."""
+DEVICES: tuple[str, ...] = DEVICE_NAMES
+DTYPES: tuple[str, ...] = DTYPE_NAMES
+DEMO_PARAMS: dict[str, Any] = ProfileParams(
+    model="tiny", prompt="Where does the energy of a transformer go?", max_new_tokens=24, ignore_eos=True,
+    device="cpu", source="auto", layers="blocks", repeats=2, warmup=0, baseline_s=1.0).to_dict()
+"""The empty database's demo profile: the tiny built-in model, the auto power source, a few tokens."""
+
+LIVE_REFRESH_S = 2.5
+"""How often the live view polls the job's progress row."""
+STALE_PROGRESS_S = 10.0
+"""A job writes a heartbeat every ~2 s; when its row is older than this, ask energyprof.jobs whether it died."""
+UNMEASURED_PHASES = frozenset({"queued", "starting", "loading", "attributing", "done"})
+"""Phases in which nothing is being measured; every other phase (baseline, warm-up, repeat i of R, replays…)
+is measured."""
+CHART_COST = (f"Drawing it reads the power table, builds a chart in this server and redraws it in your browser "
+              f"every {LIVE_REFRESH_S:g} s: CPU (and on a Mac, GPU) work that lands in the figures being measured.")
+
+
+def is_measured_phase(phase: str | None) -> bool:
+    """True while the job measures (baseline, warm-up, repeats, replays): the live view then stays quiet."""
+    return bool(phase) and phase not in UNMEASURED_PHASES
+
+
+@st.fragment(run_every=LIVE_REFRESH_S)
+def live_job(run_id: int, cancel: bool = True) -> None:
+    """Progress of a running job, refreshing itself; reruns the whole page when the job ends."""
+    live_job_body(run_id, cancel)
+
+
+def live_job_body(run_id: int, cancel: bool = True) -> None:
+    """One refresh of the live view: one narrow read; the power chart only between phases or when asked for."""
+    store = get_store()
+    with store_errors(store.path):
+        job = store.job_progress(run_id)
+        if job is not None and time.time() - (job.get("heartbeat_at") or job["created_at"]) > STALE_PROGRESS_S:
+            jobs.reap_dead_jobs(store)  # silent for a while: let energyprof.jobs decide whether it died
+            job = store.job_progress(run_id)
+    if job is None or job["status"] not in ACTIVE_STATUSES:
+        st.rerun(scope="app")
+    phase = job.get("phase") or "starting"
+    elapsed = time.time() - (job.get("started_at") or job["created_at"])
+    progress = min(1.0, max(0.0, float(job.get("progress") or 0.0)))
+    st.markdown(f"**Job #{run_id}** {status_badge(job['status'])} · phase **{md_escape(phase)}**")
+    st.progress(progress, text=f"{progress:.0%}")
+    a, b, c = st.columns(3)
+    a.metric("Tokens done", f"{job.get('tokens_done') or 0:,}")
+    b.metric("Elapsed", fmt_seconds(elapsed))
+    c.metric("Phase", md_escape(phase))
+    if is_measured_phase(phase):
+        wanted = st.toggle("Show the live power chart during measurement", key=f"live-chart-{run_id}",
+                           help=CHART_COST)
+        if not wanted:
+            st.caption("Live power chart paused so as not to disturb the measurement; it returns between phases "
+                       "and when the job is done. " + CHART_COST)
+    else:
+        wanted = True
+    if wanted:
+        with store_errors(store.path):
+            run = store.get_run(run_id) or {}
+            totals = store.power_totals(run_id)
+            timeline = store.power_timeline(run_id, max_points=TIMELINE_ROWS // max(1, len(totals)))
+        chart(charts.power_timeline(timeline, None, estimated=is_estimated(run), height=220))
+    if cancel and st.button("Cancel job", key=f"cancel-{run_id}", type="secondary"):
+        cancel_job(store, run_id)
+
+
+def cancel_job(store: Store, run_id: int) -> None:
+    """Stop a job (SIGTERM; it keeps what it recorded) and say so."""
+    with store_errors(store.path):
+        cancelled = jobs.cancel_job(store, run_id)
+    if cancelled:
+        flash(f"Job #{run_id} cancelled; what it recorded is kept.")
+    clear_caches()
+    st.rerun(scope="app")
+
+
+def action_error(exc: BaseException) -> str:
+    """One sentence for a failed action (Markdown-escaped: it may quote user input)."""
+    text = str(exc).strip() or exc.__class__.__name__
+    return md_escape(text if text.endswith(".") else text + ".")
+
+
+def launch(store: Store, params: dict[str, Any]) -> int | None:
+    """Start a profiling job and return its run id; None (with the reason shown) when it cannot start."""
+    with store_errors(store.path):
+        try:
+            run_id = jobs.launch_job(store, params)
+        except (JobAlreadyRunning, OSError, ValueError) as exc:  # the database's own errors: store_errors
+            st.error(action_error(exc))
+            return None
+    clear_caches()
+    return run_id
