@@ -23,6 +23,7 @@ from energyprof.power.registry import (
     make_source,
     resolve_source,
 )
+from energyprof.power.sampler import Sampler
 from energyprof.power.summary import summarise_windows
 
 # -- RAPL ------------------------------------------------------------------------------------------------
@@ -290,3 +291,13 @@ def test_summary_keeps_unknown_apart_from_zero() -> None:
     assert summary.energy_j == {"cpu": 3.0, "gpu": 0.6, "ane": None, "dram": None}
     assert summary.mean_w == {"cpu": 1.0, "gpu": 0.3, "ane": None, "dram": None}
     assert summarise_windows([]).to_json() == {"samples": 0, "duration_s": 0.0, "energy_j": {}, "mean_w": {}}
+
+
+def test_every_source_answers_drain_and_skipped(powercap: Path) -> None:
+    """The Sampler and the job call drain() and read skipped on any source, with no getattr fallback."""
+    nvml = fake_nvml([{"name": "H100", "counter": 0, "step_mj": 5}])
+    for source in (EstimateSource(), RaplSource(root=powercap), NvmlSource(nvml=nvml)):
+        got: list[PowerWindow] = []
+        with Sampler(source, got.extend, interval_ms=10):
+            time.sleep(0.1)
+        assert source.skipped == 0 and source.drain() == [] and got

@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     recorder = WindowWriter(store, run_id, keep=True)
     status, error, code = record(source, recorder, args.seconds, interval_ms)
     summary = summarise_windows(recorder.windows, source.components())
-    skipped = int(getattr(source, "skipped", 0))
+    skipped = source.skipped
     store.update_run(run_id, samples_skipped=skipped, power_incomplete=int(error is not None))
     store.finish_run(run_id, status, error=error, summary=summary.to_json())
     if args.json:

@@ -67,13 +67,16 @@ class PowerSource(ABC):
     """One hardware family's power readings, as sample windows on the job clock.
 
     Life cycle: ``start(interval_ms)``, then ``read(timeout_s)`` repeatedly from one thread
-    (each call returns the windows completed since the last call, possibly none), then ``stop()``.
-    ``stop()`` is idempotent and safe to call from any state.
+    (each call returns the windows completed since the last call, possibly none), then ``stop()``,
+    then ``drain()`` for the windows still in flight at the stop. ``stop()`` is idempotent and safe to
+    call from any state.
     """
 
     name: str = "abstract"
     measured: bool = True
     default_interval_ms: int = 100
+    skipped: int = 0
+    """Samples dropped as malformed or cut off since start() (stays 0 for sources that cannot drop any)."""
 
     @abstractmethod
     def available(self) -> tuple[bool, str]:
@@ -94,6 +97,10 @@ class PowerSource(ABC):
     @abstractmethod
     def stop(self) -> None:
         """Stop sampling and release every resource (processes, handles)."""
+
+    def drain(self) -> list[PowerWindow]:
+        """Windows that were still in flight when the source stopped, each returned once (default: none)."""
+        return []
 
     def status(self) -> SourceStatus:
         ok, reason = self.available()

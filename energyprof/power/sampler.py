@@ -59,12 +59,10 @@ class Sampler:
         try:
             self.source.stop()
         finally:
-            drain = getattr(self.source, "drain", None)
-            if callable(drain):
-                rest = drain()
-                if rest:
-                    self.windows += len(rest)
-                    self.on_windows(rest)
+            rest = self.source.drain()
+            if rest:
+                self.windows += len(rest)
+                self.on_windows(rest)
 
     def __enter__(self) -> Sampler:
         self.start()

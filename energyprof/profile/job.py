@@ -468,7 +468,7 @@ class ProfileEngine:
         summary["warnings"] = warnings
         error = outcome.error or (" ".join(warnings) if warnings else None)
         summary["error"] = error
-        skipped = int(getattr(self.source, "skipped", 0) or 0)
+        skipped = self.source.skipped if self.source is not None else 0
         self.store.update_run(self.run_id, power_incomplete=int(bool(warnings)), samples_skipped=skipped,
                               progress=self.progress() if outcome.status != "done" else 1.0,
                               tokens_done=self.tokens_done())
