@@ -16,8 +16,8 @@ from energyprof.power.base import NullSource, PowerSource, PowerSourceError, now
 from energyprof.power.registry import AUTO, SOURCE_NAMES, resolve_source, source_status
 from energyprof.power.sampler import Sampler
 from energyprof.power.summary import format_summary, result_json, summarise_windows
-from energyprof.power.writer import WindowWriter
 from energyprof.store import Store
+from energyprof.store.writer import WindowWriter
 
 FLUSH_EVERY_S = 0.5
 

@@ -24,8 +24,8 @@ from typing import Any
 
 from energyprof.power.base import PowerSource, PowerSourceError, PowerWindow, now_ns
 from energyprof.power.sampler import Sampler
-from energyprof.power.writer import WindowWriter
 from energyprof.store import Store
+from energyprof.store.writer import WindowWriter
 
 DEFAULT_PROMPT = "The quick brown fox jumps over the lazy dog."
 MAX_PROMPT_CHARS = 100_000
