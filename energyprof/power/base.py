@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -12,6 +13,25 @@ COMPONENTS: tuple[str, ...] = (CPU, GPU, ANE, DRAM, PACKAGE)
 
 AGGREGATE_COMPONENTS: frozenset[str] = frozenset({PACKAGE})
 """Components that already contain others: never added to the parts when totalling."""
+
+
+MAX_PLAUSIBLE_W = 10_000.0
+"""The plausibility bound: no component of one window averages more than 10 kW. The largest single devices
+energyprof reads draw about 1.5 kW (a GPU board) and an Apple SoC well under 0.5 kW, so a figure above this
+is a corrupt sample: it is skipped and counted, never stored (and never becomes Infinity in a sum)."""
+
+
+def implausible(energy_mj: dict[str, float | None], duration_ns: int) -> str | None:
+    """Why a window's figures cannot be real (not finite, negative, above MAX_PLAUSIBLE_W), or None when they can."""
+    for component, energy in energy_mj.items():
+        if energy is None:
+            continue
+        if not math.isfinite(energy) or energy < 0:
+            return f"{component} energy {energy!r} mJ is not a finite number >= 0"
+        if energy / 1e3 > MAX_PLAUSIBLE_W * duration_ns / 1e9:
+            return (f"{component} averages {energy / 1e3 / (duration_ns / 1e9):.3g} W, above the {MAX_PLAUSIBLE_W:g} W "
+                    "any one component can draw")
+    return None
 
 
 def now_ns() -> int:

@@ -18,6 +18,9 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from typing import Any
 
+MAX_DEPTH = 64
+"""Containers nested deeper than this are refused (powermetrics nests 4 deep; a hostile file 50,000)."""
+
 
 class PlistError(ValueError):
     """The bytes are not a well-formed XML plist."""
@@ -34,10 +37,12 @@ def load_top_dict(data: bytes) -> dict[str, Any]:
     top = root[0]
     if top.tag != "dict":
         raise PlistError("the plist's top level is not a dict")
-    return _dict(top)
+    return _dict(top, 1)
 
 
-def _dict(elem: ET.Element) -> dict[str, Any]:
+def _dict(elem: ET.Element, depth: int) -> dict[str, Any]:
+    if depth > MAX_DEPTH:
+        raise PlistError(f"containers nested deeper than {MAX_DEPTH} levels")
     children = list(elem)
     if len(children) % 2:
         raise PlistError("a <dict> has a key without a value")
@@ -45,11 +50,11 @@ def _dict(elem: ET.Element) -> dict[str, Any]:
     for key, value in zip(children[::2], children[1::2], strict=True):
         if key.tag != "key":
             raise PlistError(f"expected <key> in a <dict>, found <{key.tag}>")
-        out[key.text or ""] = _value(value)
+        out[key.text or ""] = _value(value, depth)
     return out
 
 
-def _value(elem: ET.Element) -> Any:
+def _value(elem: ET.Element, depth: int) -> Any:
     tag, text = elem.tag, elem.text
     if tag == "integer":
         try:
@@ -68,7 +73,7 @@ def _value(elem: ET.Element) -> Any:
     if tag == "false":
         return False
     if tag == "dict":
-        return _dict(elem)
+        return _dict(elem, depth + 1)
     if tag == "array":
         return elem
     if tag == "date":
