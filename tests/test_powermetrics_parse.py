@@ -25,7 +25,7 @@ from recordings import (
 )
 
 from energyprof.power.base import MAX_PLAUSIBLE_W
-from energyprof.power.plist_reader import PlistError, load_top_dict
+from energyprof.power.plist_reader import PlistError, load_top_dict, reduced_document
 from energyprof.power.powermetrics_parse import (
     PlistStreamFramer,
     PowermetricsParseError,
@@ -34,6 +34,7 @@ from energyprof.power.powermetrics_parse import (
     parse_plist_document,
     parse_plist_stream,
     read_capture,
+    sample_from_dict,
 )
 
 
@@ -336,23 +337,123 @@ def test_mutated_streams_only_ever_raise_the_parse_error() -> None:
 
 
 def _scalars(value: object) -> object:
-    """A plist value with arrays dropped (the fast reader leaves them unconverted; energyprof never reads them)."""
+    """A plist value with arrays dropped (the fast reader does not read them) and NaN made comparable."""
     if isinstance(value, dict):
         return {k: _scalars(v) for k, v in value.items() if not isinstance(v, list | ET.Element)}
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
     return value
+
+
+def _documents(path: Path) -> list[bytes]:
+    framer = PlistStreamFramer()
+    docs = framer.feed(path.read_bytes()) + framer.close()
+    assert docs
+    return docs
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.plist")))
 def test_fast_plist_reader_agrees_with_plistlib_on_every_recording(name: str) -> None:
-    data = (FIXTURES / name).read_bytes()
-    framer = PlistStreamFramer()
-    docs = framer.feed(data) + framer.close()
-    assert docs
-    for doc in docs:
+    for doc in _documents(FIXTURES / name):
         expected = plistlib.loads(doc)
         got = load_top_dict(doc)
         assert set(got) == set(expected)
         assert _scalars(got) == _scalars(expected)
+        # the whole pipeline: the sample read through the fast reader is the one plistlib's dict gives
+        assert parse_plist_document(doc) == sample_from_dict(expected)
+
+
+def test_the_fast_reader_builds_only_what_it_reads() -> None:
+    doc = M2_ULTRA.read_bytes()
+    reduced = reduced_document(doc)
+    # the per-cluster and per-CPU arrays are 98% of the M2 Ultra document; what is left is what energyprof reads
+    assert reduced is not None and len(reduced) < 0.03 * len(doc) and reduced.count(b"<array/>") >= 2
+    assert b"<!-- <key>idle_ratio</key>" in doc  # powermetrics writes a comment into the gpu dict: it is kept
+    assert _scalars(plistlib.loads(reduced)) == _scalars(plistlib.loads(doc))
+
+
+@pytest.mark.parametrize("doc, values", [
+    # array tags inside a comment or a processing instruction are not markup
+    (b"<plist><dict><key>a</key><array><!-- </array> --><integer>1</integer></array>"
+     b"<key>b</key><integer>2</integer></dict></plist>", {"b": 2}),
+    (b"<plist><dict><!-- <array> --><key>b</key><integer>2</integer><!-- </array> --></dict></plist>", {"b": 2}),
+    (b"<plist><dict><?pi <array> ?><key>b</key><integer>2</integer><?pi </array> ?></dict></plist>", {"b": 2}),
+    # tags the byte search cannot see, CDATA and an internal DTD subset: the document is read whole
+    (b"<plist><dict><key>a</key><array ><array><integer>1</integer></array></array>"
+     b"<key>b</key><integer>2</integer></dict></plist>", {"b": 2}),
+    (b"<plist><dict><key>s</key><string><![CDATA[<array>]]></string><key>b</key><integer>2</integer>"
+     b"</dict></plist>", {"s": "<array>", "b": 2}),
+])
+def test_fast_reader_is_not_fooled_by_literals(doc: bytes, values: dict) -> None:
+    assert _scalars(plistlib.loads(doc)) == values
+    assert _scalars(load_top_dict(doc)) == values
+
+
+def test_entity_declarations_are_refused_like_plistlib() -> None:
+    doc = (b"<?xml version='1.0'?><!DOCTYPE plist [<!ENTITY e '3'>]><plist><dict><key>b</key><integer>&e;</integer>"
+           b"</dict></plist>")
+    with pytest.raises(plistlib.InvalidFileException):
+        plistlib.loads(doc)
+    with pytest.raises(PlistError, match="entity"):
+        load_top_dict(doc)
+
+
+def _arrays_emptied(doc: bytes) -> bytes:
+    """The document with every array emptied by ElementTree (ET.ParseError when it is not well-formed)."""
+    root = ET.fromstring(doc)
+    for array in root.iter("array"):
+        array.clear()
+    return ET.tostring(root)
+
+
+def test_mutated_documents_read_like_plistlib() -> None:
+    """Random cuts, insertions and byte flips of every real document. When plistlib reads a mutated document,
+    the fast reader reads the same values; when the fast reader accepts one, its values are plistlib's for the
+    same document with its arrays emptied (a break inside a skipped array is all it may miss)."""
+    import random
+
+    rng = random.Random(20250707)
+    snippets = (b"<dict>", b"</dict>", b"<array>", b"</array>", b"<key>elapsed_ns</key>", b"<integer>7</integer>",
+                b"<!-- <array> -->", b"<!-- </array> -->", b"<?pi <array>?>", b"<![CDATA[</array>]]>", b"<array >",
+                b"<array/>", b"<real>nan</real>", b"<date>x</date>", b"\xff", b"&amp;", b"<", b"-->", b"<!--")
+    docs = [doc for path in sorted(FIXTURES.glob("*.plist")) for doc in _documents(path)]
+    outcomes = {"both read": 0, "both refuse": 0, "break inside an array": 0}
+    for _ in range(300):
+        mutated = bytearray(rng.choice(docs))
+        for _ in range(rng.randint(1, 3)):
+            pos, roll = rng.randrange(len(mutated)), rng.random()
+            if roll < 0.25:
+                del mutated[pos:pos + rng.randint(1, 40)]
+            elif roll < 0.5:
+                mutated[pos:pos] = rng.choice(snippets)
+            elif roll < 0.7:
+                mutated[pos] = rng.randrange(256)
+            else:  # a new digit: the document stays valid, and a figure may change
+                digits = [i for i in range(pos, min(pos + 400, len(mutated))) if 0x30 <= mutated[i] <= 0x39]
+                if digits:
+                    mutated[rng.choice(digits)] = rng.randrange(0x30, 0x3A)
+        doc = bytes(mutated)
+        try:
+            expected = plistlib.loads(doc)
+        except Exception:
+            expected = None
+        try:
+            got = load_top_dict(doc)
+        except PlistError:
+            got = None
+        if isinstance(expected, dict):
+            assert got is not None and _scalars(got) == _scalars(expected)
+            outcomes["both read"] += 1
+        elif got is None:
+            outcomes["both refuse"] += 1
+        else:  # plistlib refuses a value inside an array (or the XML there), which the fast reader skips
+            try:
+                emptied = _arrays_emptied(doc)  # independent of the byte search, when the XML is well-formed
+            except ET.ParseError:
+                emptied = reduced_document(doc)  # broken XML inside a skipped array
+            assert _scalars(got) == _scalars(plistlib.loads(emptied))
+            outcomes["break inside an array"] += 1
+    assert all(n >= 10 for n in outcomes.values()), outcomes
 
 
 @pytest.mark.parametrize("bad", [b"<plist><dict><key>a</key></dict></plist>", b"<plist><array/></plist>",
