@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-MODULES = ("parse_throughput", "attribution_accuracy", "ingest", "profiler_cpu", "overhead", "render")
+MODULES = ("parse_throughput", "attribution_accuracy", "ingest", "profiler_cpu", "counter_reads", "overhead", "render")
 
 
 def machine() -> str:

@@ -50,18 +50,21 @@ def test_doctor_lists_every_source_with_its_true_reason() -> None:
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     sources = {s["name"]: s for s in report["sources"]}
-    assert list(sources) == ["powermetrics", "nvml", "rapl", "estimate"]
+    assert list(sources) == ["ioreport", "powermetrics", "nvml", "rapl", "estimate"]
     for s in sources.values():
-        assert set(s) == {"name", "available", "reason", "components", "measured", "interval_ms"}
+        assert set(s) == {"name", "available", "reason", "components", "measured", "interval_ms", "counter"}
+        assert s["counter"] is None or s["available"]  # only available counter sources are probed
         assert s["reason"].endswith(".") and s["interval_ms"] == 100
     if sys.platform != "darwin":
-        assert not sources["powermetrics"]["available"]
+        assert not sources["powermetrics"]["available"] and not sources["ioreport"]["available"]
+        assert sources["ioreport"]["reason"].startswith("the zeus-apple-silicon package is not installed")
         assert sources["powermetrics"]["reason"].startswith("powermetrics exists only on macOS")
     if not sources["nvml"]["available"]:
         assert sources["nvml"]["reason"].startswith(("no NVIDIA driver/GPU found", "NVML found no", "the nvidia-ml-py"))
     if not sources["rapl"]["available"]:
         assert sources["rapl"]["reason"] in (MISSING, NO_PERMISSION)
     assert sources["estimate"]["available"] and sources["estimate"]["measured"] is False
+    assert sources["estimate"]["counter"] is None and sources["powermetrics"]["counter"] is None
     assert sources["estimate"]["reason"].startswith("estimated, not measured")
     measured = [s["name"] for s in report["sources"] if s["available"] and s["measured"]]
     assert report["auto"] == (measured[0] if measured else "estimate")
