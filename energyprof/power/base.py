@@ -212,7 +212,8 @@ class PolledSource(PowerSource):
             return super().read_counter()
         with self._lock:
             if self._last is None:
-                raise PowerSourceError(f"The {self.name} source was read before it was started.")
+                raise PowerSourceError(f"The {self.name} source is not running: it was read before it was started "
+                                       "or after it stopped.")
             counters = self._counters_mj()
             t = now_ns()
         return CounterReading(t, counters)
