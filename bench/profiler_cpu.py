@@ -44,8 +44,9 @@ def run(quick: bool) -> list[dict[str, Any]]:
     for interval in (100, 10):
         frac, n = cpu_fraction("powermetrics", interval, seconds, command=stand_in)
         rows.append(row(f"profiler CPU, powermetrics stand-in @ {interval} ms", frac * 100, "% of one core",
-                        f"{seconds:g} s, {n} windows; the stand-in replays the M1 (x2) and M2 Ultra cpu+gpu+thermal "
-                        "recordings (29-65 KB per document)",
+                        f"{seconds:g} s, {n} windows; CPU time of this process (all threads) per wall second, which "
+                        "other load on the machine does not inflate; the stand-in replays the M1 (x2) and M2 Ultra "
+                        "cpu+gpu+thermal recordings (29-65 KB per document)",
                         at_most=1.0 if interval == 100 else None))
     frac, n = cpu_fraction("estimate", 100, seconds)
     rows.append(row("profiler CPU, estimate @ 100 ms", frac * 100, "% of one core",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,19 @@ def fixtures_dir() -> Path:
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def stand_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """The zeus_apple_silicon stand-in (tests/stand_ins), importable during this test only, FAKE_IOREPORT_* unset."""
+    from ioreport_stand_in import STAND_INS
+
+    for name in list(os.environ):
+        if name.startswith("FAKE_IOREPORT_"):
+            monkeypatch.delenv(name)
+    sys.modules.pop("zeus_apple_silicon", None)
+    monkeypatch.syspath_prepend(str(STAND_INS))
+    import zeus_apple_silicon
+
+    yield zeus_apple_silicon
+    sys.modules.pop("zeus_apple_silicon", None)

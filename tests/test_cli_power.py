@@ -50,18 +50,21 @@ def test_doctor_lists_every_source_with_its_true_reason() -> None:
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     sources = {s["name"]: s for s in report["sources"]}
-    assert list(sources) == ["powermetrics", "nvml", "rapl", "estimate"]
+    assert list(sources) == ["ioreport", "powermetrics", "nvml", "rapl", "estimate"]
     for s in sources.values():
-        assert set(s) == {"name", "available", "reason", "components", "measured", "interval_ms"}
+        assert set(s) == {"name", "available", "reason", "components", "measured", "interval_ms", "counter"}
+        assert s["counter"] is None or s["available"]  # only available counter sources are probed
         assert s["reason"].endswith(".") and s["interval_ms"] == 100
     if sys.platform != "darwin":
-        assert not sources["powermetrics"]["available"]
+        assert not sources["powermetrics"]["available"] and not sources["ioreport"]["available"]
+        assert sources["ioreport"]["reason"].startswith("the zeus-apple-silicon package is not installed")
         assert sources["powermetrics"]["reason"].startswith("powermetrics exists only on macOS")
     if not sources["nvml"]["available"]:
         assert sources["nvml"]["reason"].startswith(("no NVIDIA driver/GPU found", "NVML found no", "the nvidia-ml-py"))
     if not sources["rapl"]["available"]:
         assert sources["rapl"]["reason"] in (MISSING, NO_PERMISSION)
     assert sources["estimate"]["available"] and sources["estimate"]["measured"] is False
+    assert sources["estimate"]["counter"] is None and sources["powermetrics"]["counter"] is None
     assert sources["estimate"]["reason"].startswith("estimated, not measured")
     measured = [s["name"] for s in report["sources"] if s["available"] and s["measured"]]
     assert report["auto"] == (measured[0] if measured else "estimate")
@@ -241,3 +244,34 @@ def test_import_refuses_what_is_not_a_recording(content: bytes | str | None, exp
     captured = capsys.readouterr()
     assert captured.out == "" and expect in captured.err and captured.err.count("\n") == 1
     assert not db.exists()  # nothing half-written: the file is checked before the database is touched
+
+
+def test_import_of_hostile_captures_keeps_the_good_samples(tmp_path: Path) -> None:
+    """Issue 8 (5.7): huge elapsed_ns, 50,000-level nesting and absurd energies are skipped and counted."""
+    good = (FIXTURES / "m1_MacBookPro17-1_macOS13.3-22E252_plist_cpu-gpu-thermal_1sample_0.53s.plist").read_bytes()
+    bad = (FIXTURES / "m1_MacBookPro17-1_macOS13.3-22E252_plist_cpu-gpu-thermal_1sample_2.02s.plist").read_bytes()
+    deep = b"<key>deep</key>" + b"<dict><key>a</key>" * 50_000 + b"<integer>1</integer>" + b"</dict>" * 50_000
+    hostile = [
+        bad.replace(b"<integer>2019178750</integer>", b"<integer>9223372036854775808</integer>"),  # 2^63
+        bad.replace(b"<dict>", b"<dict>" + deep, 1),
+        bad.replace(b"<key>cpu_energy</key>\n      <integer>89</integer>", b"<key>cpu_energy</key><real>1e308</real>"),
+    ]
+    assert all(h != bad for h in hostile)
+    path = tmp_path / "hostile.plist"
+    path.write_bytes(b"\0".join([good.rstrip(b"\n") + b"\n", *(h.rstrip(b"\n") + b"\n" for h in hostile), good]))
+    done = _energyprof("import-powermetrics", str(path), "--db", str(tmp_path / "h.sqlite3"), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert (out["windows"], out["samples_skipped"]) == (2, 3)
+    # two copies of the good 0.525992374 s sample: cpu 54 mJ each
+    assert out["energy_j"]["cpu"] == pytest.approx(0.108) and out["duration_s"] == pytest.approx(2 * 0.525992374)
+
+    text = tmp_path / "hostile.txt"
+    header = "*** Sampled system activity (Fri Nov 10 12:37:08 2023 +0100) ({} elapsed) ***\n\n"
+    text.write_text(header.format("100ms") + "CPU Power: 500 mW\n"
+                    + header.format("100ms") + "CPU Power: " + "9" * 400 + " mW\n"
+                    + header.format("9" * 400 + "ms") + "CPU Power: 500 mW\n")
+    done = _energyprof("import-powermetrics", str(text), "--db", str(tmp_path / "h.sqlite3"), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert (out["windows"], out["samples_skipped"]) == (1, 2) and out["energy_j"]["cpu"] == pytest.approx(0.05)

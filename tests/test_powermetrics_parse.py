@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import plistlib
 import time
 import xml.etree.ElementTree as ET
@@ -23,7 +24,8 @@ from recordings import (
     M4_PRO_GPU_MJ,
 )
 
-from energyprof.power.plist_reader import PlistError, load_top_dict
+from energyprof.power.base import MAX_PLAUSIBLE_W
+from energyprof.power.plist_reader import PlistError, load_top_dict, reduced_document
 from energyprof.power.powermetrics_parse import (
     PlistStreamFramer,
     PowermetricsParseError,
@@ -32,6 +34,7 @@ from energyprof.power.powermetrics_parse import (
     parse_plist_document,
     parse_plist_stream,
     read_capture,
+    sample_from_dict,
 )
 
 
@@ -207,16 +210,26 @@ def test_malformed_documents_raise_the_specific_error(data: bytes) -> None:
 # -- framing ---------------------------------------------------------------------------------------------
 
 
+SYNTHETIC_GPU_MJ = (19, 107, 788, 146, 126)
+
+
+def synthetic_document(i: int, pad: int = 0) -> bytes:
+    """A small gpu-only powermetrics-shaped document built here, so the framing tests need no recording."""
+    doc = {"is_delta": True, "elapsed_ns": 5_000_000_000 + i, "hw_model": "Mac16,8", "kern_osversion": "24F74",
+           "gpu": {"idle_ns": 12, "idle_ratio": 0.5, "gpu_energy": SYNTHETIC_GPU_MJ[i % 5]},
+           "pad": "x" * pad}
+    return plistlib.dumps(doc, fmt=plistlib.FMT_XML).rstrip(b"\n")
+
+
 @pytest.fixture(scope="module")
-def m4_stream() -> tuple[bytes, list[bytes]]:
-    data = M4_PRO.read_bytes()
-    expected = [part.rstrip(b"\n") for part in data.split(b"\0")]
-    assert len(expected) == 5 and all(e.startswith(b"<?xml") and e.endswith(b"</plist>") for e in expected)
-    return data, expected
+def stream() -> tuple[bytes, list[bytes]]:
+    """Five documents framed like powermetrics: `</plist>\\n`, then a NUL before the next `<?xml`, none at the end."""
+    expected = [synthetic_document(i) for i in range(5)]
+    return b"\n\0".join(expected) + b"\n", expected
 
 
-def test_framing_at_every_byte_boundary(m4_stream: tuple[bytes, list[bytes]]) -> None:
-    data, expected = m4_stream
+def test_framing_at_every_byte_boundary(stream: tuple[bytes, list[bytes]]) -> None:
+    data, expected = stream
     for cut in range(len(data) + 1):
         framer = PlistStreamFramer()
         docs = framer.feed(data[:cut]) + framer.feed(data[cut:])
@@ -225,8 +238,8 @@ def test_framing_at_every_byte_boundary(m4_stream: tuple[bytes, list[bytes]]) ->
         assert framer.skipped == 0
 
 
-def test_framing_one_byte_at_a_time(m4_stream: tuple[bytes, list[bytes]]) -> None:
-    data, expected = m4_stream
+def test_framing_one_byte_at_a_time(stream: tuple[bytes, list[bytes]]) -> None:
+    data, expected = stream
     framer = PlistStreamFramer()
     docs = []
     for i in range(len(data)):
@@ -235,51 +248,49 @@ def test_framing_one_byte_at_a_time(m4_stream: tuple[bytes, list[bytes]]) -> Non
     assert docs == expected and framer.skipped == 0
 
 
-def test_document_is_delivered_at_its_closing_tag_not_at_the_nul(m4_stream: tuple[bytes, list[bytes]]) -> None:
-    data, expected = m4_stream
+def test_document_is_delivered_at_its_closing_tag_not_at_the_nul(stream: tuple[bytes, list[bytes]]) -> None:
+    data, expected = stream
     framer = PlistStreamFramer()
     first_end = data.index(b"</plist>") + len(b"</plist>")
     assert framer.feed(data[:first_end]) == expected[:1]
 
 
-def test_junk_before_xml_is_skipped(m4_stream: tuple[bytes, list[bytes]]) -> None:
-    data, expected = m4_stream
+def test_junk_before_xml_is_skipped(stream: tuple[bytes, list[bytes]]) -> None:
+    data, expected = stream
     framer = PlistStreamFramer()
     docs = framer.feed(b"\0\0sudo: unable to resolve host\n<?xm") + framer.feed(b"nope\n" + data)
     assert docs == expected
     assert framer.junk_bytes > 0 and framer.skipped == 0
 
 
-def test_truncated_last_document_is_dropped_and_counted(m4_stream: tuple[bytes, list[bytes]]) -> None:
-    data, expected = m4_stream
+def test_truncated_last_document_is_dropped_and_counted(stream: tuple[bytes, list[bytes]]) -> None:
+    data, expected = stream
     framer = PlistStreamFramer()
-    docs = framer.feed(data + b"\0" + expected[0][:1000])
+    docs = framer.feed(data + b"\0" + expected[0][:200])
     assert docs == expected
     framer.close()
     assert framer.skipped == 1
-    capture = parse_capture(data + b"\0" + expected[0][:1000])
+    capture = parse_capture(data + b"\0" + expected[0][:200])
     assert len(capture.samples) == 5 and capture.skipped == 1
 
 
-def test_document_cut_by_a_new_one_is_dropped_and_the_next_kept(m4_stream: tuple[bytes, list[bytes]]) -> None:
-    data, expected = m4_stream
+def test_document_cut_by_a_new_one_is_dropped_and_the_next_kept(stream: tuple[bytes, list[bytes]]) -> None:
+    data, expected = stream
     framer = PlistStreamFramer()
-    docs = framer.feed(expected[0][:500] + b"\n\0" + data)
+    docs = framer.feed(expected[0][:200] + b"\n\0" + data)
     assert docs == expected and framer.skipped == 1
 
 
-def test_malformed_document_is_skipped_and_counted(m4_stream: tuple[bytes, list[bytes]]) -> None:
-    data, expected = m4_stream
+def test_malformed_document_is_skipped_and_counted(stream: tuple[bytes, list[bytes]]) -> None:
+    data, expected = stream
     bad = b"<?xml version='1.0'?><plist version='1.0'><dict><key>elapsed_ns</key><integer>x</integer></dict></plist>"
     capture = parse_capture(expected[0] + b"\n\0" + bad + b"\n\0" + b"\n\0".join(expected[1:]))
-    assert [s.energy_mj["gpu"] for s in capture.samples] == [float(mj) for mj in M4_PRO_GPU_MJ]
+    assert [s.energy_mj["gpu"] for s in capture.samples] == [float(mj) for mj in SYNTHETIC_GPU_MJ]
     assert capture.skipped == 1
 
 
 def test_framer_does_not_rescan_what_it_has_seen() -> None:
-    doc = M2_ULTRA.read_bytes()
-    big = doc.replace(b"</dict>\n</plist>", b"".join([b"<key>pad</key><string>" + b"x" * 200 + b"</string>"] * 20000)
-                      + b"</dict>\n</plist>")
+    big = synthetic_document(0, pad=4_100_000) + b"\n"
     framer = PlistStreamFramer()
     started = time.perf_counter()
     docs = []
@@ -326,23 +337,123 @@ def test_mutated_streams_only_ever_raise_the_parse_error() -> None:
 
 
 def _scalars(value: object) -> object:
-    """A plist value with arrays dropped (the fast reader leaves them unconverted; energyprof never reads them)."""
+    """A plist value with arrays dropped (the fast reader does not read them) and NaN made comparable."""
     if isinstance(value, dict):
         return {k: _scalars(v) for k, v in value.items() if not isinstance(v, list | ET.Element)}
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
     return value
+
+
+def _documents(path: Path) -> list[bytes]:
+    framer = PlistStreamFramer()
+    docs = framer.feed(path.read_bytes()) + framer.close()
+    assert docs
+    return docs
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.plist")))
 def test_fast_plist_reader_agrees_with_plistlib_on_every_recording(name: str) -> None:
-    data = (FIXTURES / name).read_bytes()
-    framer = PlistStreamFramer()
-    docs = framer.feed(data) + framer.close()
-    assert docs
-    for doc in docs:
+    for doc in _documents(FIXTURES / name):
         expected = plistlib.loads(doc)
         got = load_top_dict(doc)
         assert set(got) == set(expected)
         assert _scalars(got) == _scalars(expected)
+        # the whole pipeline: the sample read through the fast reader is the one plistlib's dict gives
+        assert parse_plist_document(doc) == sample_from_dict(expected)
+
+
+def test_the_fast_reader_builds_only_what_it_reads() -> None:
+    doc = M2_ULTRA.read_bytes()
+    reduced = reduced_document(doc)
+    # the per-cluster and per-CPU arrays are 98% of the M2 Ultra document; what is left is what energyprof reads
+    assert reduced is not None and len(reduced) < 0.03 * len(doc) and reduced.count(b"<array/>") >= 2
+    assert b"<!-- <key>idle_ratio</key>" in doc  # powermetrics writes a comment into the gpu dict: it is kept
+    assert _scalars(plistlib.loads(reduced)) == _scalars(plistlib.loads(doc))
+
+
+@pytest.mark.parametrize("doc, values", [
+    # array tags inside a comment or a processing instruction are not markup
+    (b"<plist><dict><key>a</key><array><!-- </array> --><integer>1</integer></array>"
+     b"<key>b</key><integer>2</integer></dict></plist>", {"b": 2}),
+    (b"<plist><dict><!-- <array> --><key>b</key><integer>2</integer><!-- </array> --></dict></plist>", {"b": 2}),
+    (b"<plist><dict><?pi <array> ?><key>b</key><integer>2</integer><?pi </array> ?></dict></plist>", {"b": 2}),
+    # tags the byte search cannot see, CDATA and an internal DTD subset: the document is read whole
+    (b"<plist><dict><key>a</key><array ><array><integer>1</integer></array></array>"
+     b"<key>b</key><integer>2</integer></dict></plist>", {"b": 2}),
+    (b"<plist><dict><key>s</key><string><![CDATA[<array>]]></string><key>b</key><integer>2</integer>"
+     b"</dict></plist>", {"s": "<array>", "b": 2}),
+])
+def test_fast_reader_is_not_fooled_by_literals(doc: bytes, values: dict) -> None:
+    assert _scalars(plistlib.loads(doc)) == values
+    assert _scalars(load_top_dict(doc)) == values
+
+
+def test_entity_declarations_are_refused_like_plistlib() -> None:
+    doc = (b"<?xml version='1.0'?><!DOCTYPE plist [<!ENTITY e '3'>]><plist><dict><key>b</key><integer>&e;</integer>"
+           b"</dict></plist>")
+    with pytest.raises(plistlib.InvalidFileException):
+        plistlib.loads(doc)
+    with pytest.raises(PlistError, match="entity"):
+        load_top_dict(doc)
+
+
+def _arrays_emptied(doc: bytes) -> bytes:
+    """The document with every array emptied by ElementTree (ET.ParseError when it is not well-formed)."""
+    root = ET.fromstring(doc)
+    for array in root.iter("array"):
+        array.clear()
+    return ET.tostring(root)
+
+
+def test_mutated_documents_read_like_plistlib() -> None:
+    """Random cuts, insertions and byte flips of every real document. When plistlib reads a mutated document,
+    the fast reader reads the same values; when the fast reader accepts one, its values are plistlib's for the
+    same document with its arrays emptied (a break inside a skipped array is all it may miss)."""
+    import random
+
+    rng = random.Random(20250707)
+    snippets = (b"<dict>", b"</dict>", b"<array>", b"</array>", b"<key>elapsed_ns</key>", b"<integer>7</integer>",
+                b"<!-- <array> -->", b"<!-- </array> -->", b"<?pi <array>?>", b"<![CDATA[</array>]]>", b"<array >",
+                b"<array/>", b"<real>nan</real>", b"<date>x</date>", b"\xff", b"&amp;", b"<", b"-->", b"<!--")
+    docs = [doc for path in sorted(FIXTURES.glob("*.plist")) for doc in _documents(path)]
+    outcomes = {"both read": 0, "both refuse": 0, "break inside an array": 0}
+    for _ in range(300):
+        mutated = bytearray(rng.choice(docs))
+        for _ in range(rng.randint(1, 3)):
+            pos, roll = rng.randrange(len(mutated)), rng.random()
+            if roll < 0.25:
+                del mutated[pos:pos + rng.randint(1, 40)]
+            elif roll < 0.5:
+                mutated[pos:pos] = rng.choice(snippets)
+            elif roll < 0.7:
+                mutated[pos] = rng.randrange(256)
+            else:  # a new digit: the document stays valid, and a figure may change
+                digits = [i for i in range(pos, min(pos + 400, len(mutated))) if 0x30 <= mutated[i] <= 0x39]
+                if digits:
+                    mutated[rng.choice(digits)] = rng.randrange(0x30, 0x3A)
+        doc = bytes(mutated)
+        try:
+            expected = plistlib.loads(doc)
+        except Exception:
+            expected = None
+        try:
+            got = load_top_dict(doc)
+        except PlistError:
+            got = None
+        if isinstance(expected, dict):
+            assert got is not None and _scalars(got) == _scalars(expected)
+            outcomes["both read"] += 1
+        elif got is None:
+            outcomes["both refuse"] += 1
+        else:  # plistlib refuses a value inside an array (or the XML there), which the fast reader skips
+            try:
+                emptied = _arrays_emptied(doc)  # independent of the byte search, when the XML is well-formed
+            except ET.ParseError:
+                emptied = reduced_document(doc)  # broken XML inside a skipped array
+            assert _scalars(got) == _scalars(plistlib.loads(emptied))
+            outcomes["break inside an array"] += 1
+    assert all(n >= 10 for n in outcomes.values()), outcomes
 
 
 @pytest.mark.parametrize("bad", [b"<plist><dict><key>a</key></dict></plist>", b"<plist><array/></plist>",
@@ -351,3 +462,60 @@ def test_fast_plist_reader_agrees_with_plistlib_on_every_recording(name: str) ->
 def test_fast_plist_reader_rejects_what_plistlib_rejects(bad: bytes) -> None:
     with pytest.raises(PlistError):
         load_top_dict(bad)
+
+
+# -- hostile captures: one bad sample is skipped and counted, never a crash, never Infinity --------------
+
+_DEEP = b"<key>deep</key>" + b"<dict><key>a</key>" * 50_000 + b"<integer>1</integer>" + b"</dict>" * 50_000
+
+
+def _hostile_plist(edit) -> bytes:
+    return M1_05S.read_bytes().rstrip(b"\n") + b"\n\0" + _edited(M1_2S, edit)
+
+
+def _hostile_elapsed(elapsed_ns: int) -> bytes:
+    doc = M1_2S.read_bytes().replace(b"<integer>2019178750</integer>", f"<integer>{elapsed_ns}</integer>".encode())
+    return M1_05S.read_bytes().rstrip(b"\n") + b"\n\0" + doc
+
+
+def _text_sample(header: str, cpu_mw: str) -> str:
+    return (f"*** Sampled system activity (Fri Nov 10 12:37:08 2023 +0100) ({header} elapsed) ***\n\n"
+            f"CPU Power: {cpu_mw} mW\n")
+
+
+HOSTILE = {
+    "elapsed_ns 2^63": _hostile_elapsed(2**63),
+    "elapsed_ns 10^30": _hostile_elapsed(10**30),
+    "cpu_energy 1e308": _hostile_plist(lambda d: d["processor"].update(cpu_energy=1e308)),
+    "cpu_power 1e308 (mW x elapsed overflows)": _hostile_plist(
+        lambda d: (d["processor"].pop("cpu_energy"), d["processor"].update(cpu_power=1e308))),
+    "gpu.gpu_energy 1e300": _hostile_plist(lambda d: (d["processor"].pop("gpu_energy"), d["processor"].pop("gpu_power"),
+                                                      d["gpu"].update(gpu_energy=1e300))),
+    "20 kW cpu": _hostile_plist(lambda d: d["processor"].update(cpu_energy=20_000 * 2019)),
+    "50,000-level nesting": M1_05S.read_bytes().rstrip(b"\n") + b"\n\0"
+    + M1_2S.read_bytes().replace(b"<dict>", b"<dict>" + _DEEP, 1),
+    "text: 400-digit watts": (_text_sample("104.51ms", "947") + _text_sample("104.81ms", "9" * 400)).encode(),
+    "text: 400-digit elapsed": (_text_sample("104.51ms", "947") + _text_sample("9" * 400 + "ms", "420")).encode(),
+    "text: 1e308-scale watts": (_text_sample("104.51ms", "947") + _text_sample("104.81ms", "9" * 300)).encode(),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_sample_is_skipped_and_the_rest_kept(name: str) -> None:
+    capture = parse_capture(HOSTILE[name])
+    assert (len(capture.samples), capture.skipped) == (1, 1)
+    (sample,) = capture.samples
+    assert all(v is None or (math.isfinite(v) and v / 1e3 / (sample.elapsed_ns / 1e9) <= MAX_PLAUSIBLE_W)
+               for v in sample.energy_mj.values())
+    windows = capture.windows()
+    assert windows[-1].t1_ns < 2**63
+
+
+def test_plausibility_bound_is_ten_kilowatts_per_component() -> None:
+    # 9.9 kW of GPU for 1 s is kept (an 8-GPU server board set can draw that); 10.1 kW is a corrupt figure
+    def gpu(mj: float):
+        return lambda d: d.update(elapsed_ns=10**9, processor={"gpu_energy": mj})
+
+    assert parse_plist_document(_edited(M1_2S, gpu(9_900_000))).energy_mj["gpu"] == 9_900_000
+    with pytest.raises(PowermetricsParseError, match="10000 W"):
+        parse_plist_document(_edited(M1_2S, gpu(10_100_000)))

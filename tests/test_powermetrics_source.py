@@ -15,8 +15,9 @@ from recordings import M4_PRO
 
 from energyprof.power import powermetrics as pm
 from energyprof.power.base import PowerSourceError, PowerWindow
-from energyprof.power.powermetrics import NEEDS_ROOT, NOT_MACOS, PowermetricsSource, WindowClock, stop_all
+from energyprof.power.powermetrics import NEEDS_ROOT, NOT_MACOS, PowermetricsSource, stop_all
 from energyprof.power.sampler import Sampler
+from energyprof.power.window_clock import WindowClock
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE = [sys.executable, str(REPO / "tests" / "fake_powermetrics.py")]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from fake_nvml import fake_nvml
+from fake_powercap import make_zone as _zone
 
 from energyprof.power import rapl as rapl_module
 from energyprof.power.base import PowerSourceError, PowerWindow, SourceStatus
@@ -23,18 +24,10 @@ from energyprof.power.registry import (
     make_source,
     resolve_source,
 )
+from energyprof.power.sampler import Sampler
 from energyprof.power.summary import summarise_windows
 
 # -- RAPL ------------------------------------------------------------------------------------------------
-
-
-def _zone(root: Path, zone: str, name: str, energy_uj: int, max_uj: int = 262_143_328_850) -> Path:
-    path = root / f"intel-rapl:{zone}"
-    path.mkdir(parents=True)
-    (path / "name").write_text(name + "\n")
-    (path / "energy_uj").write_text(f"{energy_uj}\n")
-    (path / "max_energy_range_uj").write_text(f"{max_uj}\n")
-    return path
 
 
 @pytest.fixture
@@ -94,54 +87,6 @@ def test_rapl_unreadable_counters(powercap: Path, monkeypatch: pytest.MonkeyPatc
 
 
 # -- NVML ------------------------------------------------------------------------------------------------
-
-
-class FakeNVMLError(Exception):
-    """Imitates pynvml.NVMLError: carries the NVML return code in `value`."""
-
-    def __init__(self, value: int) -> None:
-        super().__init__(value)
-        self.value = value
-
-    def __str__(self) -> str:
-        return {1: "Uninitialized", 3: "Not Supported", 9: "Driver Not Loaded", 15: "GPU is lost"}.get(
-            self.value, f"error {self.value}")
-
-
-class FakeNotSupported(FakeNVMLError):
-    def __init__(self, value: int = 3) -> None:
-        super().__init__(value)
-
-
-def fake_nvml(devices: list[dict[str, Any]], init_error: int | None = None) -> SimpleNamespace:
-    """A module-like object with NVML's functions: a device's 'counter' steps by 'step_mj' per read, or raises
-    NotSupported and then 'power_mw' is constant; 'lost' makes every read fail like a GPU that fell off the bus."""
-    state = {"init": 0, "shutdown": 0}
-
-    def init() -> None:
-        if init_error is not None:
-            raise FakeNVMLError(init_error)
-        state["init"] += 1
-
-    def energy(handle: dict[str, Any]) -> int:
-        if handle.get("lost"):
-            raise FakeNVMLError(15)
-        if "counter" not in handle:
-            raise FakeNotSupported()
-        handle["counter"] += handle["step_mj"]
-        return handle["counter"]
-
-    def power(handle: dict[str, Any]) -> int:
-        if "power_mw" not in handle:
-            raise FakeNotSupported()
-        return handle["power_mw"]
-
-    return SimpleNamespace(
-        NVMLError=FakeNVMLError, NVMLError_NotSupported=FakeNotSupported, NVML_ERROR_NOT_SUPPORTED=3,
-        nvmlInit=init, nvmlShutdown=lambda: state.__setitem__("shutdown", state["shutdown"] + 1),
-        nvmlDeviceGetCount=lambda: len(devices), nvmlDeviceGetHandleByIndex=lambda i: devices[i],
-        nvmlDeviceGetName=lambda h: h["name"].encode(), nvmlDeviceGetTotalEnergyConsumption=energy,
-        nvmlDeviceGetPowerUsage=power, state=state)
 
 
 def test_nvml_sums_counter_and_polled_devices() -> None:
@@ -245,8 +190,8 @@ def test_estimate_bad_settings_are_one_sentence(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_registry_names_and_errors() -> None:
-    assert SOURCE_NAMES == ("powermetrics", "nvml", "rapl", "estimate")
-    with pytest.raises(ValueError, match="choose one of powermetrics, nvml, rapl, estimate or auto"):
+    assert SOURCE_NAMES == ("ioreport", "powermetrics", "nvml", "rapl", "estimate")
+    with pytest.raises(ValueError, match="choose one of ioreport, powermetrics, nvml, rapl, estimate or auto"):
         make_source("watts")
     assert make_source("rapl", root="/nonexistent").available()[0] is False
     assert [s.name for s in all_statuses()] == list(SOURCE_NAMES)
@@ -267,7 +212,7 @@ def test_auto_select_and_resolve_on_this_machine() -> None:
     assert auto_select().name == auto_name(statuses)
     assert resolve_source("auto").name == auto_name(statuses)
     assert resolve_source("estimate").measured is False
-    if not statuses[0].available:
+    if not statuses[1].available:
         with pytest.raises(PowerSourceError, match="the powermetrics power source is not available here: "):
             resolve_source("powermetrics")
 
@@ -291,3 +236,13 @@ def test_summary_keeps_unknown_apart_from_zero() -> None:
     assert summary.mean_w == {"cpu": 1.0, "gpu": 0.3, "ane": None, "dram": None}
     empty = summarise_windows([])
     assert (empty.windows, empty.duration_s, empty.energy_j, empty.mean_w) == (0, 0.0, {}, {})
+
+
+def test_every_source_answers_drain_and_skipped(powercap: Path) -> None:
+    """The Sampler and the job call drain() and read skipped on any source, with no getattr fallback."""
+    nvml = fake_nvml([{"name": "H100", "counter": 0, "step_mj": 5}])
+    for source in (EstimateSource(), RaplSource(root=powercap), NvmlSource(nvml=nvml)):
+        got: list[PowerWindow] = []
+        with Sampler(source, got.extend, interval_ms=10):
+            time.sleep(0.1)
+        assert source.skipped == 0 and source.drain() == [] and got

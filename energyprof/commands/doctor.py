@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from energyprof.commands.args import add_json_option, print_json
-from energyprof.power.registry import all_statuses, auto_name
+from energyprof.commands.args import add_json_option, float_range, print_json
+from energyprof.power.counter import DEFAULT_PROBE_S, describe_counter
+from energyprof.power.registry import all_statuses, auto_name, probe_counters
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("doctor", help="show which power sources work on this machine",
                                    description="Show every power source, whether it can run here (and "
                                                "why not), its components, and which one `auto` picks.")
+    parser.add_argument("--probe-seconds", type=float_range(0, 60), default=DEFAULT_PROBE_S,
+                        help="how long to poll each available counter source to measure its update period and "
+                             f"quantum (default {DEFAULT_PROBE_S:g}; 0 skips it)")
     add_json_option(parser)
     parser.set_defaults(func=run)
 
@@ -20,9 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     statuses = all_statuses()
     auto = auto_name(statuses)
+    counters = probe_counters(statuses, args.probe_seconds)
     if args.json:
-        print_json({"sources": [{**asdict(s), "components": list(s.components)} for s in statuses],
-                    "auto": auto})
+        print_json({"sources": [{**asdict(s), "components": list(s.components),
+                                 "counter": counters[s.name].to_json() if s.name in counters else None}
+                                for s in statuses], "auto": auto})
         return 0
     for s in statuses:
         state = "available" if s.available else "not available"
@@ -30,5 +36,7 @@ def run(args: argparse.Namespace) -> int:
         comps = ", ".join(s.components) or "-"
         print(f"{s.name:<13} {state:<14} {kind:<10} every {s.interval_ms} ms  components: {comps}")
         print(f"{'':<13} {s.reason}")
+        if s.name in counters:
+            print(f"{'':<13} {describe_counter(counters[s.name])}")
     print(f"auto picks: {auto}")
     return 0

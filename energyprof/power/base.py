@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -16,6 +18,24 @@ from energyprof.components import (  # noqa: F401 - the vocabulary sources speak
     PACKAGE,
 )
 from energyprof.components import whole_system as total_energy_mj  # noqa: F401 - the one whole-system rule
+
+MAX_PLAUSIBLE_W = 10_000.0
+"""The plausibility bound: no component of one window averages more than 10 kW. The largest single devices
+energyprof reads draw about 1.5 kW (a GPU board) and an Apple SoC well under 0.5 kW, so a figure above this
+is a corrupt sample: it is skipped and counted, never stored (and never becomes Infinity in a sum)."""
+
+
+def implausible(energy_mj: dict[str, float | None], duration_ns: int) -> str | None:
+    """Why a window's figures cannot be real (not finite, negative, above MAX_PLAUSIBLE_W), or None when they can."""
+    for component, energy in energy_mj.items():
+        if energy is None:
+            continue
+        if not math.isfinite(energy) or energy < 0:
+            return f"{component} energy {energy!r} mJ is not a finite number >= 0"
+        if energy / 1e3 > MAX_PLAUSIBLE_W * duration_ns / 1e9:
+            return (f"{component} averages {energy / 1e3 / (duration_ns / 1e9):.3g} W, above the {MAX_PLAUSIBLE_W:g} W "
+                    "any one component can draw")
+    return None
 
 
 def now_ns() -> int:
@@ -43,6 +63,28 @@ class PowerWindow:
         return energy / 1e3 / self.duration_s
 
 
+@dataclass(frozen=True, slots=True)
+class CounterReading:
+    """A counter source's cumulative energy per component, read at one instant.
+
+    ``energy_mj``: mJ from an arbitrary origin that stays fixed while the source runs (only differences
+    between readings mean anything; None = unknown). ``t_ns``: ONE ``now_ns()`` read taken right after the
+    counters were read, with no other work in between: when the reading follows a step's device sync,
+    ``t_ns`` is that step's boundary on the job clock.
+    """
+
+    t_ns: int
+    energy_mj: dict[str, float | None]
+
+    def window_since(self, earlier: CounterReading) -> PowerWindow:
+        """The energy spent between an earlier reading and this one, as the window [earlier.t_ns, t_ns]."""
+        energy: dict[str, float | None] = {}
+        for component, value in self.energy_mj.items():
+            before = earlier.energy_mj.get(component)
+            energy[component] = None if value is None or before is None else value - before
+        return PowerWindow(earlier.t_ns, self.t_ns, energy)
+
+
 class PowerSourceError(RuntimeError):
     """A source failed while running; the message is one sentence a user can act on."""
 
@@ -63,15 +105,19 @@ class PowerSource(ABC):
     """One hardware family's power readings, as sample windows on the job clock.
 
     Life cycle: ``start(interval_ms)``, then ``read(timeout_s)`` repeatedly from one thread
-    (each call returns the windows completed since the last call, possibly none), then ``stop()``.
-    ``stop()`` is idempotent and safe to call from any state.
+    (each call returns the windows completed since the last call, possibly none), then ``stop()``,
+    then ``drain()`` for the windows still in flight at the stop. ``stop()`` is idempotent and safe to
+    call from any state.
     """
 
     name: str = "abstract"
     measured: bool = True
     default_interval_ms: int = 100
     skipped: int = 0
-    """Samples the source had to drop (malformed or cut off); sources that cannot drop any keep 0."""
+    """Samples dropped as malformed or cut off since start() (stays 0 for sources that cannot drop any)."""
+    is_counter: bool = False
+    """True when read_counter() works: the hardware keeps cumulative energy counters that can be read at any
+    instant, from any thread, while the sampler thread polls them (nvml decides per GPU when it starts)."""
 
     @abstractmethod
     def available(self) -> tuple[bool, str]:
@@ -93,8 +139,12 @@ class PowerSource(ABC):
     def stop(self) -> None:
         """Stop sampling and release every resource (processes, handles)."""
 
+    def read_counter(self) -> CounterReading:
+        """The counters now (see CounterReading); thread-safe. PowerSourceError when the source has none."""
+        raise PowerSourceError(f"the {self.name} source has no energy counter to read at a step boundary.")
+
     def drain(self) -> list[PowerWindow]:
-        """Windows still buffered after stop() (each returned once); most sources buffer none."""
+        """Windows that were still in flight when the source stopped, each returned once (default: none)."""
         return []
 
     def status(self) -> SourceStatus:
@@ -109,12 +159,19 @@ class PowerSource(ABC):
 
 
 class PolledSource(PowerSource):
-    """A source read by polling cumulative counters: each poll closes the window opened by the last."""
+    """A source read by polling cumulative counters: each poll closes the window opened by the last.
+
+    Every counter read (the sampler's polls and read_counter() from the token loop) holds one lock, and its
+    timestamp is one clock read taken right after the counters, so windows and boundary readings agree.
+    """
+
+    is_counter = True
 
     def __init__(self) -> None:
         self._interval_ns = 0
         self._last: tuple[int, dict[str, float | None]] | None = None
         self._next_due = 0
+        self._lock = threading.Lock()
 
     @abstractmethod
     def _open(self) -> None:
@@ -137,11 +194,24 @@ class PolledSource(PowerSource):
         return out
 
     def start(self, interval_ms: int) -> None:
-        self._open()
-        self._interval_ns = int(interval_ms * 1e6)
-        t = now_ns()
-        self._last = (t, self._counters_mj())
-        self._next_due = t + self._interval_ns
+        with self._lock:
+            self._open()
+            self._interval_ns = int(interval_ms * 1e6)
+            counters = self._counters_mj()
+            t = now_ns()
+            self._last = (t, counters)
+            self._next_due = t + self._interval_ns
+
+    def read_counter(self) -> CounterReading:
+        if not self.is_counter:
+            return super().read_counter()
+        with self._lock:
+            if self._last is None:
+                raise PowerSourceError(f"The {self.name} source is not running: it was read before it was started "
+                                       "or after it stopped.")
+            counters = self._counters_mj()
+            t = now_ns()
+        return CounterReading(t, counters)
 
     def read(self, timeout_s: float) -> list[PowerWindow]:
         if self._last is None:
@@ -151,19 +221,23 @@ class PolledSource(PowerSource):
         delay = (wait_until - now_ns()) / 1e9
         if delay > 0:
             time.sleep(delay)
-        t = now_ns()
-        if t < self._next_due:
+        if now_ns() < self._next_due:
             return []
-        counters = self._counters_mj()
-        t_prev, prev = self._last
-        self._last = (t, counters)
+        with self._lock:
+            if self._last is None:
+                raise PowerSourceError(f"The {self.name} source was stopped while it was read.")
+            counters = self._counters_mj()
+            t = now_ns()
+            t_prev, prev = self._last
+            self._last = (t, counters)
         self._next_due = max(self._next_due + self._interval_ns, t + self._interval_ns // 2)
         return [PowerWindow(t_prev, t, self._window_energy(prev, counters, t - t_prev))]
 
     def stop(self) -> None:
-        if self._last is not None:
-            self._last = None
-            self._close()
+        with self._lock:
+            if self._last is not None:
+                self._last = None
+                self._close()
 
 
 class NullSource(PowerSource):

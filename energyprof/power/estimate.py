@@ -56,6 +56,7 @@ class EstimateSource(PolledSource):
     name = "estimate"
     measured = False
     default_interval_ms = 100
+    is_counter = False
 
     def __init__(self, idle_w: float | None = None, max_w: float | None = None) -> None:
         super().__init__()

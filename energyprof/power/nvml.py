@@ -79,6 +79,11 @@ class NvmlSource(PolledSource):
         self._devices: list[_Device] = []
         self._initialised = False
 
+    @property
+    def is_counter(self) -> bool:  # type: ignore[override]
+        """True once started when every GPU is read from its energy counter (none falls back to power polling)."""
+        return bool(self._devices) and all(d.counter for d in self._devices)
+
     def components(self) -> tuple[str, ...]:
         return (GPU,)
 

@@ -5,33 +5,20 @@ The command is ``sudo -n /usr/bin/powermetrics`` (no ``sudo`` when already root)
 ``-f plist -i <ms> --samplers cpu_power,gpu_power,thermal -b 0`` are appended; ``-b 0`` sets powermetrics'
 output buffer size to none, so each sample is written as soon as it is taken.
 
-Timing. powermetrics' windows are contiguous (each ``elapsed_ns`` runs from the previous sample to
-this one), and a document can only be read after its window ended, so its arrival time bounds the
-window's true end from above. The first window is ``[arrival - elapsed_ns, arrival]`` (t1 = the time its
-``</plist>`` was read). Each later window starts where the previous one ended and ends at
-``min(arrival, previous t1 + elapsed_ns)``: in steady state that is exactly ``elapsed_ns`` long and free
-of read jitter (a late read by the sampler thread does not move it), and when an earlier window was
-placed too late (documents that queued in the pipe, a reader that was slow to start), the next ones are
-shortened, by at most 10% each (so no window's power is inflated by more than ~11%), until the chain
-catches up. Documents read together are bounded by laying them end to end back from their common arrival.
-After a dropped (malformed or cut-off) document, or when the chain falls more than
-``max(1 s, 10 intervals)`` behind the arrivals, the chain restarts from the arrival time. Windows never
-overlap, and their energies are always the documents' own.
-
-The child runs in its own session, so ``stop()`` can signal its whole process group (sudo passes SIGTERM
-on to powermetrics). Every started source is stopped by ``stop_all()``, at interpreter exit, and when it
-is garbage-collected; if the job itself is killed with SIGKILL, powermetrics ends at its next write.
+Documents are framed and parsed by :mod:`energyprof.power.powermetrics_parse`, placed on the job clock by
+:class:`~energyprof.power.window_clock.WindowClock` (windows never overlap, and their energies are always
+the documents' own), and every failure is one sentence from :mod:`energyprof.power.powermetrics_messages`.
+The child is run and stopped by :mod:`energyprof.power.child_process`: it has its own session, so
+``stop()`` signals its whole process group (sudo passes SIGTERM on to powermetrics), and every started
+source is stopped by ``stop_all()``, at interpreter exit, and when it is garbage-collected; if the job
+itself is killed with SIGKILL, powermetrics ends at its next write.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import math
 import os
 import select
 import shlex
-import signal
 import subprocess
 import sys
 import threading
@@ -39,7 +26,21 @@ import time
 import weakref
 from collections.abc import Sequence
 
+from energyprof.power import child_process
 from energyprof.power.base import PowerSource, PowerSourceError, PowerWindow, now_ns
+from energyprof.power.child_process import stop_all
+from energyprof.power.powermetrics_messages import (
+    ENV_COMMAND,
+    NEEDS_ROOT,
+    NO_SAMPLE,
+    NOT_MACOS,
+    POWERMETRICS,
+    cannot_start,
+    failure_message,
+    no_answer,
+    not_found,
+    stalled,
+)
 from energyprof.power.powermetrics_parse import (
     LIVE_COMPONENTS,
     ParsedSample,
@@ -48,30 +49,12 @@ from energyprof.power.powermetrics_parse import (
     macos_version,
     parse_plist_document,
 )
+from energyprof.power.window_clock import WindowClock
 
-POWERMETRICS = "/usr/bin/powermetrics"
-ENV_COMMAND = "ENERGYPROF_POWERMETRICS"
+__all__ = ["ENV_COMMAND", "NEEDS_ROOT", "NOT_MACOS", "SAMPLERS", "PowermetricsSource", "WindowClock",
+           "default_command", "stop_all"]
+
 SAMPLERS = "cpu_power,gpu_power,thermal"
-
-NEEDS_ROOT = ("powermetrics needs root: run scripts/setup_powermetrics.sh once (it lets you run only "
-              "/usr/bin/powermetrics without a password).")
-NOT_MACOS = ("powermetrics exists only on macOS (Apple Silicon); on this machine use the nvml, rapl or "
-             "estimate source.")
-_ROOT_HINTS = ("must be invoked as the superuser", "a password is required", "not allowed to execute",
-               "is not in the sudoers file", "may not run sudo", "a terminal is required",
-               "not allowed to run sudo")
-
-_LIVE: weakref.WeakSet[PowermetricsSource] = weakref.WeakSet()
-
-
-def stop_all() -> None:
-    """Stop every running powermetrics child of this process (for a job's SIGTERM handler and atexit)."""
-    for source in list(_LIVE):
-        with contextlib.suppress(Exception):
-            source.stop()
-
-
-atexit.register(stop_all)
 
 
 def default_command() -> list[str]:
@@ -82,85 +65,6 @@ def default_command() -> list[str]:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         return [POWERMETRICS]
     return ["sudo", "-n", POWERMETRICS]
-
-
-def explain_failure(stderr: str, exit_code: int | None) -> str:
-    """One sentence for a powermetrics (or sudo) failure, from its stderr and exit status."""
-    low = stderr.lower()
-    if any(hint in low for hint in _ROOT_HINTS):
-        return NEEDS_ROOT
-    last = _last_line(stderr)
-    code = "" if exit_code is None else f" (exit {exit_code})"
-    if last:
-        return f"powermetrics failed{code}: {last}; run `sudo powermetrics -n 1` by hand to see why."
-    return f"powermetrics failed{code} without a message; run `sudo powermetrics -n 1` by hand to see why."
-
-
-def _not_found(program: str) -> str:
-    return (f"{program} was not found; check the powermetrics command (on macOS: sudo -n {POWERMETRICS}, "
-            f"or set ${ENV_COMMAND}).")
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1].rstrip(".") if lines else ""
-
-
-def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    """Signal the child's process group (its own session), or the child alone when that fails."""
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            proc.send_signal(sig)
-
-
-def _terminate(proc: subprocess.Popen[bytes], grace_s: float = 1.0) -> None:
-    """SIGTERM the group, wait up to grace_s, then SIGKILL; always reaps the child."""
-    if proc.poll() is not None:
-        return
-    _kill_group(proc, signal.SIGTERM)
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc, signal.SIGKILL)
-        proc.wait()
-
-
-class WindowClock:
-    """Places powermetrics windows on the job clock (the rule is in the module docstring)."""
-
-    max_squeeze = 0.1
-    """A window is shortened by at most this share of its length while the chain catches up."""
-
-    def __init__(self, gap_ns: int) -> None:
-        self.gap_ns = gap_ns
-        self.last_t1: int | None = None
-
-    def place(self, elapsed_ns: Sequence[int], arrival_ns: int,
-              holes: Sequence[bool] | None = None) -> list[tuple[int, int]]:
-        """(t0, t1) for documents read together at arrival_ns; holes[i]: a dropped document came before i."""
-        bounds, end = [], arrival_ns
-        for elapsed in reversed(elapsed_ns):
-            bounds.append(end)
-            end -= elapsed
-        bounds.reverse()
-        spans = []
-        for i, (elapsed, bound) in enumerate(zip(elapsed_ns, bounds, strict=True)):
-            spans.append(self._one(elapsed, bound, bool(holes and holes[i])))
-            self.last_t1 = spans[-1][1]
-        return spans
-
-    def _one(self, elapsed_ns: int, bound_ns: int, after_hole: bool) -> tuple[int, int]:
-        last = self.last_t1
-        if last is None:
-            return bound_ns - elapsed_ns, bound_ns
-        chain = last + elapsed_ns
-        if after_hole or bound_ns - chain > self.gap_ns:
-            t1 = max(bound_ns, last + 1)
-            return max(last, t1 - elapsed_ns), t1
-        shortest = last + max(1, math.ceil(elapsed_ns * (1 - self.max_squeeze)))
-        return last, max(min(bound_ns, chain), shortest)
 
 
 class PowermetricsSource(PowerSource):
@@ -224,15 +128,14 @@ class PowermetricsSource(PowerSource):
             done = subprocess.run(self.command + self.arguments(50, count=1), stdin=subprocess.DEVNULL,
                                   capture_output=True, timeout=self.probe_timeout_s, check=False)
         except FileNotFoundError:
-            return False, _not_found(self.command[0])
+            return False, not_found(self.command[0])
         except subprocess.TimeoutExpired:
-            return False, (f"powermetrics did not answer within {self.probe_timeout_s:g} s; "
-                           "run `sudo powermetrics -n 1` by hand to see why.")
+            return False, no_answer(self.probe_timeout_s)
         except OSError as exc:
-            return False, f"powermetrics could not be started ({exc}); check {self.command[0]}."
+            return False, cannot_start(exc, self.command[0])
         stderr = done.stderr.decode("utf-8", errors="replace")
         if done.returncode != 0:
-            return False, explain_failure(stderr, done.returncode)
+            return False, failure_message(stderr, done.returncode, mid_run=False)
         framer = PlistStreamFramer()
         for doc in framer.feed(done.stdout) + framer.close():
             try:
@@ -243,8 +146,7 @@ class PowermetricsSource(PowerSource):
                 os_name = macos_version(sample.os_build)
                 where = f"{sample.hw_model or 'unknown Mac'}, macOS {os_name or sample.os_build or '?'}"
                 return True, f"powermetrics runs ({where}); DRAM is reported only on macOS 12."
-        return False, ("powermetrics ran but printed no power sample; run "
-                       "`sudo powermetrics -n 1 -f plist --samplers cpu_power` by hand to see why.")
+        return False, NO_SAMPLE
 
     # -- life cycle -----------------------------------------------------------------------------
     def start(self, interval_ms: int) -> None:
@@ -254,22 +156,18 @@ class PowermetricsSource(PowerSource):
             raise PowerSourceError(NOT_MACOS)
         self._reset(interval_ms)
         try:
-            proc = subprocess.Popen(self.command + self.arguments(interval_ms), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
-                                    start_new_session=True)
+            proc = child_process.spawn(self.command + self.arguments(interval_ms))
         except FileNotFoundError as exc:
-            raise PowerSourceError(_not_found(self.command[0])) from exc
+            raise PowerSourceError(not_found(self.command[0])) from exc
         except OSError as exc:
-            raise PowerSourceError(f"powermetrics could not be started ({exc}); check {self.command[0]}.") from exc
+            raise PowerSourceError(cannot_start(exc, self.command[0])) from exc
         self._proc = proc
-        self._finalizer = weakref.finalize(self, _terminate, proc, 0.2)
-        _LIVE.add(self)
-        for stream in (proc.stdout, proc.stderr):
-            os.set_blocking(stream.fileno(), False)
+        self._finalizer = weakref.finalize(self, child_process.terminate, proc, 0.2)
+        child_process.track(self)
         code = self._await_first_output(proc)
         if code is not None and code != 0:
             self._read_stderr(proc)
-            message = explain_failure(self._stderr.decode("utf-8", errors="replace"), code)
+            message = failure_message(self._stderr.decode("utf-8", errors="replace"), code, mid_run=False)
             self.stop()
             self._drained.clear()
             raise PowerSourceError(message)
@@ -339,9 +237,7 @@ class PowermetricsSource(PowerSource):
                 raise PowerSourceError(self._dead)
             stalled_s = (now_ns() - self._last_doc_ns) / 1e9
             if stalled_s * 1e9 > self._stall_ns:
-                raise PowerSourceError(
-                    f"powermetrics sent no sample for {stalled_s:.0f} s (the stream stalled); "
-                    "stop the run and start it again, and check `sudo powermetrics -n 1` by hand if it recurs.")
+                raise PowerSourceError(stalled(stalled_s))
         return []
 
     def _wait_readable(self, timeout_s: float) -> bool:
@@ -427,25 +323,18 @@ class PowermetricsSource(PowerSource):
                 code = proc.wait(1.0)
             except subprocess.TimeoutExpired:
                 code = None
-        stderr = self._stderr.decode("utf-8", errors="replace")
-        if any(hint in stderr.lower() for hint in _ROOT_HINTS):
-            return NEEDS_ROOT
-        last = _last_line(stderr)
-        status = f"exit {code}" if code is not None else "its output closed"
-        if last:
-            return f"powermetrics stopped unexpectedly ({status}): {last}; start the run again."
-        return f"powermetrics stopped unexpectedly ({status}); start the run again."
+        return failure_message(self._stderr.decode("utf-8", errors="replace"), code, mid_run=True)
 
     def stop(self) -> None:
         with self._lock:
             proc, self._proc = self._proc, None
-            _LIVE.discard(self)
+            child_process.untrack(self)
             if proc is None:
                 return
             if self._finalizer is not None:
                 self._finalizer.detach()
                 self._finalizer = None
-            _terminate(proc, self.stop_grace_s)
+            child_process.terminate(proc, self.stop_grace_s)
             self._proc = proc
             try:
                 self._drained.extend(self._early)

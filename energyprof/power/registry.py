@@ -6,8 +6,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from energyprof.power.base import NullSource, PowerSource, PowerSourceError, SourceStatus
+from energyprof.power.counter import CounterCharacteristics, probe_source
 
-SOURCE_NAMES: tuple[str, ...] = ("powermetrics", "nvml", "rapl", "estimate")
+SOURCE_NAMES: tuple[str, ...] = ("ioreport", "powermetrics", "nvml", "rapl", "estimate")
 """Every source, in order of preference for `auto` (measured ones first, the estimate last)."""
 
 AUTO = "auto"
@@ -15,11 +16,12 @@ AUTO = "auto"
 
 def _factories() -> dict[str, Callable[..., PowerSource]]:
     from energyprof.power.estimate import EstimateSource
+    from energyprof.power.ioreport import IOReportSource
     from energyprof.power.nvml import NvmlSource
     from energyprof.power.powermetrics import PowermetricsSource
     from energyprof.power.rapl import RaplSource
 
-    return {"powermetrics": PowermetricsSource, "nvml": NvmlSource, "rapl": RaplSource,
+    return {"ioreport": IOReportSource, "powermetrics": PowermetricsSource, "nvml": NvmlSource, "rapl": RaplSource,
             "estimate": EstimateSource}
 
 
@@ -85,3 +87,20 @@ def resolve_source(name_or_auto: str | None = AUTO, **options: Any) -> PowerSour
     if not ok:
         raise PowerSourceError(f"the {name_or_auto} power source is not available here: {reason}")
     return source
+
+
+def probe_counters(statuses: Iterable[SourceStatus], seconds: float) -> dict[str, CounterCharacteristics]:
+    """Update period and quantum of every available counter source (each started, polled `seconds`, stopped)."""
+    found: dict[str, CounterCharacteristics] = {}
+    if seconds <= 0:
+        return found
+    for status in statuses:
+        if not status.available or _factories()[status.name].is_counter is False:
+            continue  # only sources that may keep counters are started (never powermetrics)
+        try:
+            characteristics = probe_source(make_source(status.name), seconds)
+        except (PowerSourceError, ValueError):
+            continue
+        if characteristics is not None:
+            found[status.name] = characteristics
+    return found

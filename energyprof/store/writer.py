@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from energyprof.power.base import PowerWindow
-from energyprof.store import Store
+
+if TYPE_CHECKING:
+    from energyprof.store import Store
 
 
 class WindowWriter:

@@ -1,0 +1,54 @@
+"""A fake NVML module (the functions energyprof calls, NVML's error classes and codes) for machines without a GPU."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+
+class FakeNVMLError(Exception):
+    """Imitates pynvml.NVMLError: carries the NVML return code in `value`."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(value)
+        self.value = value
+
+    def __str__(self) -> str:
+        return {1: "Uninitialized", 3: "Not Supported", 9: "Driver Not Loaded", 15: "GPU is lost"}.get(
+            self.value, f"error {self.value}")
+
+
+class FakeNotSupported(FakeNVMLError):
+    def __init__(self, value: int = 3) -> None:
+        super().__init__(value)
+
+
+def fake_nvml(devices: list[dict[str, Any]], init_error: int | None = None) -> SimpleNamespace:
+    """A module-like object with NVML's functions: a device's 'counter' steps by 'step_mj' per read, or raises
+    NotSupported and then 'power_mw' is constant; 'lost' makes every read fail like a GPU that fell off the bus."""
+    state = {"init": 0, "shutdown": 0}
+
+    def init() -> None:
+        if init_error is not None:
+            raise FakeNVMLError(init_error)
+        state["init"] += 1
+
+    def energy(handle: dict[str, Any]) -> int:
+        if handle.get("lost"):
+            raise FakeNVMLError(15)
+        if "counter" not in handle:
+            raise FakeNotSupported()
+        handle["counter"] += handle["step_mj"]
+        return handle["counter"]
+
+    def power(handle: dict[str, Any]) -> int:
+        if "power_mw" not in handle:
+            raise FakeNotSupported()
+        return handle["power_mw"]
+
+    return SimpleNamespace(
+        NVMLError=FakeNVMLError, NVMLError_NotSupported=FakeNotSupported, NVML_ERROR_NOT_SUPPORTED=3,
+        nvmlInit=init, nvmlShutdown=lambda: state.__setitem__("shutdown", state["shutdown"] + 1),
+        nvmlDeviceGetCount=lambda: len(devices), nvmlDeviceGetHandleByIndex=lambda i: devices[i],
+        nvmlDeviceGetName=lambda h: h["name"].encode(), nvmlDeviceGetTotalEnergyConsumption=energy,
+        nvmlDeviceGetPowerUsage=power, state=state)
