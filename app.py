@@ -9,6 +9,7 @@ import streamlit as st
 
 from energyprof import ui
 from energyprof.store import ACTIVE_STATUSES
+from energyprof.summary import RunSummary
 
 store = ui.page_setup("Runs")
 st.title("Runs")
@@ -25,7 +26,7 @@ if runs.empty:
     st.page_link(ui.NEW_PAGE, label="Or set up your own profile", icon=":material/play_arrow:")
     st.stop()
 
-figs = [ui.figures(s) for s in runs["summary"]]
+summaries = [RunSummary.from_dict(s) for s in runs["summary"]]
 table = pd.DataFrame({
     "run": [f"run?run={i}" for i in runs["id"]],
     "kind": runs["kind"],
@@ -34,10 +35,11 @@ table = pd.DataFrame({
     "dtype": runs["dtype"],
     "source": [ui.source_label(s, m) for s, m in zip(runs["source"], runs["measured"], strict=True)],
     "status": runs["status"],
-    "tokens": [f["tokens"] or t or None for f, t in zip(figs, runs["tokens_done"], strict=True)],
-    "J/token (decode)": [(f["j_per_token"].get("decode") or {}).get("mean") for f in figs],
-    "tokens/s": [f["tokens_per_s"] for f in figs],
-    "mean W": [f["mean_w"] for f in figs],
+    "tokens": [s.tokens_per_repeat or t or None for s, t in zip(summaries, runs["tokens_done"], strict=True)],
+    "J/token (decode)": [s.per_token("decode").mean for s in summaries],
+    "tokens/s": [s.tokens_per_s for s in summaries],
+    "mean W": [s.mean_total_w for s in summaries],
+    "notes": [s.notes(bool(p)) for s, p in zip(summaries, runs["power_incomplete"], strict=True)],
     "date": pd.to_datetime(runs["created_at"], unit="s", utc=True).dt.tz_convert(None),
 })
 
@@ -67,6 +69,9 @@ st.dataframe(shown, hide_index=True, width="stretch", key="runs_table", column_c
                                                       help="Whole-system energy per decode token"),
     "tokens/s": st.column_config.NumberColumn("Tokens/s", format="%.3g"),
     "mean W": st.column_config.NumberColumn("Mean power", format="%.3g W"),
+    "notes": st.column_config.TextColumn("Notes", help="disturbed: other processes used noticeably more (or less) "
+                                         "CPU during the workload than during the idle baseline; power incomplete: "
+                                         "some power samples are missing"),
     "date": st.column_config.DatetimeColumn("Date (UTC)", format="YYYY-MM-DD HH:mm"),
 })
 st.caption(f"{len(shown)} of {len(table)} runs. Sources marked *estimated* are a model of power, not a reading.")

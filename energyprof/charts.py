@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from energyprof.components import whole_system_long
+from energyprof.provenance import labelled
 
 MAX_ROWS = 5000
 """Most data rows any chart ships to the browser (all its datasets together)."""
@@ -44,8 +45,8 @@ def _phase_scale(names: Sequence[str]) -> alt.Scale:
 
 
 def title(text: str, estimated: bool) -> str:
-    """A chart title, with "(estimated)" when the figures come from an estimate source."""
-    return f"{text} (estimated)" if estimated else text
+    """A chart title, with "(estimated)" when the figures come from an estimate source (the one labelling rule)."""
+    return labelled(text, estimated)
 
 
 def downsample(df: pd.DataFrame, max_rows: int, *, by: Sequence[str] = (), sum_cols: Sequence[str] = (),

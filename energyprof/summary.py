@@ -204,6 +204,13 @@ class RunSummary:
         """True for runs with per-token figures."""
         return bool(self.j_per_token)
 
+    def notes(self, run_power_incomplete: bool = False) -> str:
+        """Flags a reader must see next to the run's numbers: disturbed by other processes, power incomplete."""
+        flags = ["disturbed"] if self.disturbed else []
+        if run_power_incomplete or self.power_incomplete:
+            flags.append("power incomplete")
+        return ", ".join(flags)
+
     def disturbance(self) -> str | None:
         """One sentence when the run was disturbed by other processes (None otherwise)."""
         if not self.disturbed:

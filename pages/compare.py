@@ -29,22 +29,23 @@ chosen = [r for r in chosen if r is not None]
 est = any(ui.is_estimated(r) for r in chosen)
 rows, jpt, power, layers = [], [], [], []
 for run in chosen:
-    fig = ui.figures(run.get("summary"))
+    s = ui.summary_of(run)
     tag = f"#{run['id']} {run.get('model')}"
-    j = fig["j_per_token"]
     rows.append({"run": tag, "device": run.get("device"), "dtype": run.get("dtype"),
                  "source": ui.source_label(run.get("source"), run.get("measured")), "status": run["status"],
-                 "J/token prefill": ui.fmt_ci(j.get("prefill")), "J/token decode": ui.fmt_ci(j.get("decode")),
-                 "tokens/s": fig["tokens_per_s"], "mean W": fig["mean_w"], "net energy J": fig["net_j"]})
+                 "J/token prefill": ui.fmt_ci(s.per_token("prefill")),
+                 "J/token decode": ui.fmt_ci(s.per_token("decode")), "tokens/s": s.tokens_per_s,
+                 "mean W": s.mean_total_w, "net energy J": s.net_total_j,
+                 "notes": s.notes(bool(run.get("power_incomplete")))})
     for phase in ("prefill", "decode"):
-        stat = j.get(phase) or {}
-        jpt.append({"run": tag, "phase": phase, "mean": stat.get("mean"), "ci95": stat.get("ci95")})
-    for comp, watts in ((run.get("summary") or {}).get("mean_w") or {}).items():
+        stat = s.per_token(phase)
+        jpt.append({"run": tag, "phase": phase, "mean": stat.mean, "ci95": stat.ci95})
+    for comp, watts in s.mean_w.items():
         power.append({"run": tag, "component": comp, "mean_w": watts})
     summary = store.layer_summary(run["id"])
     if not summary.empty:
         per_layer = charts.whole_system(summary, ["name", "position"], ["energy_j"])
-        tokens = max(1, fig["tokens_total"] or 1)
+        tokens = max(1, s.tokens_total or 1)
         per_layer["energy_j"] = per_layer["energy_j"] / tokens
         layers.append(per_layer.rename(columns={"name": "layer"}).assign(run=tag))
 

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from energyprof import charts, ui
+from energyprof.components import whole_system
 from energyprof.store import ACTIVE_STATUSES
 
 store = ui.page_setup("Run")
@@ -26,7 +27,7 @@ if run is None:
     st.stop()
 
 est = ui.is_estimated(run)
-summary = run.get("summary") or {}
+summary = ui.summary_of(run)
 st.title(f"Run #{run['id']} · {ui.md_escape(run.get('model') or run['kind'])}")
 facts = [f"source **{ui.md_escape(run.get('source') or '—')}**", ui.md_escape(run["kind"])]
 facts += [f"{name} **{ui.md_escape(run[name])}**" for name in ("device", "dtype") if run.get(name)]
@@ -40,7 +41,7 @@ if run["status"] == "failed":
     st.error(f"This run failed: {ui.md_escape(run.get('error') or 'no reason was recorded.')}")
 elif run["status"] == "cancelled":
     st.warning(f"This run was cancelled: {ui.md_escape(run.get('error') or 'stopped before it finished.')}")
-if run.get("power_incomplete") or summary.get("power_incomplete"):
+if run.get("power_incomplete") or summary.power_incomplete:
     st.warning("Power data is incomplete: the source stopped or skipped samples during the run, so some windows "
                "are unknown and the energy figures cover only the known part.")
 if run.get("traceback"):
@@ -50,10 +51,11 @@ if run["status"] in ACTIVE_STATUSES:
     ui.live_job(run["id"])
     st.stop()
 
-fig = ui.figures(summary)
-for warning in fig["warnings"]:
+for warning in summary.warnings:
     st.warning(ui.md_escape(warning))
-repeats = fig["repeats"]
+if summary.disturbed:
+    st.warning(ui.md_escape(summary.disturbance()), icon=":material/group:")
+repeats = max(1, summary.repeats)
 repeat = st.selectbox("Repeat shown per token and per layer", list(range(repeats)), key="repeat",
                       format_func=lambda r: f"repeat {r + 1} of {repeats}") if repeats > 1 else 0
 views = ui.run_views(store, run, repeat)
@@ -61,35 +63,35 @@ tokens, layers, totals = views["tokens"], views["layers"], views["totals"]
 profiled = not views["steps"].empty
 by_component = {col: dict(zip(totals["component"], totals[col], strict=True)) if not totals.empty else {}
                 for col in ("energy_j", "mean_w")}
-gross = fig["gross_j"] if fig["gross_j"] is not None else ui.whole(by_component["energy_j"])
-mean_w = fig["mean_w"] if fig["mean_w"] is not None else ui.whole(by_component["mean_w"])
+gross = summary.gross_total_j if summary.gross_total_j is not None else whole_system(by_component["energy_j"])
+mean_w = summary.mean_total_w if summary.mean_total_w is not None else whole_system(by_component["mean_w"])
 timeline = views["timeline"]
-peak_w = fig["peak_w"] if fig["peak_w"] is not None or timeline.empty else \
-    ui.whole(timeline.groupby("component")["peak_w"].max().to_dict())
-duration = summary.get("duration_s") or (totals["seconds"].max() if not totals.empty else None)
+peak_w = summary.peak_total_w if summary.peak_total_w is not None or timeline.empty else \
+    whole_system(timeline.groupby("component")["peak_w"].max().to_dict())
+duration = summary.duration_s or (totals["seconds"].max() if not totals.empty else None)
 
 top = st.columns(4)
 top[0].metric(ui.label("Gross energy", est), ui.fmt_energy(gross),
               help="Whole-system energy of the workload (every measured repeat), idle draw included")
 rest = top[1:]
 if profiled:
-    jpt = fig["j_per_token"]
+    jpt = summary.j_per_token
     phases = [p for p in ("prefill", "decode") if p in jpt] or [p for p in jpt if p != "prefill"][:2]
-    top[1].metric(ui.label("Net energy", est), ui.fmt_energy(fig["net_j"]),
+    top[1].metric(ui.label("Net energy", est), ui.fmt_energy(summary.net_total_j),
                   help="Gross energy minus the idle baseline power × the workload's duration")
     for col, phase in zip(top[2:], phases, strict=False):
-        col.metric(ui.label(f"J/token {ui.md_escape(phase)}", est), ui.fmt_ci(jpt.get(phase)),
+        col.metric(ui.label(f"J/token {ui.md_escape(phase)}", est), ui.fmt_ci(summary.per_token(phase)),
                    help="Mean ± 95% CI over repeats" + (", per prompt token" if phase == "prefill" else ""))
     second = st.columns(4)
-    second[0].metric("Tokens/s", ui.fmt_rate(fig["tokens_per_s"]), help="Decode tokens per second")
+    second[0].metric("Tokens/s", ui.fmt_rate(summary.tokens_per_s), help="Decode tokens per second")
     rest = second[1:]
 rest[0].metric(ui.label("Mean power", est), ui.fmt_power(mean_w))
 rest[1].metric(ui.label("Peak power", est), ui.fmt_power(peak_w),
                help="Highest window mean power during the workload (without a package figure: the sum of each "
                     "component's peak, an upper bound)")
 rest[2].metric("Duration", ui.fmt_seconds(duration), help="Of the workload (all repeats) or of the recording")
-if profiled and fig["baseline_w"] is not None:
-    st.caption(f"Idle baseline: {ui.fmt_power(fig['baseline_w'])} (model loaded, no work). "
+if profiled and summary.baseline_total_w is not None:
+    st.caption(f"Idle baseline: {ui.fmt_power(summary.baseline_total_w)} (model loaded, no work). "
                "Net = gross − baseline × duration; gross includes the idle draw.")
 
 st.subheader(ui.label("Power over time", est))
@@ -106,7 +108,7 @@ st.caption("Lines: mean power per component in each time bin" + (
 left, right = st.columns(2)
 with left:
     st.subheader(ui.label("Components", est))
-    breakdown = ui.workload_components(run.get("summary")) if profiled else totals
+    breakdown = ui.workload_components(summary) if profiled else totals
     ui.chart(charts.component_breakdown(breakdown, estimated=est), key="chart_components")
     if profiled:
         st.caption("Gross energy per component over the measured repeats (loading, baseline and warm-up excluded).")

@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from energyprof import ui
+from energyprof.power.sudo_rule import sudo_rule
 
 SAMPLE_TIMEOUT_PAD_S = 60
 
@@ -59,16 +60,24 @@ st.markdown("\n".join(f"- {'✅' if s.available else '❌'} **{ui.md_escape(s.na
 st.markdown(f"**auto** picks **{ui.md_escape(auto)}** here: the first available *measured* source, else the estimate "
             "(always labelled *estimated*).")
 
-st.subheader("powermetrics on a Mac (Apple Silicon)")
-user = getpass.getuser()
-user = "<your login>" if user == "root" else user
+st.subheader("On a Mac (Apple Silicon)")
 st.markdown(
-    "powermetrics needs root. energyprof starts it with `sudo -n` (never asking for a password), so it needs "
-    "one sudoers rule. `scripts/setup_powermetrics.sh` writes exactly one line to "
-    "`/etc/sudoers.d/energyprof-powermetrics`, checked with `visudo -cf` first:")
-st.code(f"{user} ALL=(root) NOPASSWD: /usr/bin/powermetrics", language="text")
-st.markdown("It lets you run `/usr/bin/powermetrics` as root without a password, and nothing else (with any "
-            "arguments, including `-o FILE`, which writes FILE as root).")
+    "**ioreport needs no setup.** It reads Apple's IOReport energy counters (the ones powermetrics reads) through "
+    "the `zeus-apple-silicon` package, which `pip install` brings on macOS, without sudo. `auto` picks it first.")
+st.markdown(
+    "**powermetrics** stays for recorded captures and as a second opinion. It needs root: energyprof starts it "
+    "with `sudo -n` (never asking for a password), so it needs one sudoers rule. "
+    "`scripts/setup_powermetrics.sh` writes it to `/etc/sudoers.d/energyprof-powermetrics` after checking it "
+    "with `visudo -cf`. This is exactly what it writes for you:")
+user = getpass.getuser()
+rule = sudo_rule("YOUR_LOGIN" if user == "root" else user)
+if rule is None:
+    st.caption("Run `scripts/setup_powermetrics.sh --print` to see the rule.")
+else:
+    st.code(rule, language="text")
+st.markdown("It allows only the command lines energyprof runs (plist output, an interval of 10–9999 ms, the "
+            "cpu/gpu/thermal samplers), for you alone: not `-o FILE` (which would write any file as root), not "
+            "other samplers, not other users.")
 st.code("sudo scripts/setup_powermetrics.sh              # install the rule\n"
         "scripts/setup_powermetrics.sh --print           # show the rule, install nothing\n"
         "sudo scripts/setup_powermetrics.sh --uninstall  # remove it", language="bash")

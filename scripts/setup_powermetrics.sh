@@ -40,6 +40,7 @@ rule_line() {
         ''|-*|*[!A-Za-z0-9._-]*) die "'$user' is not a plain user name; pass --user NAME with your login name." ;;
     esac
     [ "$user" != root ] || die "root needs no sudo rule; run this with sudo from your own account (sudo $0) or pass --user NAME."
+    [ "$user" != ALL ] || die "ALL would let every user run powermetrics as root; pass --user NAME with one login name."
     args="--samplers cpu_power\\,gpu_power\\,thermal -b 0"
     line="Cmnd_Alias ENERGYPROF_POWERMETRICS = \\
     $POWERMETRICS -f plist -i [1-9][0-9] $args, \\
@@ -64,6 +65,7 @@ if [ "$mode" = uninstall ]; then
 fi
 
 rule_line
+id -u "$user" >/dev/null 2>&1 || die "there is no user named '$user' here; pass --user NAME with your login name."
 [ -d /etc/sudoers.d ] || die "/etc/sudoers.d does not exist; this sudo does not read a sudoers.d folder."
 tmp=$(mktemp /etc/sudoers.d/.energyprof-powermetrics.XXXXXX)  # the dot keeps sudo from reading it
 trap 'rm -f "$tmp"' EXIT

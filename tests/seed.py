@@ -8,6 +8,7 @@ per-layer aggregates and the run summary.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -18,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from energyprof.components import whole_system
 from energyprof.power.base import PowerWindow
 from energyprof.store import Store
+from energyprof.summary import MeanCI, RunSummary
 
 CLOCK_T0_NS = 10_000_000_000
 IDLE_W = {"cpu": 2.0, "gpu": 0.6, "ane": 0.05, "dram": 0.8}
@@ -76,13 +79,14 @@ def seed_run(store: Store, *, minutes: float = 0.5, interval_ms: int = 100,
 
     baseline_w = {c: float(power[c][edges[1:] <= work_t0].mean()) if (edges[1:] <= work_t0).any() else 0.0
                   for c in power}
-    summary: dict[str, Any] = {"run_id": run_id, "status": status, "source": source, "measured": measured,
-                               "model": model if tokens else None, "device": device if tokens else None,
-                               "dtype": dtype if tokens else None, "power_incomplete": power_incomplete}
-    summary["energy_j"] = {c: float(e.sum() / 1e3) for c, e in energy_mj.items()}
-    summary["mean_w"] = {c: float(p.mean()) for c, p in power.items()}
-    summary["peak_w"] = {c: float(p.max()) for c, p in power.items()}
-    summary["total_energy_j"] = ui_whole(summary["energy_j"])
+    summary = RunSummary(run_id=run_id, kind=kind, status=status, source=source, measured=measured,
+                         model=model if tokens else None, device=device if tokens else None,
+                         dtype=dtype if tokens else None, power_incomplete=power_incomplete,
+                         interval_ms=interval_ms, windows=int(n_windows),
+                         energy_j={c: float(e.sum() / 1e3) for c, e in energy_mj.items()},
+                         mean_w={c: float(p.mean()) for c, p in power.items()},
+                         peak_w={c: float(p.max()) for c, p in power.items()})
+    summary.total_energy_j = whole_system(summary.energy_j)
     if tokens:
         texts = list(token_texts) if token_texts else [WORDS[i % len(WORDS)] for i in range(tokens)]
         _write_steps(store, run_id, steps, texts, prompt_tokens, cumulative, edges, interval_ns, baseline_w)
@@ -91,14 +95,15 @@ def seed_run(store: Store, *, minutes: float = 0.5, interval_ms: int = 100,
             _write_layers(store, run_id, steps, layer_calls, cumulative, total_cum, edges, interval_ns,
                           baseline_w, rng)
         work = (edges[:-1] >= steps[:, 2].min()) & (edges[1:] <= steps[:, 3].max())
-        summary.update(_profile_summary(steps, step_total, energy_mj, power, baseline_w, work, interval_ns,
-                                        prompt_tokens, tokens, repeats))
-    summary["baseline_w"] = baseline_w if tokens else None
+        _profile_summary(summary, steps, step_total, energy_mj, power, baseline_w, work, interval_ns,
+                         prompt_tokens, tokens, repeats)
+    summary.baseline_w = baseline_w if tokens else None
     if status in ("done", "failed", "cancelled"):
         default_error = {"failed": "CUDA out of memory while loading the model (tried to allocate 2.00 GiB).",
                          "cancelled": "Cancelled by the user; the data recorded so far is kept."}
         store.update_run(run_id, progress=1.0 if status == "done" else 0.5, tokens_done=tokens * repeats)
-        store.finish_run(run_id, status, error=error or default_error.get(status), summary=summary)
+        store.finish_run(run_id, status, error=error or default_error.get(status),
+                         summary=dataclasses.replace(summary, error=error or default_error.get(status)).to_dict())
     else:
         store.update_run(run_id, status=status, progress=0.4, tokens_done=tokens // 2, heartbeat_at=time.time(),
                          phase="decode" if status == "running" else "queued")
@@ -203,37 +208,31 @@ def _write_layers(store: Store, run_id: int, steps: np.ndarray, layer_calls: int
     store.add_layer_energy(run_id, agg)
 
 
-def _mean_ci(values: np.ndarray) -> dict[str, float | None]:
+def _mean_ci(values: np.ndarray) -> MeanCI:
     if len(values) == 0:
-        return {"mean": None, "ci95": None, "n": 0}
+        return MeanCI()
     ci = 1.96 * float(values.std(ddof=1)) / math.sqrt(len(values)) if len(values) > 1 else None
-    return {"mean": float(values.mean()), "ci95": ci, "n": len(values)}
+    return MeanCI(float(values.mean()), ci, len(values))
 
 
-def ui_whole(values: dict[str, float]) -> float:
-    """Whole-system value of per-component figures: package when present, else the sum of the parts."""
-    return values["package"] if "package" in values else sum(values.values())
-
-
-def _profile_summary(steps: np.ndarray, step_total_mj: np.ndarray, energy_mj: dict[str, np.ndarray],
-                     power: dict[str, np.ndarray], baseline_w: dict[str, float], work: np.ndarray,
-                     interval_ns: int, prompt_tokens: int, tokens: int, repeats: int) -> dict[str, Any]:
+def _profile_summary(summary: RunSummary, steps: np.ndarray, step_total_mj: np.ndarray,
+                     energy_mj: dict[str, np.ndarray], power: dict[str, np.ndarray], baseline_w: dict[str, float],
+                     work: np.ndarray, interval_ns: int, prompt_tokens: int, tokens: int, repeats: int) -> None:
+    """Fill the per-token part of a seeded profile run's summary, as the engine would."""
     prefill = steps[:, 1] == 0
     decode_s = (steps[~prefill, 3] - steps[~prefill, 2]).sum() / 1e9
     work_s = work.sum() * interval_ns / 1e9
-    net = {c: float(e[work].sum() / 1e3 - baseline_w[c] * work_s) for c, e in energy_mj.items()}
     per_repeat_decode = [step_total_mj[~prefill & (steps[:, 0] == r)].mean() / 1e3 for r in range(repeats)]
-    return {
-        "prompt_tokens": prompt_tokens, "new_tokens": [tokens] * repeats, "repeats": repeats,
-        "duration_s": work_s, "warnings": [],
-        "net_energy_j": net, "net_total_energy_j": ui_whole(net),
-        "j_per_token": {"prefill": _mean_ci(step_total_mj[prefill] / 1e3 / prompt_tokens),
-                        "decode": _mean_ci(np.array(per_repeat_decode)) if repeats > 1
-                        else _mean_ci(step_total_mj[~prefill] / 1e3)},
-        "tokens_per_s": float((~prefill).sum() / decode_s) if decode_s else None,
-        "mean_w": {c: float(p[work].mean()) for c, p in power.items()},
-        "closure_error": 0.0,
-    }
+    summary.prompt_tokens, summary.new_tokens, summary.repeats = prompt_tokens, [tokens] * repeats, repeats
+    summary.duration_s = work_s
+    summary.net_energy_j = {c: float(e[work].sum() / 1e3 - baseline_w[c] * work_s) for c, e in energy_mj.items()}
+    summary.net_total_energy_j = whole_system(summary.net_energy_j)
+    summary.j_per_token = {"prefill": _mean_ci(step_total_mj[prefill] / 1e3 / prompt_tokens),
+                           "decode": _mean_ci(np.array(per_repeat_decode)) if repeats > 1
+                           else _mean_ci(step_total_mj[~prefill] / 1e3)}
+    summary.tokens_per_s = float((~prefill).sum() / decode_s) if decode_s else None
+    summary.mean_w = {c: float(p[work].mean()) for c, p in power.items()}
+    summary.closure_error = 0.0
 
 
 def shipped_rows(element: Any) -> int:

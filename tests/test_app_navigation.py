@@ -16,7 +16,8 @@ from energyprof.store import Store
 PAGES = [page.path for page in ui.PAGES]
 UI_MODULES = sorted(str(p.relative_to(REPO)) for p in (REPO / "energyprof" / "ui").glob("*.py"))
 ALLOWED = ("energyprof.ui", "energyprof.charts", "energyprof.jobs", "energyprof.export", "energyprof.store",
-           "energyprof.power.registry", "energyprof.power.base", "energyprof.profile.params", "energyprof.summary",
+           "energyprof.power.registry", "energyprof.power.base", "energyprof.power.sudo_rule",
+           "energyprof.profile.params", "energyprof.summary",
            "energyprof.components", "energyprof.provenance", "energyprof.units", "streamlit", "pandas", "altair")
 """What the dashboard may import: no torch, no transformers (energyprof.profile.params: the parameter table)."""
 

@@ -122,3 +122,27 @@ def test_pages_do_not_import_torch() -> None:
             "print(','.join(bad))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == ""
+
+
+def test_every_form_widget_comes_from_the_parameter_table(store: Store) -> None:
+    from energyprof.profile.params import defaults, field_types, param_specs
+
+    at = open_page(PAGE)
+    values, types = defaults(), field_types()
+    for name, spec in param_specs():
+        if not spec.form:
+            continue
+        if spec.widget == "text_area":
+            widget = at.text_area(key=name)
+        elif spec.widget == "model" or spec.allowed() is not None:
+            widget = at.selectbox(key=name)
+        elif types[name] is bool:
+            widget = at.checkbox(key=name)
+        else:
+            widget = at.number_input(key=name)
+            if spec.minimum is not None and spec.none_means is None:
+                assert widget.min == spec.minimum and widget.max == spec.maximum, name
+        assert widget.label.startswith(spec.label) or spec.widget == "model", name
+        assert widget.help == spec.help, name
+        expected = 0 if values[name] is None else values[name]
+        assert widget.value == expected, (name, widget.value, expected)

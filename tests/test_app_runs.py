@@ -31,7 +31,7 @@ def test_empty_database_offers_the_demo(store: Store, monkeypatch: pytest.Monkey
     at.button(key="demo").click().run()
     assert not at.exception
     assert len(calls) == 1
-    assert calls[0]["model"] == "tiny" and calls[0]["source"] == "auto" and calls[0]["max_new_tokens"] <= 64
+    assert calls[0]["model"] == "tiny" and calls[0]["source"] == "auto" and calls[0]["warmup"] >= 1
     assert calls[0] == ui.DEMO_PARAMS
     # the demo switches to its run page, which follows the job live
     assert at.query_params["run"] == ["1"] or at.query_params["run"] == "1"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import subprocess
 from pathlib import Path
 
 from seed import open_page, texts
@@ -23,9 +25,14 @@ def test_statuses_and_setup(store: Store) -> None:
     bullets = " ".join(texts(at, "markdown"))
     for s in statuses:
         assert f"**{s.name}**: {s.reason}" in bullets
-    code = " ".join(c.value for c in at.code)
-    assert "ALL=(root) NOPASSWD: /usr/bin/powermetrics" in code
-    assert "scripts/setup_powermetrics.sh --uninstall" in code
+    code = [c.value for c in at.code]
+    shown = next(c for c in code if "NOPASSWD" in c)
+    user = getpass.getuser()
+    printed = subprocess.run(["sh", "scripts/setup_powermetrics.sh", "--print", "--user",
+                              "YOUR_LOGIN" if user == "root" else user], capture_output=True, text=True, check=True)
+    assert shown == printed.stdout.strip()  # exactly what the script installs, not an approximation
+    assert "NOPASSWD: ENERGYPROF_POWERMETRICS" in shown and "NOPASSWD: /usr/bin/powermetrics" not in shown
+    assert any("scripts/setup_powermetrics.sh --uninstall" in c for c in code)
 
 
 def test_test_sample_records_a_sample_run(store: Store) -> None:

@@ -244,3 +244,14 @@ def test_job_log_is_private_and_never_written_through_a_planted_link(store: Stor
     assert stat.S_IMODE(jobs.log_path(store, run_id).stat().st_mode) == 0o600
     wait_for(lambda: store.get_run(run_id)["status"] not in ("queued", "running"), what="the job to finish")
     assert store.get_run(run_id)["status"] == "done"
+
+
+def test_the_demo_profile_gives_a_decode_ci_a_person_can_read(store: Store) -> None:
+    from energyprof.ui.live import DEMO_PARAMS
+
+    params = ProfileParams.from_dict({**DEMO_PARAMS, "source": "estimate"})
+    assert params.warmup >= 1  # a cold first repeat can be ten times slower than the next
+    summary = profile_foreground(store, params)
+    decode = summary.j_per_token["decode"]
+    assert summary.status == "done" and decode.n == params.repeats
+    assert decode.ci95 < 0.5 * decode.mean  # the demo's CI used to be wider than its mean

@@ -97,7 +97,7 @@ def test_the_rule_allows_exactly_the_command_lines_energyprof_runs() -> None:
         assert not _allowed(patterns, [POWERMETRICS, *argv]), argv
 
 
-@pytest.mark.parametrize("user", ["a b", "x;rm", "ALL,%admin", "-oops", "root"])
+@pytest.mark.parametrize("user", ["a b", "x;rm", "ALL,%admin", "-oops", "root", "ALL"])
 def test_refuses_users_that_are_not_one_plain_account(user: str) -> None:
     done = _run("--print", "--user", user)
     assert done.returncode == 1 and done.stdout == ""

@@ -61,16 +61,6 @@ def _status(r: dict[str, Any]) -> str:
     return f"{status} ({JobHealth(r['health'], r.get('heartbeat_age_s')).label()})"
 
 
-def notes(r: dict[str, Any], summary: RunSummary) -> str:
-    """Flags a reader must see next to a run's numbers: disturbed by other processes, power data incomplete."""
-    flags = []
-    if summary.disturbed:
-        flags.append("disturbed")
-    if r.get("power_incomplete") or summary.power_incomplete:
-        flags.append("power incomplete")
-    return ", ".join(flags)
-
-
 def _cells(r: dict[str, Any]) -> tuple[str, ...]:
     summary = RunSummary.from_dict(r.get("summary"))
     decode = summary.per_token("decode").mean
@@ -78,7 +68,7 @@ def _cells(r: dict[str, Any]) -> tuple[str, ...]:
     created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])) if r.get("created_at") else ""
     return (str(r["id"]), r.get("kind") or "", _status(r), r.get("model") or "", r.get("device") or "",
             source, str(r.get("tokens_done") or 0), "" if decode is None else f"{decode:.4g}", created,
-            notes(r, summary))
+            summary.notes(bool(r.get("power_incomplete"))))
 
 
 def format_table(rows: list[tuple[str, ...]]) -> str:

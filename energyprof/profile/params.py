@@ -53,6 +53,8 @@ class ParamSpec:
     """A choice may carry a `:N` suffix (cuda:1)."""
     none_means: str | None = None
     """For an optional number: what leaving it unset means (the form shows 0 for it)."""
+    caution: str | None = None
+    """A warning the form shows under the widget (e.g. what turning it on allows)."""
     widget: str | None = None
     """A widget other than the type's default: `text_area` (long text), `model` (built-in or custom)."""
     cli: bool = True
@@ -104,9 +106,13 @@ class ProfileParams:
                                help="sampling temperature (0: greedy)")
     top_p: float = param(1.0, label="Top-p", group="sampling", minimum=0.0, maximum=1.0, exclusive_min=True, step=0.05,
                          help="nucleus sampling threshold, above 0 (1 keeps every token)")
-    seed: int = param(0, label="Seed", group="sampling", minimum=0, maximum=2**63 - 1, help="sampling seed")
-    trust_remote_code: bool = param(False, label="Trust remote code", group="sampling",
-                                    help="allow a model repository's own code to run (only for code you trust)")
+    seed: int = param(0, label="Seed", group="sampling", minimum=0, maximum=2**53 - 1,
+                      help="sampling seed (at most 2^53 - 1, so JSON and browsers keep it exact)")
+    trust_remote_code: bool = param(False, label="Trust remote code", group="model",
+                                    help="allow a model repository's own code to run (only for code you trust)",
+                                    caution="Trust remote code runs Python code shipped with the model on this "
+                                            "machine, with your rights. Leave it off unless you have read that code "
+                                            "or trust its author.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

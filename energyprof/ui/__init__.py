@@ -30,6 +30,7 @@ from energyprof.ui.data import (
     store_errors,
 )
 from energyprof.ui.drawing import chart, csv_download, token_text_html, trace_download
+from energyprof.ui.form import param_widgets
 from energyprof.ui.format import fmt_ci, fmt_date, fmt_energy, fmt_power, fmt_rate, fmt_seconds, md_escape
 from energyprof.ui.live import (
     BUILTIN_MODEL_NAMES,
@@ -56,15 +57,16 @@ from energyprof.ui.nav import (
     run_link,
     show_flash,
 )
-from energyprof.ui.summary import figures, whole, workload_components
+from energyprof.ui.summary import summary_of, workload_components
 
 __all__ = [
     "APPORTIONED", "APPORTIONED_TOKENS", "BUILTIN_MODEL_NAMES", "COMPARE_PAGE", "DEMO_PARAMS", "DEVICES", "DTYPES",
     "NEW_PAGE", "PAGES", "RUNS_PAGE", "RUN_PAGE", "SOURCES_PAGE", "STORE_ERRORS", "action_error", "apportioned",
     "apportioned_note", "cancel_job", "chart", "clear_caches", "csv_download", "db_path", "estimated_badge",
-    "figures", "flash", "fmt_ci", "fmt_date", "fmt_energy", "fmt_power", "fmt_rate", "fmt_seconds", "get_store",
+    "flash", "fmt_ci", "fmt_date", "fmt_energy", "fmt_power", "fmt_rate", "fmt_seconds", "get_store",
     "is_estimated", "is_measured_phase", "label", "launch", "live_job", "md_escape", "measured_badge",
-    "page_setup", "query_run_id", "query_run_ids", "run_link", "run_views", "show_flash", "source_label",
-    "source_statuses", "status_badge", "store_error", "store_errors", "token_text_html", "trace_download",
-    "whole", "workload_components",
+    "page_setup", "param_widgets", "query_run_id", "query_run_ids", "run_link", "run_views", "show_flash",
+    "source_label",
+    "source_statuses", "status_badge", "store_error", "store_errors", "summary_of", "token_text_html",
+    "trace_download", "workload_components",
 ]

@@ -8,7 +8,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from energyprof.provenance import FULL_RESOLUTION, is_estimated, source_label
+from energyprof.provenance import labelled as label
 from energyprof.ui.format import md_escape
+
+__all__ = ["APPORTIONED", "APPORTIONED_TOKENS", "apportioned", "apportioned_note", "estimated_badge", "is_estimated",
+           "label", "measured_badge", "source_label", "status_badge"]
 
 APPORTIONED = ("time-apportioned: layer calls are shorter than the sampling window, their energy is a share "
                "of the window, not a measurement")
@@ -16,18 +21,6 @@ APPORTIONED_TOKENS = ("time-apportioned: some tokens cover only part of a sampli
                       "share of those windows, not a measurement")
 STATUS_BADGES = {"done": ":green-badge[done]", "running": ":blue-badge[running]", "queued": ":gray-badge[queued]",
                  "failed": ":red-badge[failed]", "cancelled": ":orange-badge[cancelled]"}
-
-
-def is_estimated(run: Mapping[str, Any]) -> bool:
-    """True when the run's figures come from an estimate (or no) power source."""
-    return run.get("measured") is False or run.get("source") in ("estimate", "none")
-
-
-def source_label(source: Any, measured: Any) -> str:
-    """`source · measured` or `source · estimated` for tables."""
-    if not source:
-        return "—"
-    return f"{source} · {'estimated' if measured is False or source in ('estimate', 'none') else 'measured'}"
 
 
 def estimated_badge() -> str:
@@ -43,14 +36,9 @@ def status_badge(status: str) -> str:
     return STATUS_BADGES.get(status, f":gray-badge[{md_escape(status)}]")
 
 
-def label(text: str, estimated: bool) -> str:
-    """A metric or table label with "(estimated)" when the figure is an estimate."""
-    return f"{text} (estimated)" if estimated else text
-
-
 def apportioned(resolution: pd.Series | None) -> bool:
-    """True when some interval is shorter than the windows covering it (resolution < 1)."""
-    return resolution is not None and bool((resolution.dropna() < 0.999).any())
+    """True when some interval is shorter than the windows covering it (resolution below full)."""
+    return resolution is not None and bool((resolution.dropna() < FULL_RESOLUTION).any())
 
 
 def apportioned_note(sentence: str = APPORTIONED) -> None:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import math
 import re
 import string
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+
+from energyprof.summary import MeanCI
 
 _MD_SPECIAL = frozenset(string.punctuation)
 """Every ASCII punctuation character: CommonMark lets a backslash escape each of them, and together they cover
@@ -65,12 +66,12 @@ def fmt_power(watts: Any) -> str:
     return f"{w * 1e3:.3g} mW"
 
 
-def fmt_ci(stat: Mapping[str, Any] | None) -> str:
+def fmt_ci(stat: MeanCI | None) -> str:
     """`mean ± ci95` in joules, both in the mean's unit (e.g. "16.6 ± 0.63 J"); "—" when unknown."""
-    mean = _finite((stat or {}).get("mean"))
+    mean = _finite(stat.mean if stat is not None else None)
     if mean is None:
         return "—"
-    ci = _finite((stat or {}).get("ci95"))
+    ci = _finite(stat.ci95)
     if ci is None:
         return fmt_energy(mean)
     number, unit = fmt_energy(mean).rsplit(" ", 1)

@@ -1,0 +1,104 @@
+"""The New-profile form, generated from the parameter table (energyprof.profile.params): one widget per parameter,
+with the table's label, default, range, choices and help. Nothing here repeats a default or a range."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import streamlit as st
+
+from energyprof.profile.params import BUILTIN_MODEL_NAMES, GROUPS, ParamSpec, defaults, field_types, param_specs
+
+COLUMNS = 3
+WIDE_WIDGETS = ("model", "text_area")
+"""Widgets that take a whole row."""
+
+
+def param_widgets(choices: Mapping[str, tuple[str, ...]] | None = None, *, key_prefix: str = "",
+                  groups: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Draw every parameter's widget, by group, and return {name: value} (call inside st.form).
+
+    `choices` narrows a parameter's choices to what this machine offers (e.g. the available power sources)."""
+    values: dict[str, Any] = {}
+    specs = [(n, s) for n, s in param_specs() if s.form and n not in skip]
+    for group, heading in GROUPS.items():
+        if groups is not None and group not in groups:
+            continue
+        fields = [(n, s) for n, s in specs if s.group == group]
+        if not fields:
+            continue
+        st.markdown(f"**{heading}**")
+        row: list[tuple[str, ParamSpec]] = []
+        for name, spec in fields:
+            if spec.widget in WIDE_WIDGETS:
+                values.update(_row(row, choices, key_prefix))
+                row = []
+                values[name] = _widget(st, name, spec, choices, key_prefix)
+                continue
+            row.append((name, spec))
+            if len(row) == COLUMNS:
+                values.update(_row(row, choices, key_prefix))
+                row = []
+        values.update(_row(row, choices, key_prefix))
+    return values
+
+
+def _row(fields: list[tuple[str, ParamSpec]], choices: Mapping[str, tuple[str, ...]] | None,
+         key_prefix: str) -> dict[str, Any]:
+    if not fields:
+        return {}
+    columns = st.columns(COLUMNS)
+    return {name: _widget(col, name, spec, choices, key_prefix)
+            for col, (name, spec) in zip(columns, fields, strict=False)}
+
+
+def _widget(where: Any, name: str, spec: ParamSpec, choices: Mapping[str, tuple[str, ...]] | None,
+            key_prefix: str) -> Any:
+    """One parameter's widget; returns its value as the parameter's type (None for an unset optional)."""
+    default, kind, key = defaults()[name], field_types()[name], f"{key_prefix}{name}"
+    if spec.widget == "model":
+        return _model_widget(where, spec, default, key)
+    if spec.widget == "text_area":
+        return where.text_area(spec.label, default, key=key, help=spec.help)
+    options = (choices or {}).get(name) or spec.allowed()
+    if options is not None:
+        options = tuple(options)
+        index = options.index(default) if default in options else 0
+        return where.selectbox(spec.label, options, index=index, key=key, help=spec.help)
+    if kind is bool:
+        value = where.checkbox(spec.label, default, key=key, help=spec.help)
+        if spec.caution:
+            where.warning(spec.caution, icon=":material/warning:")
+        return bool(value)
+    if kind in (int, float):
+        return _number_widget(where, spec, kind, default, key)
+    return where.text_input(spec.label, "" if default is None else str(default), key=key, help=spec.help)
+
+
+def _number_widget(where: Any, spec: ParamSpec, kind: type, default: Any, key: str) -> Any:
+    """A number input over the table's range; an optional number shows 0 for "unset"."""
+    lo, hi = spec.minimum, spec.maximum
+    label = spec.label
+    if spec.none_means is not None:
+        label = f"{spec.label} (0 = {spec.none_means})"
+        lo = 0
+        default = 0 if default is None else default
+    cast = int if kind is int else float
+    step = cast(spec.step) if spec.step is not None else cast(1) if kind is int else None
+    value = where.number_input(label, cast(lo) if lo is not None else None, cast(hi) if hi is not None else None,
+                               cast(default), step=step, key=key, help=spec.help)
+    if spec.none_means is not None and not value:
+        return None
+    return cast(value)
+
+
+def _model_widget(where: Any, spec: ParamSpec, default: str, key: str) -> str:
+    """A built-in model, or a Hugging Face id / local folder typed in (which wins when filled in)."""
+    left, right = where.columns(2)
+    builtin = left.selectbox("Built-in model (random weights, no download)", BUILTIN_MODEL_NAMES,
+                             index=BUILTIN_MODEL_NAMES.index(default) if default in BUILTIN_MODEL_NAMES else 0,
+                             key=key, help=spec.help)
+    custom = right.text_input("…or a Hugging Face model id or local folder", key=f"{key}_custom",
+                              placeholder="e.g. ./my-model or Qwen/Qwen2.5-0.5B (used when filled in)")
+    return custom.strip() or builtin
