@@ -118,3 +118,10 @@ def test_unknown_option_and_help() -> None:
     assert done.returncode == 1 and "unknown option --everything" in done.stderr
     done = _run("--help")
     assert done.returncode == 0 and "NOPASSWD: ENERGYPROF_POWERMETRICS" in done.stdout and "set -eu" not in done.stdout
+
+
+def test_readme_shows_exactly_the_rule_the_script_writes() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    printed = _run("--print", "--user", "alice")
+    assert printed.returncode == 0
+    assert printed.stdout.strip() in readme
