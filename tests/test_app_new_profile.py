@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from seed import REPO, open_page, seed_run, texts
 
-from energyprof import jobs, ui
+from energyprof import jobs
+from energyprof.profile.params import BUILTIN_MODEL_NAMES, DEVICE_NAMES, DTYPE_NAMES
 from energyprof.store import Store
 
 PAGE = "pages/new.py"
@@ -58,7 +59,7 @@ def test_defaults_are_a_builtin_model_and_auto_source(store: Store, monkeypatch:
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(jobs, "launch_job", lambda s, p: calls.append(p) or s.create_run("profile", params=p))
     at = open_page(PAGE)
-    assert at.selectbox(key="model").options == list(ui.BUILTIN_MODEL_NAMES)
+    assert at.selectbox(key="model").options == list(BUILTIN_MODEL_NAMES)
     assert at.selectbox(key="source").options[0] == "auto"
     at.button(key="launch").click().run()
     assert calls[0]["model"] == "tiny" and calls[0]["source"] == "auto" and calls[0]["interval_ms"] is None
@@ -108,9 +109,9 @@ def test_dead_job_is_shown_failed(store: Store) -> None:
 
 def test_builtin_names_match_the_engine() -> None:
     models = pytest.importorskip("energyprof.profile.models")
-    assert tuple(models.BUILTIN_MODELS) == ui.BUILTIN_MODEL_NAMES
-    assert tuple(models.DEVICES) == ui.DEVICES
-    assert tuple(models.DTYPES) == ui.DTYPES
+    assert tuple(models.BUILTIN_MODELS) == BUILTIN_MODEL_NAMES
+    assert tuple(models.DEVICES) == DEVICE_NAMES
+    assert tuple(models.DTYPES) == DTYPE_NAMES
 
 
 def test_pages_do_not_import_torch() -> None:

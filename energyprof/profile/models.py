@@ -12,10 +12,12 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from energyprof.profile.params import DEVICE_NAMES, DTYPE_NAMES
+
 ModelKind = Literal["causal", "encoder"]
 
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-DEVICES: tuple[str, ...] = ("auto", "cpu", "mps", "cuda")
+DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
+DEVICES: tuple[str, ...] = DEVICE_NAMES
 BUILTIN_SEED = 0
 HUB_PROBE_TIMEOUT_S = 3.0
 

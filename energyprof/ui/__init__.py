@@ -33,10 +33,7 @@ from energyprof.ui.drawing import chart, csv_download, token_text_html, trace_do
 from energyprof.ui.form import param_widgets
 from energyprof.ui.format import fmt_ci, fmt_date, fmt_energy, fmt_power, fmt_rate, fmt_seconds, md_escape
 from energyprof.ui.live import (
-    BUILTIN_MODEL_NAMES,
     DEMO_PARAMS,
-    DEVICES,
-    DTYPES,
     action_error,
     cancel_job,
     is_measured_phase,
@@ -60,7 +57,7 @@ from energyprof.ui.nav import (
 from energyprof.ui.summary import summary_of, workload_components
 
 __all__ = [
-    "APPORTIONED", "APPORTIONED_TOKENS", "BUILTIN_MODEL_NAMES", "COMPARE_PAGE", "DEMO_PARAMS", "DEVICES", "DTYPES",
+    "APPORTIONED", "APPORTIONED_TOKENS", "COMPARE_PAGE", "DEMO_PARAMS",
     "NEW_PAGE", "PAGES", "RUNS_PAGE", "RUN_PAGE", "SOURCES_PAGE", "STORE_ERRORS", "action_error", "apportioned",
     "apportioned_note", "cancel_job", "chart", "clear_caches", "csv_download", "db_path", "estimated_badge",
     "flash", "fmt_ci", "fmt_date", "fmt_energy", "fmt_power", "fmt_rate", "fmt_seconds", "get_store",

@@ -13,7 +13,7 @@ from typing import Any
 import streamlit as st
 
 from energyprof import charts, jobs
-from energyprof.profile.params import DEVICE_NAMES, DTYPE_NAMES, ProfileParams
+from energyprof.profile.params import ProfileParams
 from energyprof.store import ACTIVE_STATUSES, JobAlreadyRunning, Store
 from energyprof.ui.badges import is_estimated, status_badge
 from energyprof.ui.data import TIMELINE_ROWS, clear_caches, get_store, store_errors
@@ -21,11 +21,6 @@ from energyprof.ui.drawing import chart
 from energyprof.ui.format import fmt_seconds, md_escape
 from energyprof.ui.nav import flash
 
-BUILTIN_MODEL_NAMES: tuple[str, ...] = ("tiny", "small", "medium")
-"""Names of energyprof.profile.models.BUILTIN_MODELS, kept here because that module imports torch
-(tests/test_app_new_profile.py checks they match)."""
-DEVICES: tuple[str, ...] = DEVICE_NAMES
-DTYPES: tuple[str, ...] = DTYPE_NAMES
 DEMO_PARAMS: dict[str, Any] = ProfileParams(
     model="tiny", prompt="Where does the energy of a transformer go?", max_new_tokens=128, ignore_eos=True,
     device="cpu", source="auto", layers="blocks", repeats=5, warmup=1, baseline_s=1.0).to_dict()
