@@ -130,6 +130,31 @@ class RunSummary:
     """The busiest other processes during the workload."""
     disturbed: bool | None = None
     """True when the background CPU of the workload differs from the baseline's by more than DISTURBED_CORES."""
+    # -- an OpenAI-compatible server (endpoint runs: energyprof.profile.endpoint)
+    endpoint: str | None = None
+    """The API base URL profiled; None for a model loaded by energyprof."""
+    api: str | None = None
+    """`chat` or `completions`: the streaming API called."""
+    server_model: str | None = None
+    """The model id the server named in its stream (the requested name is `model`)."""
+    ttft_s: MeanCI | None = None
+    """Time to first token (the prefill step: request sent to first text received), mean and 95% CI over repeats."""
+    tokens_approximate: bool = False
+    """The server sent no `usage`: token counts are counted stream chunks, not tokens."""
+    stream_chunks: list[int] = field(default_factory=list)
+    """Chunks with text streamed in each measured repeat; fewer than `new_tokens` when the server sends several
+    tokens in one chunk (the per-step token counts are then spread over the chunks; phase totals stay exact)."""
+    server_pid: int | None = None
+    """The server process whose CPU and memory were recorded (with its child processes)."""
+    server_process: str | None = None
+    server_cpu_s: list[float] = field(default_factory=list)
+    """CPU seconds of the server (and its children) during each measured repeat."""
+    server_cores: float | None = None
+    """The server's mean CPU use over the repeats (CPU seconds per wall second); not counted as background."""
+    server_rss_mb: list[float] = field(default_factory=list)
+    """Resident memory of the server (and its children) at the end of each measured repeat, MB."""
+    server_note: str | None = None
+    """Why the server's CPU and memory are not recorded (e.g. it runs on another machine)."""
     # -- a measured block (measure runs)
     label: str | None = None
     resolution: float | None = None
@@ -221,6 +246,35 @@ class RunSummary:
                 f"{base or 0:.2f} during the idle baseline, so the net energy is not the workload's alone. "
                 f"Busiest: {busiest}. Close them (or the dashboard's live view) and profile again.")
 
+    def server_activity(self) -> str | None:
+        """One sentence on the server process's CPU and memory during the repeats (endpoint runs only)."""
+        if self.endpoint is None or not self.repeats:
+            return None
+        if self.server_pid is None:
+            return f"Server process: not recorded ({(self.server_note or 'unknown').rstrip('.')})."
+        if not self.server_cpu_s:
+            return None
+        cores = "unknown" if self.server_cores is None else f"{self.server_cores:.2f}"
+        others = self.background_cpu.get("workload")
+        rss = f", {max(self.server_rss_mb):,.0f} MB resident" if self.server_rss_mb else ""
+        return (f"Server process {self.server_process or '?'} (pid {self.server_pid}, with its children): {cores} CPU "
+                f"cores during the repeats{rss}; other processes {'unknown' if others is None else f'{others:.2f}'} "
+                "cores. The server is the workload here, so it is not counted as background (nor in the "
+                "disturbed check).")
+
+    def token_note(self) -> str | None:
+        """One sentence when an endpoint run's token counts are approximate or spread over chunks (None otherwise)."""
+        if self.endpoint is None:
+            return None
+        if self.tokens_approximate:
+            return ("Token counts are approximate: the server sent no usage, so each streamed chunk was counted as "
+                    "one token.")
+        if self.stream_chunks and self.stream_chunks != self.new_tokens:
+            return (f"The server streamed {sum(self.new_tokens):,} tokens in {sum(self.stream_chunks):,} chunks, so "
+                    "each decode step's token count is spread over the chunks it carried; the per-phase totals "
+                    "(J/token, tokens/s) use the server's usage.")
+        return None
+
     def per_token(self, phase: str, *, net: bool = False) -> MeanCI:
         """J/token of one phase (gross, or net of the idle baseline); an empty MeanCI when unknown."""
         table = (self.net_j_per_token or {}) if net else self.j_per_token
@@ -252,14 +306,18 @@ def _shaped(value: Any, hint: Any) -> Any:
         if not isinstance(value, list):
             return _DROP
         return [p for p in (ProcessCpu.from_value(v) for v in value) if p is not None]
-    if "MeanCI" in text:
+    if "MeanCI" in text and text.startswith("dict"):
         if not isinstance(value, dict):
             return _DROP
         return {str(k): MeanCI.from_value(v) or MeanCI() for k, v in value.items()}
+    if "MeanCI" in text:
+        return MeanCI.from_value(value) or _DROP
     if text.startswith("dict[str, float | None]") or "ComponentValues" in text:
         return _components(value)
     if text.startswith("list[int]"):
         return [int(v) for v in value if isinstance(v, int | float)] if isinstance(value, list) else _DROP
+    if text.startswith("list[float]"):
+        return [n for n in (_number(v) for v in value) if n is not None] if isinstance(value, list) else _DROP
     if text.startswith("list[str]"):
         return [str(v) for v in value] if isinstance(value, list) else _DROP
     if text.startswith("dict"):

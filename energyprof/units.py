@@ -5,6 +5,7 @@ from __future__ import annotations
 NS_PER_S = 1_000_000_000
 MJ_PER_J = 1_000.0
 J_PER_WH = 3_600.0
+BYTES_PER_MB = 1_000_000
 
 
 def mj_to_j(mj: float | None) -> float | None:
@@ -17,6 +18,10 @@ def j_to_mj(j: float | None) -> float | None:
 
 def ns_to_s(ns: float | None) -> float | None:
     return None if ns is None else ns / NS_PER_S
+
+
+def bytes_to_mb(n_bytes: float | None) -> float | None:
+    return None if n_bytes is None else n_bytes / BYTES_PER_MB
 
 
 def s_to_ns(s: float) -> int:

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from energyprof import ui
-from energyprof.profile.params import ProfileParams
+from energyprof.profile.params import ProfileParams, not_in_mode
 
 store = ui.page_setup("New profile")
 st.title("New profile")
@@ -27,8 +27,15 @@ elif last is not None:
 
 statuses, auto = ui.source_statuses()
 available = tuple(s.name for s in statuses if s.available)
+MODES = {"Local model": "local", "Endpoint": "endpoint"}
+mode = MODES[st.radio("Profile", list(MODES), horizontal=True, key="mode",
+                      help="A model energyprof loads here, or a server you already run (OpenAI-compatible API)")]
 with st.form("profile"):
-    values = ui.param_widgets({"source": ("auto", *available)})
+    if mode == "endpoint":
+        st.caption(ui.ENDPOINT_MODE_HELP)
+    values = ui.param_widgets({"source": ("auto", *available)}, skip=not_in_mode(mode),
+                              key_prefix="endpoint_" if mode == "endpoint" else "",
+                              widgets={"model": "text"} if mode == "endpoint" else None)
     unavailable = [s for s in statuses if not s.available]
     st.caption(f"Power source auto picks {ui.md_escape(auto)} here: the first measured source that works, else "
                "the estimate.")
@@ -39,7 +46,7 @@ with st.form("profile"):
 
 if submitted:
     params = ProfileParams(**values)
-    problems = params.errors()
+    problems = params.errors(mode=mode)
     for problem in problems:
         st.error(ui.md_escape(problem))
     if not problems:

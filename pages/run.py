@@ -5,6 +5,7 @@ import streamlit as st
 
 from energyprof import charts, ui
 from energyprof.components import whole_system
+from energyprof.profile.params import not_in_mode
 from energyprof.store import ACTIVE_STATUSES
 
 store = ui.page_setup("Run")
@@ -31,6 +32,7 @@ summary = ui.summary_of(run)
 st.title(f"Run #{run['id']} · {ui.md_escape(run.get('model') or run['kind'])}")
 facts = [f"source **{ui.md_escape(run.get('source') or '—')}**", ui.md_escape(run["kind"])]
 facts += [f"{name} **{ui.md_escape(run[name])}**" for name in ("device", "dtype") if run.get(name)]
+facts += ui.endpoint_facts(summary)
 st.markdown(f"{ui.status_badge(run['status'])} {ui.measured_badge(run)} " + " · ".join(
     [*facts, ui.fmt_date(run.get("created_at"))]))
 ui.show_flash()
@@ -90,6 +92,8 @@ rest[1].metric(ui.label("Peak power", est), ui.fmt_power(peak_w),
                help="Highest window mean power during the workload (without a package figure: the sum of each "
                     "component's peak, an upper bound)")
 rest[2].metric("Duration", ui.fmt_seconds(duration), help="Of the workload (all repeats) or of the recording")
+if summary.endpoint is not None:
+    ui.endpoint_section(summary)
 if profiled and summary.baseline_total_w is not None:
     st.caption(f"Idle baseline: {ui.fmt_power(summary.baseline_total_w)} (model loaded, no work). "
                "Net = gross − baseline × duration; gross includes the idle draw.")
@@ -144,6 +148,8 @@ if profiled:
             ui.chart(charts.layer_energy_bars(layers, estimated=est), key="chart_layers")
         with right:
             ui.chart(charts.layer_step_heatmap(views["matrix"], estimated=est), key="chart_heatmap")
+    elif summary.endpoint is not None:
+        st.caption(ui.NO_LAYERS)
 
     st.subheader(ui.label("Generated text, shaded by energy per token", est))
     st.html(ui.token_text_html(tokens))
@@ -166,6 +172,8 @@ if profiled:
             ui.csv_download(store, run["id"], "calls", "Every layer call")
 with st.expander("Parameters"):
     params = run.get("params") or {}
+    if summary.endpoint is not None:  # what a model loaded here would use does not apply
+        params = {k: v for k, v in params.items() if k not in not_in_mode("endpoint")}
     st.dataframe(pd.DataFrame({"parameter": list(params), "value": [str(v) for v in params.values()]}),
                  hide_index=True, width="stretch", key="table_params")
 d1, d2, d3 = st.columns(3)

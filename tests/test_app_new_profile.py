@@ -49,7 +49,8 @@ def test_launch_passes_every_option(store: Store, monkeypatch: pytest.MonkeyPatc
     assert calls == [{"model": "./my-model", "prompt": "Hello there", "max_new_tokens": 17, "ignore_eos": False,
                       "device": "cpu", "dtype": "bfloat16", "source": "estimate", "interval_ms": 50,
                       "layers": "modules", "repeats": 4, "warmup": 2, "baseline_s": 2.5, "temperature": 0.7,
-                      "top_p": 0.9, "seed": 42, "trust_remote_code": False}]
+                      "top_p": 0.9, "seed": 42, "trust_remote_code": False, "endpoint": None, "api": "chat",
+                      "api_key_env": None, "timeout_s": 60.0, "server_pid": None}]
     assert any("Job #1 started" in t for t in texts(at, "success"))
     assert any(m.label == "Tokens done" for m in at.metric)
     assert at.button(key="cancel-1")
@@ -126,24 +127,36 @@ def test_pages_do_not_import_torch() -> None:
 
 
 def test_every_form_widget_comes_from_the_parameter_table(store: Store) -> None:
-    from energyprof.profile.params import defaults, field_types, param_specs
+    from energyprof.profile.params import defaults, field_types, not_in_mode, param_specs
 
     at = open_page(PAGE)
     values, types = defaults(), field_types()
-    for name, spec in param_specs():
-        if not spec.form:
-            continue
-        if spec.widget == "text_area":
-            widget = at.text_area(key=name)
-        elif spec.widget == "model" or spec.allowed() is not None:
-            widget = at.selectbox(key=name)
-        elif types[name] is bool:
-            widget = at.checkbox(key=name)
-        else:
-            widget = at.number_input(key=name)
-            if spec.minimum is not None and spec.none_means is None:
-                assert widget.min == spec.minimum and widget.max == spec.maximum, name
-        assert widget.label.startswith(spec.label) or spec.widget == "model", name
-        assert widget.help == spec.help, name
-        expected = 0 if values[name] is None else values[name]
-        assert widget.value == expected, (name, widget.value, expected)
+    for mode, prefix in (("Local model", ""), ("Endpoint", "endpoint_")):
+        at.radio(key="mode").set_value(mode).run()
+        skipped = not_in_mode("endpoint" if prefix else "local")
+        for name, spec in param_specs():
+            if not spec.form or name in skipped:
+                continue
+            key = prefix + name
+            if prefix and name == "model":  # the server's name for the model: typed, starts empty
+                widget, expected = at.text_input(key=key), ""
+            elif spec.widget == "text_area":
+                widget = at.text_area(key=key)
+            elif spec.widget == "model" or spec.allowed() is not None:
+                widget = at.selectbox(key=key)
+            elif types[name] is bool:
+                widget = at.checkbox(key=key)
+            elif types[name] is str:
+                widget = at.text_input(key=key)
+            else:
+                widget = at.number_input(key=key)
+                if spec.minimum is not None and spec.none_means is None:
+                    assert widget.min == spec.minimum and widget.max == spec.maximum, name
+            assert widget.label.startswith(spec.label) or spec.widget == "model", name
+            assert widget.help == spec.help, name
+            if not (prefix and name == "model"):
+                expected = (0 if types[name] is not str else "") if values[name] is None else values[name]
+            assert widget.value == expected, (name, widget.value, expected)
+        shown = {w.key.removeprefix(prefix) for kind in ("text_input", "number_input", "selectbox", "checkbox",
+                                                         "text_area") for w in at.get(kind) if w.key}
+        assert not shown & set(skipped), (mode, shown & set(skipped))  # a mode shows only its parameters

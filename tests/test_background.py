@@ -53,7 +53,7 @@ def test_a_hog_started_during_the_workload_disturbs_the_run_and_is_named(store: 
             stop(hog)
     assert summary.status == "done" and summary.disturbed is True
     assert abs(summary.background_cpu["workload"] - summary.background_cpu["baseline"]) > DISTURBED_CORES
-    assert any(p.pid == hogs[0] and p.cores > 0.5 for p in summary.background_top)
+    assert any(p.pid == hogs[0] and p.cores > 0.2 for p in summary.background_top)  # ~1 core on a quiet machine
     assert f"pid {hogs[0]}" in summary.disturbance()
     stored = RunSummary.from_dict(store.get_run(summary.run_id)["summary"])
     assert stored.disturbed is True and stored.background_top == summary.background_top

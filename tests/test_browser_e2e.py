@@ -177,3 +177,50 @@ def test_deep_link_then_demo_profile(server: tuple[str, Store, Path]) -> None:
         finally:
             context.close()
             browser.close()
+
+
+def test_endpoint_profile_launched_from_the_new_page(server: tuple[str, Store, Path]) -> None:
+    """Endpoint mode in the browser: the form launches the job against a streaming server on 127.0.0.1 (a small
+    scripted one; tests/test_endpoint_serve.py runs the real `transformers serve`), followed to `done`, and the
+    run page shows the endpoint, time to first token and why there is no layer section."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright")
+    from endpoint_servers import FAKE_MODEL, FakeEndpoint, streaming
+
+    from energyprof.ui import NO_LAYERS
+
+    url, store, tmp = server
+    with FakeEndpoint(streaming(delay_s=0.002)) as endpoint, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1800})
+        try:
+            page = context.new_page()
+            page.goto(f"{url}/new")
+            page.locator("[data-testid='stRadio']").get_by_text("Endpoint", exact=True).click()
+            page.get_by_role("textbox", name="Endpoint (API base URL)", exact=True).fill(endpoint.url)
+            page.get_by_role("textbox", name="Model", exact=True).fill(FAKE_MODEL)
+            page.get_by_role("button", name="Launch profile").click()
+            deadline = time.monotonic() + DEMO_TIMEOUT_S
+            run = None
+            while time.monotonic() < deadline:
+                runs = store.list_runs()
+                run = store.get_run(int(runs["id"].iloc[0])) if not runs.empty else None
+                if run is not None and run["status"] in ("done", "failed", "cancelled"):
+                    break
+                time.sleep(0.5)
+            assert run is not None and run["status"] == "done", run and run.get("error")
+            assert run["params"]["endpoint"] == endpoint.url and run["device"] == "endpoint"
+            page.goto(f"{url}/run?run={run['id']}")
+            page.get_by_text("Time to first token").first.wait_for(timeout=30_000)
+            assert page.get_by_text(NO_LAYERS).count() == 1
+            facts = page.locator("[data-testid='stMarkdownContainer']").filter(has_text="server model").first
+            facts = facts.inner_text().replace("\u2060", "")
+            assert f"endpoint {endpoint.url}" in facts and f"server model {FAKE_MODEL}" in facts
+            assert _wait_for_charts(page, 4) >= 4
+            page.screenshot(path=str(tmp / "screenshot-endpoint-run.png"), full_page=True)
+            page.close()
+        finally:
+            context.close()
+            browser.close()

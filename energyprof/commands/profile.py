@@ -97,6 +97,12 @@ def _per_token(entry: MeanCI) -> str:
     return f"{entry.mean:.4g} J" + (f" ± {entry.ci95:.2g}" if entry.ci95 is not None else "")
 
 
+def _seconds(entry: MeanCI | None) -> str:
+    if entry is None or entry.mean is None:
+        return "unknown"
+    return f"{entry.mean:.3g} s" + (f" ± {entry.ci95:.2g}" if entry.ci95 is not None else "")
+
+
 def _components(values: dict[str, float | None] | None, unit: str) -> str:
     if not values:
         return "unknown"
@@ -109,6 +115,9 @@ def format_summary(s: RunSummary) -> str:
     lines = [f"Run {s.run_id} {s.status}: {s.model} on {s.device} ({s.dtype}), {s.repeats} repeat(s), "
              f"layers {s.layers}",
              labelled(f"Power source: {s.source}", est)]
+    if s.endpoint is not None:
+        lines[0] = f"Run {s.run_id} {s.status}: {s.model} at the endpoint {s.endpoint} ({s.api}), {s.repeats} repeat(s)"
+        lines.append(f"Server model: {s.server_model or 'not reported'}   time to first token: {_seconds(s.ttft_s)}")
     if s.new_tokens or s.prompt_tokens:
         lines.append(f"Prompt tokens: {s.prompt_tokens}   new tokens per repeat: "
                      f"{', '.join(map(str, s.new_tokens)) or 'none'}")
@@ -125,6 +134,9 @@ def format_summary(s: RunSummary) -> str:
         lines.append(labelled("Mean power", est) + f": {_components(s.mean_w, 'W')}   "
                      f"peak: {_components(s.peak_w, 'W')}")
         lines.append(f"Closure error: {'n/a' if s.closure_error is None else f'{s.closure_error:.2g}'}")
+    for note in (s.token_note(), s.server_activity()):
+        if note:
+            lines.append(note)
     if s.background_cpu.get("workload") is not None:
         lines.append(f"Other processes: {s.background_cpu['workload']:.2f} CPU cores during the workload, "
                      f"{s.background_cpu.get('baseline') or 0:.2f} during the baseline"

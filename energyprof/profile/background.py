@@ -5,7 +5,8 @@ workload stays the same. A browser redrawing, a dashboard rerunning or a build s
 breaks that assumption, and nothing in the power figures shows it. So the job snapshots every process's CPU
 time (psutil) at the edges of the baseline and of each repeat, and the run is flagged **disturbed** when the
 other processes' mean CPU use during the workload differs from the baseline's by more than
-`DISTURBED_CORES`. This process and its children (e.g. powermetrics) are not "other". Processes that ended
+`DISTURBED_CORES`. This process and its children (e.g. powermetrics) are not "other", nor are the processes the
+workload names as its own (an endpoint run's server: energyprof.profile.endpoint.server). Processes that ended
 inside a span are not counted (their CPU time is gone with them). The dashboard's own processes (the
 Streamlit server, the browser) are named as such where they can be recognised by their command line.
 """
@@ -13,7 +14,7 @@ Streamlit server, the browser) are named as such where they can be recognised by
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -51,7 +52,7 @@ def _mine() -> set[int]:
 INTERPRETERS = ("python", "node", "ruby", "java", "perl", "sh", "bash", "zsh")
 
 
-def _label(name: str, cmdline: list[str] | None) -> str:
+def process_label(name: str, cmdline: list[str] | None) -> str:
     """The process name, and for an interpreter the script or module it runs (`python -m pytest`)."""
     args = list(cmdline or [])[1:]
     if not args or not name.lower().startswith(INTERPRETERS):
@@ -77,7 +78,7 @@ def snapshot() -> Snapshot:
         if info["pid"] in mine or times is None:
             continue
         name = info.get("name") or f"pid {info['pid']}"
-        out[(info["pid"], info.get("create_time") or 0.0)] = (_label(name, info.get("cmdline")),
+        out[(info["pid"], info.get("create_time") or 0.0)] = (process_label(name, info.get("cmdline")),
                                                               times.user + times.system,
                                                               _is_dashboard(info.get("cmdline"), name))
     return out
@@ -99,17 +100,24 @@ def compare(before: Snapshot, after: Snapshot, seconds: float, name: str) -> Spa
 class BackgroundMonitor:
     """Records the other processes' CPU over named spans (`with monitor.span("baseline"): ...`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, exclude: Callable[[], Collection[int]] | None = None) -> None:
         self.spans: list[SpanCpu] = []
+        self.exclude = exclude or (lambda: ())
+        """The pids that belong to the workload (asked at every snapshot: a server may start children)."""
 
     @contextmanager
     def span(self, name: str) -> Iterator[None]:
-        before, t0 = snapshot(), time.monotonic()
+        before, t0 = self._snapshot(), time.monotonic()
         try:
             yield
         finally:
-            after, t1 = snapshot(), time.monotonic()
+            after, t1 = self._snapshot(), time.monotonic()
             self.spans.append(compare(before, after, t1 - t0, name))
+
+    def _snapshot(self) -> Snapshot:
+        """Every other process's CPU seconds, without the workload's own processes."""
+        excluded = set(self.exclude())
+        return {key: value for key, value in snapshot().items() if key[0] not in excluded}
 
     def mean(self, prefix: str) -> SpanCpu | None:
         """Time-weighted mean over the spans whose name starts with prefix, with the busiest processes overall."""

@@ -6,6 +6,9 @@ stored); `repeat i of R` (steps stored after each repeat); `attributing` (wait f
 stop the sampler, attribute energy to steps, layer calls and `other`, write everything in batches). A SIGTERM
 (or Ctrl-C) ends the run as `cancelled`, any error as `failed` with one sentence for people; the power source
 is always stopped, and what was recorded stays in the database.
+
+What is measured is the engine's *workload* (energyprof.profile.workload): a model loaded here, or an
+OpenAI-compatible server streaming completions (energyprof.profile.endpoint); everything else is the same.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from energyprof.profile.background import BackgroundMonitor
 from energyprof.profile.cancel import CancelSwitch, JobCancelled
 from energyprof.profile.monitor import Monitor
 from energyprof.profile.params import ProfileParams
+from energyprof.profile.workload import Workload, workload_for
 from energyprof.store import Store
 from energyprof.summary import DISTURBED_CORES, RunSummary
 
@@ -64,9 +68,10 @@ class ProfileEngine:
     """Runs one profiling run against one run row; `run()` returns the run's summary."""
 
     def __init__(self, store: Store, run_id: int, params: ProfileParams, *, loaded: Any = None,
-                 cancel: CancelSwitch | None = None, on_progress: ProgressCallback | None = None) -> None:
+                 cancel: CancelSwitch | None = None, on_progress: ProgressCallback | None = None,
+                 workload: Workload | None = None) -> None:
         self.store, self.run_id, self.params = store, run_id, params
-        self.loaded = loaded
+        self.workload = workload or workload_for(params, loaded)
         self.cancel = cancel or CancelSwitch()
         self.on_progress = on_progress
         self.source: PowerSource | None = None
@@ -76,24 +81,37 @@ class ProfileEngine:
         self.max_t1 = 0
         self.generations: list[Any] = []
         self.written_repeats: set[int] = set()
-        self.layers: list[Any] = []
-        self.recorder: Any = None
-        self.prompt_ids: list[int] = []
         self.baseline_span: tuple[int, int] | None = None
         self.workload_end = 0
         self.phase = "starting"
         self.started = time.monotonic()
-        self.background = BackgroundMonitor()
+        self.background = BackgroundMonitor(self.workload.processes)
         self.clock: Callable[[], int] = now_ns
         """Read at every step boundary by the token loop (see energyprof.profile.loop.generate)."""
+
+    # -- the workload's parts (a model loaded here; None / empty for an endpoint) -----------------
+    @property
+    def loaded(self) -> Any:
+        return getattr(self.workload, "loaded", None)
+
+    @property
+    def recorder(self) -> Any:
+        return getattr(self.workload, "recorder", None)
+
+    @property
+    def prompt_ids(self) -> list[int]:
+        return getattr(self.workload, "prompt_ids", [])
+
+    @property
+    def layers(self) -> list[Any]:
+        return self.workload.layers
 
     # -- progress (read by the monitor thread) ----------------------------------------------------
     def tokens_done(self) -> int:
         return sum(len(g.steps) for g in list(self.generations))
 
     def tokens_total(self) -> int:
-        per_repeat = 1 if self.loaded is not None and self.loaded.kind == "encoder" else self.params.max_new_tokens
-        return max(1, self.params.repeats * per_repeat)
+        return max(1, self.params.repeats * self.workload.tokens_per_repeat())
 
     def progress(self) -> float:
         return min(1.0, self.tokens_done() / self.tokens_total())
@@ -157,21 +175,10 @@ class ProfileEngine:
         self.monitor.add(windows)
 
     def _load(self) -> None:
-        from energyprof.profile.hooks import LayerRecorder
-        from energyprof.profile.models import encode_prompt, load_model
-
         self._phase("loading")
-        if self.loaded is None:
-            p = self.params
-            self.loaded = load_model(p.model, p.device, p.dtype, p.trust_remote_code)
-        self.prompt_ids = encode_prompt(self.loaded.tokenizer, self.params.prompt, self.loaded.kind)
-        if not self.prompt_ids:
-            raise ValueError("The prompt encodes to no tokens; give some text to profile.")
-        self.recorder = LayerRecorder(self.loaded.model, self.params.layers, self.loaded.device)
-        self.layers = self.recorder.layers
+        described = self.workload.load()
         with self.cancel.shielded():
-            self.store.update_run(self.run_id, model=self.loaded.name, device=self.loaded.device,
-                                  dtype=self.loaded.dtype)
+            self.store.update_run(self.run_id, **described)
             if self.layers:
                 self.store.add_layers(self.run_id, [layer.row() for layer in self.layers])
 
@@ -185,18 +192,14 @@ class ProfileEngine:
             self.baseline_span = (t0, now_ns())
 
     def _warmup(self) -> None:
-        from energyprof.profile.loop import Generation
-
         if self.params.warmup:
             self._phase("warm-up")
         for i in range(self.params.warmup):
-            self._run_once(Generation(-1 - i, list(self.prompt_ids)))
+            self._run_once(self.workload.generation(-1 - i))
 
     def _repeat(self, repeat: int) -> None:
-        from energyprof.profile.loop import Generation
-
         self._phase(f"repeat {repeat + 1} of {self.params.repeats}")
-        gen = Generation(repeat, list(self.prompt_ids))
+        gen = self.workload.generation(repeat)
         self.generations.append(gen)
         with self.background.span(f"repeat {repeat}"):
             self._run_once(gen)
@@ -206,16 +209,9 @@ class ProfileEngine:
             self.written_repeats.add(repeat)
             self.store.heartbeat(self.run_id, progress=self.progress(), tokens_done=self.tokens_done())
 
-    def _run_once(self, gen: Any) -> Any:
-        """One generation (or encoder forward pass) with the layer hooks attached."""
-        from energyprof.profile.loop import forward_once, generate
-
-        loaded = self.loaded
-        with self.recorder:
-            if loaded.kind == "encoder":
-                return forward_once(loaded.model, self.prompt_ids, loaded.device, self.recorder, gen, self.clock)
-            return generate(loaded.model, loaded.tokenizer, self.prompt_ids, self.params.loop_options(),
-                            loaded.device, self.recorder, gen, self.clock)
+    def _run_once(self, gen: Any) -> None:
+        """One repeat (or warm-up run) of the workload, its step boundaries read from self.clock."""
+        self.workload.run(gen, self.clock)
 
     # -- the end ------------------------------------------------------------------------------
     def _stop_power(self, wait: bool) -> None:
@@ -293,15 +289,10 @@ class ProfileEngine:
 
     def _write_leftover_steps(self) -> None:
         """Steps (and the calls still in the recorder) of a repeat that was cut short."""
-        from energyprof.profile.loop import token_texts
-
         for gen in self.generations:
             if gen.repeat in self.written_repeats or not gen.steps:
                 continue
-            if self.recorder is not None:
-                gen.calls.extend(self.recorder.take_calls())
-                self.recorder.detach()
-            gen.texts = token_texts(self.loaded.tokenizer, [s[5] for s in gen.steps])
+            self.workload.cut_short(gen)
             self.store.add_steps(self.run_id, gen.step_rows())
             self.written_repeats.add(gen.repeat)
 
@@ -349,22 +340,18 @@ class ProfileEngine:
 
     def _base_summary(self) -> RunSummary:
         """The parts of the summary every run has, even one that failed early."""
-        loaded, p = self.loaded, self.params
-        return RunSummary(
+        p = self.params
+        summary = RunSummary(
             run_id=self.run_id, kind="profile", status="running",
             source=self.source.name if self.source is not None else p.source,
             measured=bool(self.source.measured) if self.source is not None else None,
             interval_ms=self.sampler.interval_ms if self.sampler is not None else p.interval_ms,
             windows=len(self.windows),
-            model=loaded.name if loaded is not None else p.model,
-            model_kind=loaded.kind if loaded is not None else None,
-            n_params=loaded.n_params if loaded is not None else None,
-            device=loaded.device if loaded is not None else p.device,
-            dtype=loaded.dtype if loaded is not None else p.dtype,
-            layers=p.layers, prompt_tokens=len(self.prompt_ids),
             new_tokens=[g.new_tokens for g in self.generations if g.steps],
             repeats=sum(1 for g in self.generations if g.steps), repeats_requested=p.repeats,
             baseline_s=p.baseline_s, text=_text_of(self.generations))
+        self.workload.describe(summary)
+        return summary
 
 
 def _text_of(generations: list[Any], limit: int = 2000) -> str | None:

@@ -26,8 +26,14 @@ DEVICE_NAMES: tuple[str, ...] = ("auto", "cpu", "mps", "cuda")
 INTERVAL_MS_RANGE: tuple[int, int] = (10, 9_999)
 """Sampling intervals accepted everywhere (the powermetrics sudo rule allows exactly 10-9999 ms)."""
 
-GROUPS: dict[str, str] = {"model": "Model", "power": "Power", "profiling": "Profiling", "sampling": "Sampling"}
+GROUPS: dict[str, str] = {"model": "Model", "endpoint": "Endpoint", "power": "Power", "profiling": "Profiling",
+                          "sampling": "Sampling"}
 """Form sections, in order: group key -> heading."""
+MODES: tuple[str, ...] = ("local", "endpoint")
+"""What a run profiles: a model loaded here (`local`) or an OpenAI-compatible server (`endpoint`, see
+energyprof.profile.endpoint)."""
+API_KINDS: tuple[str, ...] = ("chat", "completions")
+TIMEOUT_S_RANGE: tuple[float, float] = (0.1, 3600.0)
 
 
 def _source_choices() -> tuple[str, ...]:
@@ -56,9 +62,12 @@ class ParamSpec:
     caution: str | None = None
     """A warning the form shows under the widget (e.g. what turning it on allows)."""
     widget: str | None = None
-    """A widget other than the type's default: `text_area` (long text), `model` (built-in or custom)."""
+    """A widget other than the type's default: `text_area` (long text), `model` (built-in or custom), `text` (a text
+    input that starts empty)."""
     cli: bool = True
     form: bool = True
+    modes: tuple[str, ...] = MODES
+    """The modes the parameter applies to (the form shows it only there; elsewhere it is ignored)."""
 
     def allowed(self) -> tuple[str, ...] | None:
         """The choices, computed when they depend on what is installed."""
@@ -76,16 +85,17 @@ class ProfileParams:
 
     model: str = param("tiny", label="Model", group="model", widget="model",
                        help="built-in model (tiny, small, medium: random weights, no download), a local model "
-                            "folder or a Hugging Face id")
+                            "folder or a Hugging Face id; with --endpoint, the server's name for the model")
     prompt: str = param(DEFAULT_PROMPT, label="Prompt", group="model", widget="text_area",
                         help="the prompt text")
     max_new_tokens: int = param(32, label="Max new tokens", group="model", minimum=1, maximum=100_000,
                                 help="tokens to generate per repeat (fewer when the model ends the text first)")
     ignore_eos: bool = param(False, label="Ignore end-of-sequence (always generate max new tokens)", group="model",
-                             help="always generate max-new-tokens tokens")
-    device: str = param("auto", label="Device", group="model", choices=DEVICE_NAMES, indexed=True,
+                             help="always generate max-new-tokens tokens (an endpoint gets `ignore_eos`, which "
+                                  "llama.cpp and vLLM honour)")
+    device: str = param("auto", label="Device", group="model", choices=DEVICE_NAMES, indexed=True, modes=("local",),
                         help="auto (cuda, else mps, else cpu), cpu, mps or cuda")
-    dtype: str = param("float32", label="Dtype", group="model", choices=DTYPE_NAMES,
+    dtype: str = param("float32", label="Dtype", group="model", choices=DTYPE_NAMES, modes=("local",),
                        help="weights and activations precision")
     source: str = param("auto", label="Power source", group="power", choices=_source_choices,
                         help="power source (auto = the first measured source that works here, else the estimate)")
@@ -95,7 +105,7 @@ class ProfileParams:
     baseline_s: float = param(2.0, label="Idle baseline (s)", group="power", minimum=0.0, maximum=600.0, step=0.5,
                               help="seconds of idle baseline (model loaded, nothing running) before the workload; "
                                    "0: none, so no net energy")
-    layers: str = param("blocks", label="Layer depth", group="profiling", choices=LAYER_DEPTHS,
+    layers: str = param("blocks", label="Layer depth", group="profiling", choices=LAYER_DEPTHS, modes=("local",),
                         help="layer hooks: none, blocks (embedding, each block, norm, lm_head) or modules (also "
                              "attention and MLP)")
     repeats: int = param(3, label="Repeats", group="profiling", minimum=1, maximum=1000,
@@ -108,11 +118,30 @@ class ProfileParams:
                          help="nucleus sampling threshold, above 0 (1 keeps every token)")
     seed: int = param(0, label="Seed", group="sampling", minimum=0, maximum=2**53 - 1,
                       help="sampling seed (at most 2^53 - 1, so JSON and browsers keep it exact)")
-    trust_remote_code: bool = param(False, label="Trust remote code", group="model",
+    trust_remote_code: bool = param(False, label="Trust remote code", group="model", modes=("local",),
                                     help="allow a model repository's own code to run (only for code you trust)",
                                     caution="Trust remote code runs Python code shipped with the model on this "
                                             "machine, with your rights. Leave it off unless you have read that code "
                                             "or trust its author.")
+    endpoint: str | None = param(None, label="Endpoint (API base URL)", group="endpoint", modes=("endpoint",),
+                                 none_means="load the model here",
+                                 help="profile an OpenAI-compatible server (Ollama, LM Studio, llama.cpp, "
+                                      "mlx_lm.server, vLLM) instead of loading the model: its API base URL, e.g. "
+                                      "http://127.0.0.1:11434/v1 (http or https only)")
+    api: str = param("chat", label="API", group="endpoint", choices=API_KINDS, modes=("endpoint",),
+                     help="the endpoint's streaming API: chat (/chat/completions) or completions (/completions)")
+    api_key_env: str | None = param(None, label="API key environment variable", group="endpoint", modes=("endpoint",),
+                                    none_means="no key",
+                                    help="the NAME of an environment variable holding the endpoint's API key (sent "
+                                         "as a Bearer token); never the key itself, which is neither stored nor "
+                                         "logged")
+    timeout_s: float = param(60.0, label="Stall timeout (s)", group="endpoint", minimum=TIMEOUT_S_RANGE[0],
+                             maximum=TIMEOUT_S_RANGE[1], step=5.0, modes=("endpoint",),
+                             help="seconds without data from the endpoint before the run fails as stalled (also "
+                                  "the longest wait for a first token, model loading included)")
+    server_pid: int | None = param(None, label="Server process id", group="endpoint", minimum=1, maximum=2**31 - 1,
+                                   modes=("endpoint",), none_means="found from the endpoint's local port",
+                                   help="the server's process id, to record its CPU time and memory")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -124,10 +153,27 @@ class ProfileParams:
         values = {key: _coerce(key, value, types[key]) for key, value in (data or {}).items() if key in types}
         return cls(**values)
 
-    def errors(self, *, check_model: bool = True) -> list[str]:
-        """Every problem with these parameters, each one sentence saying what to change."""
+    @property
+    def mode(self) -> str:
+        """`endpoint` when an endpoint URL is given, else `local`."""
+        return "local" if self.endpoint is None else "endpoint"
+
+    def errors(self, *, check_model: bool = True, mode: str | None = None) -> list[str]:
+        """Every problem with these parameters, each one sentence saying what to change (`mode`: the one the
+        form was filled in for; an endpoint mode without an endpoint URL is a problem)."""
         problems = []
-        if check_model and not str(self.model).strip():
+        if mode == "endpoint" and self.mode != "endpoint":
+            from energyprof.profile.endpoint.url import endpoint_problem
+
+            problems.append(endpoint_problem(self.endpoint))
+        if self.mode == "endpoint":
+            from energyprof.profile.endpoint.url import api_key_env_problem, endpoint_problem
+
+            if not str(self.model).strip():
+                problems.append("The model name is empty; give the name the server knows the model by (e.g. "
+                                "llama3.2 for Ollama).")
+            problems += [p for p in (endpoint_problem(self.endpoint), api_key_env_problem(self.api_key_env)) if p]
+        elif check_model and not str(self.model).strip():
             problems.append("The model name is empty; give a built-in name (tiny, small, medium), a folder or a "
                             "Hugging Face id.")
         if not isinstance(self.prompt, str) or not self.prompt.strip():
@@ -136,7 +182,7 @@ class ProfileParams:
             problems.append(f"The prompt has {len(self.prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
         skip = set() if check_model else {"device", "dtype"}
         for name, spec in param_specs():
-            if name not in skip:
+            if name not in skip and name not in ("endpoint", "api_key_env"):
                 problems += _value_errors(name, getattr(self, name), spec, field_types()[name])
         return problems
 
@@ -155,6 +201,11 @@ class ProfileParams:
 def param_specs() -> list[tuple[str, ParamSpec]]:
     """(name, spec) of every parameter, in the table's order."""
     return [(f.name, f.metadata["spec"]) for f in dataclasses.fields(ProfileParams)]
+
+
+def not_in_mode(mode: str) -> tuple[str, ...]:
+    """The parameters that do not apply to a mode (the form leaves them out)."""
+    return tuple(name for name, spec in param_specs() if mode not in spec.modes)
 
 
 def spec_of(name: str) -> ParamSpec:

@@ -336,8 +336,9 @@ def _tokens_per_s(steps: StepTable) -> float | None:
 
 
 def _prefill_tokens_per_s(steps: StepTable) -> float | None:
-    """Prompt tokens per second of the prefill (or forward) step, mean over repeats."""
-    mask = np.isin(steps.phase, ["prefill", "forward"]) & (steps.duration > 0)
+    """Prompt tokens per second of the prefill (or forward) step, mean over repeats (an endpoint that did not say
+    its prompt's size records 0 tokens: left out)."""
+    mask = np.isin(steps.phase, ["prefill", "forward"]) & (steps.duration > 0) & (steps.n_tokens > 0)
     if not mask.any():
         return None
     return float(np.mean(steps.n_tokens[mask] / (steps.duration[mask] / 1e9)))

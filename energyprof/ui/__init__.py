@@ -3,7 +3,8 @@
 Modules: `nav` (the pages table, page_setup and the sidebar, links, query parameters, flash messages),
 `data` (the Store, cached reads, database errors as one sentence), `summary` (a run summary's headline
 figures), `format` (numbers as text, md_escape), `badges` (measured/estimated, status, time-apportioned),
-`drawing` (charts, downloads, shaded token text), `live` (launch, follow and cancel a job; the quiet live view).
+`drawing` (charts, downloads, shaded token text), `live` (launch, follow and cancel a job; the quiet live view),
+`endpoint` (an endpoint run's server, time to first token and server process).
 The dashboard imports energyprof.store, energyprof.jobs, energyprof.charts, energyprof.export,
 energyprof.power.registry and energyprof.profile.params (the parameter table), never torch or transformers."""
 
@@ -30,8 +31,18 @@ from energyprof.ui.data import (
     store_errors,
 )
 from energyprof.ui.drawing import chart, csv_download, token_text_html, trace_download
+from energyprof.ui.endpoint import ENDPOINT_MODE_HELP, NO_LAYERS, endpoint_facts, endpoint_section
 from energyprof.ui.form import param_widgets
-from energyprof.ui.format import fmt_ci, fmt_date, fmt_energy, fmt_power, fmt_rate, fmt_seconds, md_escape
+from energyprof.ui.format import (
+    fmt_ci,
+    fmt_date,
+    fmt_energy,
+    fmt_power,
+    fmt_rate,
+    fmt_seconds,
+    fmt_seconds_ci,
+    md_escape,
+)
 from energyprof.ui.live import (
     DEMO_PARAMS,
     action_error,
@@ -58,6 +69,7 @@ from energyprof.ui.summary import summary_of, workload_components
 
 __all__ = [
     "APPORTIONED", "APPORTIONED_TOKENS", "COMPARE_PAGE", "DEMO_PARAMS",
+    "ENDPOINT_MODE_HELP", "NO_LAYERS", "endpoint_facts", "endpoint_section", "fmt_seconds_ci",
     "NEW_PAGE", "PAGES", "RUNS_PAGE", "RUN_PAGE", "SOURCES_PAGE", "STORE_ERRORS", "action_error", "apportioned",
     "apportioned_note", "cancel_job", "chart", "clear_caches", "csv_download", "db_path", "estimated_badge",
     "flash", "fmt_ci", "fmt_date", "fmt_energy", "fmt_power", "fmt_rate", "fmt_seconds", "get_store",

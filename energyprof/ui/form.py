@@ -3,6 +3,7 @@ with the table's label, default, range, choices and help. Nothing here repeats a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,12 +17,16 @@ WIDE_WIDGETS = ("model", "text_area")
 
 
 def param_widgets(choices: Mapping[str, tuple[str, ...]] | None = None, *, key_prefix: str = "",
-                  groups: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+                  groups: tuple[str, ...] | None = None, skip: tuple[str, ...] = (),
+                  widgets: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Draw every parameter's widget, by group, and return {name: value} (call inside st.form).
 
-    `choices` narrows a parameter's choices to what this machine offers (e.g. the available power sources)."""
+    `choices` narrows a parameter's choices to what this machine offers (e.g. the available power sources);
+    `widgets` overrides a parameter's widget (`text`: a text input that starts empty, e.g. an endpoint's model
+    name)."""
     values: dict[str, Any] = {}
-    specs = [(n, s) for n, s in param_specs() if s.form and n not in skip]
+    specs = [(n, dataclasses.replace(s, widget=(widgets or {}).get(n, s.widget))) for n, s in param_specs()
+             if s.form and n not in skip]
     for group, heading in GROUPS.items():
         if groups is not None and group not in groups:
             continue
@@ -59,6 +64,8 @@ def _widget(where: Any, name: str, spec: ParamSpec, choices: Mapping[str, tuple[
     default, kind, key = defaults()[name], field_types()[name], f"{key_prefix}{name}"
     if spec.widget == "model":
         return _model_widget(where, spec, default, key)
+    if spec.widget == "text":
+        return where.text_input(spec.label, "", key=key, help=spec.help).strip()
     if spec.widget == "text_area":
         return where.text_area(spec.label, default, key=key, help=spec.help)
     options = (choices or {}).get(name) or spec.allowed()
@@ -73,7 +80,8 @@ def _widget(where: Any, name: str, spec: ParamSpec, choices: Mapping[str, tuple[
         return bool(value)
     if kind in (int, float):
         return _number_widget(where, spec, kind, default, key)
-    return where.text_input(spec.label, "" if default is None else str(default), key=key, help=spec.help)
+    text = where.text_input(spec.label, "" if default is None else str(default), key=key, help=spec.help)
+    return None if spec.none_means is not None and not text.strip() else text.strip()
 
 
 def _number_widget(where: Any, spec: ParamSpec, kind: type, default: Any, key: str) -> Any:

@@ -98,6 +98,22 @@ def fmt_seconds(seconds: Any) -> str:
     return f"{s:.3g} s"
 
 
+def fmt_seconds_ci(stat: MeanCI | None) -> str:
+    """`mean ± ci95` of a duration, in ms below a second (e.g. "183 ± 21 ms"); "—" when unknown."""
+    mean = _finite(stat.mean if stat is not None else None)
+    if mean is None:
+        return "—"
+    ci = _finite(stat.ci95)
+    unit, scale = ("s", 1.0) if abs(mean) >= 1 else ("ms", 1e3)
+    plain = fmt_seconds(mean) if unit == "s" else f"{_digits(mean * scale, 3)} ms"
+    return plain + (f" ± {_digits(ci * scale, 2)} {unit}" if ci is not None else "")
+
+
+def _digits(value: float, significant: int) -> str:
+    """A number with a few significant digits, never in exponent notation."""
+    return f"{value:.0f}" if abs(value) >= 10 ** (significant - 1) else f"{value:.{significant}g}"
+
+
 def fmt_date(epoch: Any) -> str:
     e = _finite(epoch)
     return "—" if e is None else datetime.fromtimestamp(e).strftime("%Y-%m-%d %H:%M")
