@@ -28,7 +28,7 @@ elif last is not None:
 statuses, auto = ui.source_statuses()
 available = tuple(s.name for s in statuses if s.available)
 with st.form("profile"):
-    values = ui.param_widgets({"source": ("auto", *available)})
+    values = ui.param_widgets({"source": ("auto", *available), "cross_check": ("none", *available)})
     unavailable = [s for s in statuses if not s.available]
     st.caption(f"Power source auto picks {ui.md_escape(auto)} here: the first measured source that works, else "
                "the estimate.")
