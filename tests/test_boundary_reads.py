@@ -7,16 +7,13 @@ import bisect
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 from fake_nvml import fake_nvml
-from fake_powercap import make_zone
+from fake_powercap import Kernel, make_zone
 from ioreport_stand_in import clean_env
 from profile_helpers import fast_params
 
@@ -172,30 +169,10 @@ def test_nvml_counter_gives_measured_tokens(store: Store, short_probe, monkeypat
     assert summary.closure["layers_vs_steps"] < 1e-9
 
 
-class _Kernel(threading.Thread):
-    """Adds `step_uj` to a RAPL zone's energy_uj every `period_s`, atomically, as the kernel publishes it."""
-
-    def __init__(self, zone: Path, step_uj: int, period_s: float) -> None:
-        super().__init__(daemon=True)
-        self.zone, self.step_uj, self.period_s = zone, step_uj, period_s
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        value = int((self.zone / "energy_uj").read_text())
-        next_at = time.monotonic()
-        while not self.halt.is_set():
-            next_at += self.period_s
-            time.sleep(max(0.0, next_at - time.monotonic()))
-            value += self.step_uj
-            tmp = self.zone / "energy_uj.tmp"
-            tmp.write_text(f"{value}\n")
-            os.replace(tmp, self.zone / "energy_uj")
-
-
 def test_rapl_counter_gives_whole_quanta_per_measured_token(store: Store, tmp_path: Path, short_probe,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     package = make_zone(tmp_path, "0", "package-0", 1_000_000)
-    kernel = _Kernel(package, step_uj=6_104, period_s=0.002)  # 6.104 mJ every 2 ms: about 3 W
+    kernel = Kernel(package, step_uj=6_104, period_s=0.002)  # 6.104 mJ every 2 ms: about 3 W
     kernel.start()
     _patch_source(monkeypatch, "rapl", lambda: RaplSource(root=tmp_path))
     try:
