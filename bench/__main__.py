@@ -15,8 +15,8 @@ import sys
 import time
 from typing import Any
 
-MODULES = ("parse_throughput", "attribution_accuracy", "ingest", "profiler_cpu", "counter_reads", "overhead",
-           "render", "live_view")
+MODULES = ("parse_throughput", "attribution_accuracy", "ingest", "profiler_cpu", "counter_reads", "boundary_reads",
+           "overhead", "render", "live_view")
 
 
 def machine() -> str:

@@ -5,6 +5,10 @@ the steps (tokens) with their layer calls nested inside, and one counter track p
 Times are integer microseconds from the trace origin (the run's clock start, or the earliest stamp
 if something precedes it); every start and end is floored to a whole microsecond, which keeps the
 order of all stamps, and children are clamped inside their parents, so slices always nest.
+
+Steps and layer calls carry `how` (measured / apportioned / estimated, energyprof.provenance) in the CSVs and the
+trace, and their raw stamps `t0_ns`/`t1_ns` on the job clock (time.perf_counter_ns() of the job process) next to
+the seconds from the run's start, so they can be joined with other traces taken on the same machine.
 """
 
 from __future__ import annotations
@@ -94,16 +98,16 @@ def samples_frame(store: Store, run: dict[str, Any]) -> pd.DataFrame:
 
 
 def tokens_frame(store: Store, run: dict[str, Any]) -> pd.DataFrame:
-    """One row per step: times, whole-system energy, then energy_j_<component> and net_energy_j_<component>."""
+    """One row per step: times (s from the run's start, and t0_ns/t1_ns on the job clock), whole-system energy and its
+    `how`, then energy_j_<component>, net_energy_j_<component> and how_<component>."""
     tokens = _int_token_ids(store.tokens_with_energy(run["id"]))
     energy = store.step_energy(run["id"])
     if tokens.empty or energy.empty:
         return tokens
     comps = _ordered_components(energy["component"].unique())
-    wide = energy.pivot_table(index=["repeat", "idx"], columns="component",
-                              values=["energy_j", "net_energy_j"], aggfunc="first", dropna=False)
+    wide = energy.pivot(index=["repeat", "idx"], columns="component", values=["energy_j", "net_energy_j", "how"])
     out = pd.DataFrame(index=wide.index)
-    for value in ("energy_j", "net_energy_j"):
+    for value in ("energy_j", "net_energy_j", "how"):
         for comp in comps:
             column = (value, comp)
             out[f"{value}_{comp}"] = wide[column] if column in wide.columns else float("nan")
@@ -123,16 +127,18 @@ def layers_frame(store: Store, run: dict[str, Any]) -> pd.DataFrame:
 
 
 def calls_frame(store: Store, run: dict[str, Any]) -> pd.DataFrame:
-    """Every layer call: repeat, step_idx, layer, kind, t0_s, t1_s (from the run's clock), time_s, energy_j,
-    resolution; the `other` pseudo-layer has no times."""
+    """Every layer call: repeat, step_idx, layer, kind, t0_s, t1_s (from the run's clock), t0_ns, t1_ns (the job
+    clock), time_s, energy_j, resolution, how; the `other` pseudo-layer has no times."""
     df = store.layer_calls(run["id"])
-    cols = ["repeat", "step_idx", "layer", "kind", "t0_s", "t1_s", "time_s", "energy_j", "resolution"]
+    cols = ["repeat", "step_idx", "layer", "kind", "t0_s", "t1_s", "t0_ns", "t1_ns", "time_s", "energy_j",
+            "resolution", "how"]
     if df.empty:
         return pd.DataFrame(columns=cols)
     origin = run.get("clock_t0_ns") or 0
     t0 = pd.to_numeric(df["t0_ns"], errors="coerce")
     t1 = pd.to_numeric(df["t1_ns"], errors="coerce")
-    return df.assign(t0_s=(t0 - origin) / 1e9, t1_s=(t1 - origin) / 1e9, time_s=df["time_ns"] / 1e9,
+    return df.assign(t0_s=(t0 - origin) / 1e9, t1_s=(t1 - origin) / 1e9, t0_ns=t0.astype("Int64"),
+                     t1_ns=t1.astype("Int64"), time_s=df["time_ns"] / 1e9,
                      energy_j=pd.to_numeric(df["energy_mj"], errors="coerce") / 1e3)[cols]
 
 
@@ -218,7 +224,8 @@ def _step_events(store: Store, run: dict[str, Any], origin: int, steps: pd.DataF
     per_comp = store.step_energy(run_id)
     comp_energy: dict[tuple[int, int], dict[str, Any]] = {}
     for r in per_comp.itertuples(index=False):
-        comp_energy.setdefault((int(r.repeat), int(r.idx)), {})[f"energy_j.{r.component}"] = r.energy_j
+        comp_energy.setdefault((int(r.repeat), int(r.idx)), {}).update(
+            {f"energy_j.{r.component}": r.energy_j, f"how.{r.component}": r.how})
     calls = store.layer_calls(run_id)
     calls = calls[calls["t0_ns"].notna() & calls["t1_ns"].notna()] if not calls.empty else calls
     by_step: dict[tuple[int, int], list[tuple[int, int, dict[str, Any]]]] = {}
@@ -227,7 +234,7 @@ def _step_events(store: Store, run: dict[str, Any], origin: int, steps: pd.DataF
             _us(c.t0_ns, origin), _us(c.t1_ns, origin),
             {"name": c.layer, "cat": f"layer.{c.kind}", "args": {
                 "energy_j": None if pd.isna(c.energy_mj) else c.energy_mj / 1e3,
-                "resolution": c.resolution, "time_ms": c.time_ns / 1e6, "step": int(c.step_idx)}}))
+                "resolution": c.resolution, "how": c.how, "time_ms": c.time_ns / 1e6, "step": int(c.step_idx)}}))
     events = []
     for s in steps.itertuples(index=False):
         key = (int(s.repeat), int(s.idx))
@@ -238,6 +245,8 @@ def _step_events(store: Store, run: dict[str, Any], origin: int, steps: pd.DataF
                 "energy_j": None if tok is None else tok["energy_j"],
                 "net_energy_j": None if tok is None else tok["net_energy_j"],
                 "resolution": None if tok is None else tok["resolution"],
+                "how": None if tok is None else tok["how"],
+                "t0_ns": int(s.t0_ns), "t1_ns": int(s.t1_ns),
                 "n_tokens": None if tok is None else tok["n_tokens"],
                 "token_id": None if tok is None else tok["token_id"],
                 **comp_energy.get(key, {})}

@@ -3,7 +3,9 @@
 * **measured**: read from the hardware's own energy counters (powermetrics, IOReport, NVML, RAPL), over an
   interval at least as long as the counter's update period or sample window.
 * **apportioned** (time-apportioned): a measured window's energy shared out by time to an interval shorter
-  than the window (a 2 ms layer call gets 2 % of a 100 ms window): a timing share, not a measurement.
+  than the window (a 2 ms layer call gets 2 % of a 100 ms window): a timing share, not a measurement. An
+  interval shorter than its counter's update period is apportioned too, even where it covers whole windows:
+  the counter may not have moved inside it.
 * **estimated**: a model of power (the `estimate` source: CPU utilisation × a linear power model); never a
   reading of the hardware.
 * **unknown**: no source recorded the run (or it did not say).
@@ -13,6 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Literal
+
+import numpy as np
+
+from energyprof.components import AGGREGATE_COMPONENTS
 
 MEASURED, APPORTIONED, ESTIMATED, UNKNOWN = "measured", "apportioned", "estimated", "unknown"
 Provenance = Literal["measured", "apportioned", "estimated", "unknown"]
@@ -43,13 +49,60 @@ def is_estimated(run: Mapping[str, Any]) -> bool:
     return run_provenance(run) == ESTIMATED
 
 
-def interval_provenance(source_kind: Provenance, resolution: float | None) -> Provenance:
-    """A single interval's figure: estimated stays estimated; measured becomes apportioned below full resolution."""
+def interval_provenance(source_kind: Provenance, resolution: float | None, duration_ns: float | None = None,
+                        update_period_ns: float | None = None) -> Provenance:
+    """A single interval's figure: estimated stays estimated; measured becomes apportioned below full resolution,
+    or when the interval is shorter than its counter's update period (when one is given)."""
+    return str(interval_provenance_array(source_kind, np.array([np.nan if resolution is None else resolution]),
+                                         None if duration_ns is None else np.array([duration_ns]),
+                                         update_period_ns)[0])  # type: ignore[return-value]
+
+
+def interval_provenance_array(source_kind: Provenance, resolution: np.ndarray, duration_ns: np.ndarray | None = None,
+                              update_period_ns: float | None = None) -> np.ndarray:
+    """interval_provenance for many intervals at once (an object array of labels); NaN resolution is unknown."""
+    res = np.asarray(resolution, dtype=np.float64)
     if source_kind != MEASURED:
-        return source_kind
-    if resolution is None or resolution != resolution:
-        return UNKNOWN
-    return MEASURED if resolution >= FULL_RESOLUTION else APPORTIONED
+        return np.full(res.shape, source_kind, dtype=object)
+    full = res >= FULL_RESOLUTION
+    if duration_ns is not None and update_period_ns is not None:
+        full &= np.asarray(duration_ns, dtype=np.float64) >= update_period_ns
+    out = np.where(full, MEASURED, APPORTIONED).astype(object)
+    out[np.isnan(res)] = UNKNOWN
+    return out
+
+
+_ORDER = np.array([UNKNOWN, MEASURED, APPORTIONED, ESTIMATED], dtype=object)
+"""Worse figures rank higher (the index): a whole made of parts is as good as its worst known part."""
+
+
+def _ranks(labels: np.ndarray) -> np.ndarray:
+    arr = np.asarray(labels, dtype=object)
+    return np.select([arr == name for name in _ORDER[1:]], [1, 2, 3], 0)
+
+
+def whole_system_provenance(by_component: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per interval, the provenance of its whole-system figure from its components' (arrays of labels).
+
+    It follows the whole-system rule of energyprof.components: where an aggregate component (package) is known,
+    the whole is the aggregate's figure and has its provenance; else it is the sum of the known parts and is as
+    good as the worst of them (one apportioned part makes the whole apportioned). Nothing known: unknown."""
+    if not by_component:
+        return np.array([], dtype=object)
+    ranks = {c: _ranks(labels) for c, labels in by_component.items()}
+    n = len(next(iter(ranks.values())))
+    parts = [r for c, r in ranks.items() if c not in AGGREGATE_COMPONENTS]
+    whole = np.max(np.vstack(parts), axis=0) if parts else np.zeros(n, dtype=np.int64)
+    for aggregate in AGGREGATE_COMPONENTS & ranks.keys():
+        whole = np.where(ranks[aggregate] > 0, ranks[aggregate], whole)
+    return _ORDER[whole]
+
+
+def measured_share(labels: np.ndarray) -> float | None:
+    """The share (0-1) of intervals whose figure is measured, among those with a known figure; None when none is."""
+    arr = np.asarray(labels, dtype=object)
+    known = arr[arr != UNKNOWN]
+    return None if known.size == 0 else float(np.count_nonzero(known == MEASURED)) / known.size
 
 
 def labelled(text: str, provenance: Provenance | bool) -> str:

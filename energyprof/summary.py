@@ -74,6 +74,32 @@ class MeanCI:
 
 
 @dataclass
+class Agreement:
+    """A component as two sources saw it over the workload (energyprof.cross_check): each one's energy, and how well
+    their mean power agrees on a common time grid."""
+
+    primary_j: float | None = None
+    """The run's own source: the energy over the grid's bins (the workload, cut into whole bins)."""
+    cross_check_j: float | None = None
+    """The cross-check source over the same bins."""
+    ratio: float | None = None
+    """cross_check_j / primary_j."""
+    correlation: float | None = None
+    """Pearson correlation of the two sources' mean power per bin (None with fewer than 3 bins or a flat series)."""
+    bins: int = 0
+    bin_s: float | None = None
+
+    @classmethod
+    def from_value(cls, value: Any) -> Agreement | None:
+        if isinstance(value, Agreement):
+            return value
+        if not isinstance(value, dict):
+            return None
+        return cls(*(_number(value.get(k)) for k in ("primary_j", "cross_check_j", "ratio", "correlation")),
+                   int(value.get("bins") or 0), _number(value.get("bin_s")))
+
+
+@dataclass
 class RunSummary:
     """What a run found. Fields that do not apply to a run's kind stay None (or empty)."""
 
@@ -128,6 +154,29 @@ class RunSummary:
     """Mean CPU cores used by other processes: {"baseline": …, "workload": …}."""
     background_top: list[ProcessCpu] = field(default_factory=list)
     """The busiest other processes during the workload."""
+    # -- a counter source read at every step boundary (energyprof.profile.counter_chain)
+    boundary_reads: int = 0
+    """Counter readings taken at step boundaries (0: the source has no counter, or was not read at them)."""
+    counter_update_period_s: ComponentValues | None = None
+    """Per component: how often its counter moved, measured at the start of the run; None = untimed (idle, or
+    slower than the probe), and those components' tokens are apportioned from the sampler's windows."""
+    counter_quantum_mj: ComponentValues | None = None
+    """Per component: the smallest change of its counter seen by the probe."""
+    counter_read_us: float | None = None
+    """Median wall time of one counter read (the price of a step boundary)."""
+    counter_probe_s: float | None = None
+    """How long the counter was probed (while the model loaded)."""
+    tokens_measured_share: float | None = None
+    """Share (0-1) of the steps whose whole-system energy is measured; the rest are apportioned (or estimated)."""
+    tokens_measured_share_by_component: ComponentValues | None = None
+    """Per component, the share (0-1) of steps whose energy is measured."""
+    # -- a second opinion: another source recorded during the same run (energyprof.cross_check)
+    cross_check: str | None = None
+    cross_check_error: str | None = None
+    """Why the cross-check source recorded nothing or stopped (the run itself is not affected)."""
+    cross_check_windows: int = 0
+    cross_check_agreement: dict[str, Agreement] = field(default_factory=dict)
+    """Per component both sources report."""
     disturbed: bool | None = None
     """True when the background CPU of the workload differs from the baseline's by more than DISTURBED_CORES."""
     # -- an OpenAI-compatible server (endpoint runs: energyprof.profile.endpoint)
@@ -236,6 +285,17 @@ class RunSummary:
             flags.append("power incomplete")
         return ", ".join(flags)
 
+    def measured_sentence(self) -> str | None:
+        """`Tokens measured: 96 % whole-system (cpu 100 %, gpu 92 %); the rest are time-apportioned.` (None when the
+        run has no per-token figures)."""
+        if self.tokens_measured_share is None:
+            return None
+        by = self.tokens_measured_share_by_component or {}
+        parts = ", ".join(f"{c} {_percent(by[c])}" for c in ordered(by))
+        rest = "estimated" if self.estimated else "time-apportioned"
+        detail = f" ({parts})" if parts else ""
+        return f"Tokens measured: {_percent(self.tokens_measured_share)} whole-system{detail}; the rest are {rest}."
+
     def disturbance(self) -> str | None:
         """One sentence when the run was disturbed by other processes (None otherwise)."""
         if not self.disturbed:
@@ -284,6 +344,10 @@ class RunSummary:
 _DROP = object()
 
 
+def _percent(share: float | None) -> str:
+    return "—" if share is None else f"{share * 100:.0f} %"
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -306,6 +370,10 @@ def _shaped(value: Any, hint: Any) -> Any:
         if not isinstance(value, list):
             return _DROP
         return [p for p in (ProcessCpu.from_value(v) for v in value) if p is not None]
+    if "Agreement" in text:
+        if not isinstance(value, dict):
+            return _DROP
+        return {str(k): Agreement.from_value(v) or Agreement() for k, v in value.items()}
     if "MeanCI" in text and text.startswith("dict"):
         if not isinstance(value, dict):
             return _DROP

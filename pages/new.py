@@ -33,8 +33,8 @@ mode = MODES[st.radio("Profile", list(MODES), horizontal=True, key="mode",
 with st.form("profile"):
     if mode == "endpoint":
         st.caption(ui.ENDPOINT_MODE_HELP)
-    values = ui.param_widgets({"source": ("auto", *available)}, skip=not_in_mode(mode),
-                              key_prefix="endpoint_" if mode == "endpoint" else "",
+    values = ui.param_widgets({"source": ("auto", *available), "cross_check": ("none", *available)},
+                              skip=not_in_mode(mode), key_prefix="endpoint_" if mode == "endpoint" else "",
                               widgets={"model": "text"} if mode == "endpoint" else None)
     unavailable = [s for s in statuses if not s.available]
     st.caption(f"Power source auto picks {ui.md_escape(auto)} here: the first measured source that works, else "

@@ -128,10 +128,13 @@ with right:
                                             "known_windows": "Known windows", "seconds": "Known (s)",
                                             "energy_j": "Energy (J)", "mean_w": "Mean power (W)"}),
                      hide_index=True, width="stretch", key="table_components")
+    ui.show_counter(summary)
+ui.show_cross_check(summary)
 
 if profiled:
     st.subheader(ui.label("Energy per token", est))
-    if ui.apportioned(tokens.get("resolution")):
+    ui.show_measured(summary)
+    if ui.apportioned(tokens.get("resolution")) or ("how" in tokens and (tokens["how"] == "apportioned").any()):
         ui.apportioned_note(ui.APPORTIONED_TOKENS)
     left, right = st.columns(2)
     with left:
@@ -162,7 +165,7 @@ st.caption("Each download holds the full data; the charts above are binned to at
 if profiled:
     with st.expander(ui.label(f"Tokens ({len(tokens):,})", est)):
         st.dataframe(tokens[["repeat", "idx", "phase", "token_text", "duration_s", "energy_j", "net_energy_j",
-                             "resolution"]], hide_index=True, width="stretch", key="table_tokens")
+                             "resolution", "how"]], hide_index=True, width="stretch", key="table_tokens")
         ui.csv_download(store, run["id"], "tokens", "Tokens, every repeat and component")
     if not layers.empty:
         with st.expander(ui.label(f"Layers ({len(layers):,})", est)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,8 +26,12 @@ class FakeNotSupported(FakeNVMLError):
 
 def fake_nvml(devices: list[dict[str, Any]], init_error: int | None = None) -> SimpleNamespace:
     """A module-like object with NVML's functions: a device's 'counter' steps by 'step_mj' per read, or raises
-    NotSupported and then 'power_mw' is constant; 'lost' makes every read fail like a GPU that fell off the bus."""
-    state = {"init": 0, "shutdown": 0}
+    NotSupported and then 'power_mw' is constant; 'lost' makes every read fail like a GPU that fell off the bus.
+
+    A device with 'watts' and 'update_ms' instead of 'step_mj' behaves like a real driver's total-energy counter:
+    constant power, published every update_ms on time.perf_counter_ns() (the job clock), in whole mJ; each read is
+    kept in state["reads"] as (perf_counter_ns() at the read, the value returned)."""
+    state: dict[str, Any] = {"init": 0, "shutdown": 0, "reads": []}
 
     def init() -> None:
         if init_error is not None:
@@ -38,6 +43,12 @@ def fake_nvml(devices: list[dict[str, Any]], init_error: int | None = None) -> S
             raise FakeNVMLError(15)
         if "counter" not in handle:
             raise FakeNotSupported()
+        if "watts" in handle:
+            t = time.perf_counter_ns()
+            period = int(handle["update_ms"] * 1e6)
+            value = handle["counter"] + int(handle["watts"] * (t - t % period) / 1e6)
+            state["reads"].append((t, value))
+            return value
         handle["counter"] += handle["step_mj"]
         return handle["counter"]
 

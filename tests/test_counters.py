@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import threading
-import time
 from pathlib import Path
 
 import pytest
 from fake_nvml import fake_nvml
-from fake_powercap import make_zone
+from fake_powercap import Kernel, make_zone
 
 from energyprof.power.base import CounterReading, PowerSourceError, PowerWindow
 from energyprof.power.counter import describe_counter, probe_counter, probe_source
@@ -43,29 +40,9 @@ def test_sources_without_counters_say_so() -> None:
 # -- RAPL: a powercap tree whose counter a "kernel" thread advances every 10 ms ---------------------------
 
 
-class _Kernel(threading.Thread):
-    """Adds `step_uj` to a zone's energy_uj every `period_s`, atomically (like a sysfs read sees it)."""
-
-    def __init__(self, zone: Path, step_uj: int, period_s: float) -> None:
-        super().__init__(daemon=True)
-        self.zone, self.step_uj, self.period_s = zone, step_uj, period_s
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        value = int((self.zone / "energy_uj").read_text())
-        next_at = time.monotonic()
-        while not self.halt.is_set():
-            next_at += self.period_s
-            time.sleep(max(0.0, next_at - time.monotonic()))
-            value += self.step_uj
-            tmp = self.zone / "energy_uj.tmp"
-            tmp.write_text(f"{value}\n")
-            os.replace(tmp, self.zone / "energy_uj")
-
-
 def test_rapl_counter_period_and_quantum(tmp_path: Path) -> None:
     package = make_zone(tmp_path, "0", "package-0", 1_000_000)
-    kernel = _Kernel(package, step_uj=6_104, period_s=0.01)  # 400 RAPL units of 15.26 uJ every 10 ms: 0.61 W
+    kernel = Kernel(package, step_uj=6_104, period_s=0.01)  # 400 RAPL units of 15.26 uJ every 10 ms: 0.61 W
     kernel.start()
     source = RaplSource(root=tmp_path)
     source.start(100)

@@ -130,14 +130,47 @@ def test_tokens_csv_has_per_component_columns_that_add_up(store: Store, run_id: 
     assert rows[1]["token_text"] == "h" and rows[0]["phase"] == "prefill"
 
 
+def test_tokens_and_calls_csv_carry_job_clock_stamps_and_how(store: Store, run_id: int) -> None:
+    tokens = read_csv(export_csv(store, run_id, "tokens"))
+    steps = step_rows(0, T0 + 100 * MS) + step_rows(1, T0 + 1700 * MS)
+    assert [(int(r["t0_ns"]), int(r["t1_ns"])) for r in tokens] == [(s[3], s[4]) for s in steps]
+    assert float(tokens[0]["t0_s"]) == pytest.approx(0.1)  # seconds from the run's clock start, beside the stamps
+    # rows written without `how` are labelled from the source and the resolution: the 200 ms prefill spans parts of
+    # three 100 ms windows (apportioned); a 60 ms decode step inside one window too
+    assert {r["how"] for r in tokens} == {"apportioned"} and tokens[0]["how_cpu"] == "apportioned"
+    calls = read_csv(export_csv(store, run_id, "calls"))
+    embed = next(c for c in calls if c["layer"] == "embed")
+    assert int(embed["t0_ns"]) == steps[0][3] and int(embed["t1_ns"]) == steps[0][3] + 20 * MS
+    assert embed["how"] == "apportioned"
+    assert {c["how"] for c in calls if c["layer"] == "other"} == {"unknown"}  # no resolution recorded for it
+
+
+def test_stored_how_is_exported_as_stored(store: Store) -> None:
+    run_id = store.create_run("profile", source="ioreport", measured=True, model="tiny", params={})
+    store.update_run(run_id, clock_t0_ns=T0)
+    store.add_steps(run_id, [(0, 0, "prefill", T0, T0 + 50 * MS, 3, None, None),
+                             (0, 1, "decode", T0 + 50 * MS, T0 + 52 * MS, 1, 12, "x")])
+    store.add_step_energy(run_id, [(0, 0, "cpu", 20.0, None, 1.0, "measured"),
+                                   (0, 0, "gpu", 5.0, None, 1.0, "measured"),
+                                   (0, 1, "cpu", 1.0, None, 1.0, "apportioned"),
+                                   (0, 1, "gpu", 0.5, None, 1.0, "measured")])
+    rows = read_csv(export_csv(store, run_id, "tokens"))
+    assert [(r["how"], r["how_cpu"], r["how_gpu"]) for r in rows] == [
+        ("measured", "measured", "measured"), ("apportioned", "apportioned", "measured")]
+    trace = export_trace(store, run_id)
+    decode = next(e for e in x_events(trace) if e["name"].startswith("decode"))
+    assert decode["args"]["how"] == "apportioned" and decode["args"]["how.gpu"] == "measured"
+    assert (decode["args"]["t0_ns"], decode["args"]["t1_ns"]) == (T0 + 50 * MS, T0 + 52 * MS)
+
+
 def test_layers_calls_and_summary_csv(store: Store, run_id: int) -> None:
     layers = read_csv(export_csv(store, run_id, "layers"))
     assert [r["name"] for r in layers] == [name for _, name, *_ in LAYERS]
     assert {"calls", "time_s", "energy_j", "net_energy_j", "resolution", "component"} <= set(layers[0])
     calls = read_csv(export_csv(store, run_id, "calls"))
     assert len(calls) == 12 * 6
-    assert list(calls[0]) == ["repeat", "step_idx", "layer", "kind", "t0_s", "t1_s", "time_s", "energy_j",
-                              "resolution"]
+    assert list(calls[0]) == ["repeat", "step_idx", "layer", "kind", "t0_s", "t1_s", "t0_ns", "t1_ns", "time_s",
+                              "energy_j", "resolution", "how"]
     other = [c for c in calls if c["layer"] == "other"]
     assert len(other) == 12 and all(c["t0_s"] == "" for c in other)
     assert sum(float(c["energy_j"]) for c in calls) == pytest.approx(12 * (5 * 1.0 + 0.5) / 1e3)

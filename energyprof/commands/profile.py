@@ -134,6 +134,9 @@ def format_summary(s: RunSummary) -> str:
         lines.append(labelled("Mean power", est) + f": {_components(s.mean_w, 'W')}   "
                      f"peak: {_components(s.peak_w, 'W')}")
         lines.append(f"Closure error: {'n/a' if s.closure_error is None else f'{s.closure_error:.2g}'}")
+        lines += _how_lines(s)
+    if s.cross_check:
+        lines += _cross_check_lines(s)
     for note in (s.token_note(), s.server_activity()):
         if note:
             lines.append(note)
@@ -147,3 +150,27 @@ def format_summary(s: RunSummary) -> str:
     if s.disturbed:
         lines.append(f"Warning: {s.disturbance()}")
     return "\n".join(lines)
+
+
+def _how_lines(s: RunSummary) -> list[str]:
+    """The share of tokens measured and, for a counter source, its update period and quantum per component."""
+    lines = [s.measured_sentence()] if s.measured_sentence() else []
+    periods, quanta = s.counter_update_period_s or {}, s.counter_quantum_mj or {}
+    if s.boundary_reads and periods:
+        parts = [f"{c} every {p * 1e3:.3g} ms in steps of {quanta.get(c) or 0:.4g} mJ" if p is not None
+                 else f"{c} untimed" for c, p in periods.items()]
+        lines.append(f"Counter read at every step boundary ({s.boundary_reads} reads): {'; '.join(parts)}")
+    return lines
+
+
+def _cross_check_lines(s: RunSummary) -> list[str]:
+    """The cross-check source's energies, ratio and correlation per component, or why there are none."""
+    lines = [f"Cross-check {s.cross_check}: {s.cross_check_windows} windows"]
+    for comp, a in s.cross_check_agreement.items():
+        ratio = "n/a" if a.ratio is None else f"{a.ratio:.3g}"
+        corr = "n/a" if a.correlation is None else f"{a.correlation:.2f}"
+        lines.append(f"  {comp}: {s.source} {_j(a.primary_j)} vs {s.cross_check} {_j(a.cross_check_j)}, "
+                     f"ratio {ratio}, correlation {corr} over {a.bins} bins")
+    if s.cross_check_error:
+        lines.append(f"Warning: {s.cross_check_error}")
+    return lines

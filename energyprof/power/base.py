@@ -172,6 +172,10 @@ class PolledSource(PowerSource):
         self._last: tuple[int, dict[str, float | None]] | None = None
         self._next_due = 0
         self._lock = threading.Lock()
+        self.poll_readings: list[CounterReading] | None = None
+        """Set it to a list before start() to keep the reading behind every poll (the start and each window's end),
+        so the job can merge them with its step-boundary readings into one chain (energyprof.profile.counter_chain).
+        """
 
     @abstractmethod
     def _open(self) -> None:
@@ -201,6 +205,12 @@ class PolledSource(PowerSource):
             t = now_ns()
             self._last = (t, counters)
             self._next_due = t + self._interval_ns
+            self._keep(t, counters)
+
+    def _keep(self, t: int, counters: dict[str, float | None]) -> None:
+        """Keep a poll's reading when asked to (poll_readings is a list) and the source is a counter."""
+        if self.poll_readings is not None and self.is_counter:
+            self.poll_readings.append(CounterReading(t, dict(counters)))
 
     def read_counter(self) -> CounterReading:
         if not self.is_counter:
@@ -230,6 +240,7 @@ class PolledSource(PowerSource):
             t = now_ns()
             t_prev, prev = self._last
             self._last = (t, counters)
+            self._keep(t, counters)
         self._next_due = max(self._next_due + self._interval_ns, t + self._interval_ns // 2)
         return [PowerWindow(t_prev, t, self._window_energy(prev, counters, t - t_prev))]
 

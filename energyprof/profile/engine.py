@@ -3,7 +3,10 @@
 Flow: start the power sampler (its windows are flushed to the store every ~0.5 s and a heartbeat is written
 every ~2 s by the Monitor thread); `loading` (the model); `baseline` (idle, model loaded); `warm-up` (not
 stored); `repeat i of R` (steps stored after each repeat); `attributing` (wait for the window covering the end,
-stop the sampler, attribute energy to steps, layer calls and `other`, write everything in batches). A SIGTERM
+stop the sampler, attribute energy to steps, layer calls and `other`, write everything in batches). With a counter
+source (``is_counter``) the token loop reads the counter at every step boundary and the counter is probed while the
+model loads (energyprof.profile.boundary_reads); a cross-check source records beside the run's own
+(energyprof.profile.cross_check_run). A SIGTERM
 (or Ctrl-C) ends the run as `cancelled`, any error as `failed` with one sentence for people; the power source
 is always stopped, and what was recorded stays in the database.
 
@@ -23,13 +26,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from energyprof.components import ordered
-from energyprof.power.base import PowerSource, PowerSourceError, PowerWindow, now_ns
+from energyprof.power.base import PolledSource, PowerSource, PowerSourceError, PowerWindow, now_ns
 from energyprof.power.sampler import Sampler
+from energyprof.profile import boundary_reads
 from energyprof.profile.background import BackgroundMonitor
+from energyprof.profile.boundary_reads import BoundaryClock, CounterProbe
 from energyprof.profile.cancel import CancelSwitch, JobCancelled
+from energyprof.profile.cross_check_run import CrossCheck
 from energyprof.profile.monitor import Monitor
-from energyprof.profile.params import ProfileParams
+from energyprof.profile.params import NO_CROSS_CHECK, ProfileParams
 from energyprof.profile.workload import Workload, workload_for
+from energyprof.provenance import source_provenance
 from energyprof.store import Store
 from energyprof.summary import DISTURBED_CORES, RunSummary
 
@@ -88,6 +95,10 @@ class ProfileEngine:
         self.background = BackgroundMonitor(self.workload.processes)
         self.clock: Callable[[], int] = now_ns
         """Read at every step boundary by the token loop (see energyprof.profile.loop.generate)."""
+        self.boundary: BoundaryClock | None = None
+        """The clock when the source is a counter: it reads the counter at every step boundary."""
+        self.probe: CounterProbe | None = None
+        self.cross: CrossCheck | None = None
 
     # -- the workload's parts (a model loaded here; None / empty for an endpoint) -----------------
     @property
@@ -147,6 +158,7 @@ class ProfileEngine:
     def _measure(self) -> None:
         self._start_power()
         self._load()
+        self._counter_probed()
         self._baseline()
         self._warmup()
         for repeat in range(self.params.repeats):
@@ -165,8 +177,26 @@ class ProfileEngine:
         self.source = resolve_source(self.params.source)
         with self.cancel.shielded():
             self.store.update_run(self.run_id, source=self.source.name, measured=int(self.source.measured))
+        if isinstance(self.source, PolledSource):
+            self.source.poll_readings = []
         self.sampler = Sampler(self.source, self._on_windows, self.params.interval_ms)
         self.sampler.start()
+        if self.source.is_counter:
+            self.boundary = BoundaryClock(self.source)
+            self.clock = self.boundary
+            self.probe = CounterProbe(self.source)
+            self.probe.start()
+        if self.params.cross_check != NO_CROSS_CHECK:
+            self.cross = CrossCheck(self.params.cross_check, self.store, self.run_id, self.params.interval_ms)
+            self.monitor.more_writers.append(self.cross.writer)
+            self.cross.start(self.source.name)
+
+    def _counter_probed(self) -> None:
+        """Wait for the counter probe started with the source (it ran while the model loaded)."""
+        if self.probe is not None:
+            if self.probe.running:
+                self._phase("probing the counter")
+            self.probe.result()
 
     def _on_windows(self, windows: list[PowerWindow]) -> None:
         """Sampler thread: keep every window, remember the latest end, buffer for the store."""
@@ -225,6 +255,8 @@ class ProfileEngine:
         except Exception:  # stopping must go on to the process cleanup below
             pass
         finally:
+            if self.cross is not None:
+                self.cross.stop()
             if self.source is not None:
                 with suppress(Exception):
                     self.source.stop()
@@ -254,6 +286,7 @@ class ProfileEngine:
             if outcome.status == "done" or is_disk_full(exc):
                 outcome = Outcome("failed", _finish_failure(exc, self.store), traceback.format_exc())
         self._background_figures(summary)
+        self._counter_figures(summary)
         summary.warnings = self._power_warnings(summary)
         summary.text = _text_of(self.generations)
         summary.status = outcome.status
@@ -303,10 +336,18 @@ class ProfileEngine:
         return ordered(named)
 
     def _attribute(self, summary: RunSummary) -> None:
-        from energyprof.profile.results import attribute_run
+        from energyprof.profile.results import HowContext, attribute_run
 
-        done = attribute_run(list(self.windows), self.generations, self.layers, self._components(),
-                             self.baseline_span)
+        components = self._components()
+        kind = source_provenance(self.source.name, self.source.measured) if self.source is not None else None
+        chains, periods = None, None
+        if self.boundary is not None and self.boundary.readings:
+            chains, periods = boundary_reads.chains(
+                self.boundary, getattr(self.source, "poll_readings", None), list(self.windows),
+                self.probe.characteristics if self.probe else None, components,
+                [g.span_ns for g in self.generations if g.steps])
+        done = attribute_run(list(self.windows), self.generations, self.layers, components, self.baseline_span,
+                             chains=chains, how=HowContext(kind, periods) if kind is not None else None)
         self.store.add_step_energy(self.run_id, done.step_energy_rows)
         for i in range(0, len(done.layer_call_rows), CALL_ROWS_PER_BATCH):
             self.store.add_layer_calls(self.run_id, done.layer_call_rows[i:i + CALL_ROWS_PER_BATCH])
@@ -324,6 +365,18 @@ class ProfileEngine:
         if baseline is not None and workload is not None:
             summary.disturbed = abs(workload.cores - baseline.cores) > DISTURBED_CORES
 
+    def _counter_figures(self, summary: RunSummary) -> None:
+        """The counter's characteristics and boundary reads, and the cross-check source's figures."""
+        if self.boundary is not None:
+            characteristics = self.probe.result(0) if self.probe is not None else None
+            for name, value in boundary_reads.summary_fields(self.boundary, characteristics,
+                                                             self._components()).items():
+                setattr(summary, name, value)
+        if self.cross is not None:
+            spans = [g.span_ns for g in self.generations if g.steps]
+            for name, value in self.cross.summary_fields(list(self.windows), spans).items():
+                setattr(summary, name, value)
+
     def _power_warnings(self, summary: RunSummary) -> list[str]:
         """Sentences about power data the run lacks (source died, end not covered, unknown steps)."""
         warnings = []
@@ -334,6 +387,10 @@ class ProfileEngine:
               and self.max_t1 < self.workload_end):
             warnings.append("Power data is incomplete: no sample window covers the end of the workload, so the last "
                             "steps' energy is unknown or low.")
+        if self.boundary is not None and self.boundary.error and not warnings:
+            warnings.append(f"Power data is incomplete: the counter could not be read at a step boundary "
+                            f"({self.boundary.error.rstrip('.')}); later steps are apportioned from the sampler's "
+                            "windows.")
         if summary.unknown_steps and not warnings:
             warnings.append(f"Power data is incomplete: {summary.unknown_steps} steps have unknown energy.")
         return warnings

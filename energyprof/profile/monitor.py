@@ -24,6 +24,8 @@ class Monitor:
         """() -> (share done in [0, 1], tokens done), read from the job's main thread's state."""
         self.on_tick = on_tick
         self.writer = WindowWriter(store, run_id)
+        self.more_writers: list[WindowWriter] = []
+        """Other sources' windows (a cross-check source), flushed with the run's own."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"energyprof-monitor-{run_id}", daemon=True)
         self.flush_errors = 0
@@ -59,11 +61,12 @@ class Monitor:
 
     def flush(self) -> None:
         """Write buffered windows; on a database error keep them for the next try."""
-        try:
-            self.writer.flush()
-        except Exception as exc:  # the writer kept the batch for the next flush
-            self.flush_errors += 1
-            self.last_error = exc
+        for writer in (self.writer, *self.more_writers):
+            try:
+                writer.flush()
+            except Exception as exc:  # the writer kept the batch for the next flush
+                self.flush_errors += 1
+                self.last_error = exc
 
     def stop(self) -> None:
         """Stop the thread and write what is still buffered (from the calling thread)."""

@@ -42,6 +42,15 @@ def _source_choices() -> tuple[str, ...]:
     return (AUTO, *SOURCE_NAMES)
 
 
+NO_CROSS_CHECK = "none"
+
+
+def _cross_check_choices() -> tuple[str, ...]:
+    from energyprof.power.registry import SOURCE_NAMES
+
+    return (NO_CROSS_CHECK, *SOURCE_NAMES)
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """What the CLI and the form need to know about one parameter (its default is the dataclass field's)."""
@@ -99,6 +108,9 @@ class ProfileParams:
                        help="weights and activations precision")
     source: str = param("auto", label="Power source", group="power", choices=_source_choices,
                         help="power source (auto = the first measured source that works here, else the estimate)")
+    cross_check: str = param(NO_CROSS_CHECK, label="Cross-check source", group="power", choices=_cross_check_choices,
+                             help="a second power source recorded during the same run, for a second opinion on the "
+                                  "first (none: no cross-check)")
     interval_ms: int | None = param(None, label="Sampling interval (ms)", group="power",
                                     minimum=INTERVAL_MS_RANGE[0], maximum=INTERVAL_MS_RANGE[1], step=10,
                                     none_means="the source's own", help="power sampling interval in ms")
@@ -180,6 +192,9 @@ class ProfileParams:
             problems.append("The prompt is empty; give some text to profile.")
         elif len(self.prompt) > MAX_PROMPT_CHARS:
             problems.append(f"The prompt has {len(self.prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
+        if self.cross_check != NO_CROSS_CHECK and self.cross_check == self.source:
+            problems.append(f"The cross-check source {self.cross_check} is the run's own source; choose another one, "
+                            "or none.")
         skip = set() if check_model else {"device", "dtype"}
         for name, spec in param_specs():
             if name not in skip and name not in ("endpoint", "api_key_env"):

@@ -2,6 +2,11 @@
 
 Steps get per-component gross and net energy; every layer call gets whole-system energy; the pseudo-layer
 `other` per step is the step minus its top-level layer calls (time and energy), so layers + other = step.
+
+Every figure says how it was obtained (`how`: measured / apportioned / estimated, energyprof.provenance). For a
+counter source read at step boundaries, each component is attributed from its own chain of windows
+(energyprof.profile.counter_chain) and a step is measured only when it covers whole windows and lasts at least
+that component's update period.
 """
 
 from __future__ import annotations
@@ -23,6 +28,14 @@ from energyprof.profile.attribution import (
 )
 from energyprof.profile.hooks import Layer
 from energyprof.profile.loop import Generation
+from energyprof.provenance import (
+    MEASURED,
+    UNKNOWN,
+    Provenance,
+    interval_provenance_array,
+    measured_share,
+    whole_system_provenance,
+)
 from energyprof.summary import MeanCI
 
 Row = tuple[Any, ...]
@@ -69,6 +82,31 @@ class Energies:
     whole: np.ndarray
     net_whole: np.ndarray
     resolution: np.ndarray
+    """The worst (smallest) resolution over the components, per interval."""
+    resolution_by: dict[str, np.ndarray] | None = None
+    """Per component, when components are attributed from their own windows (None: `resolution` for all)."""
+
+    def component_resolution(self, component: str) -> np.ndarray:
+        return self.resolution if self.resolution_by is None else self.resolution_by[component]
+
+
+@dataclass(frozen=True)
+class HowContext:
+    """What labels a figure: the source's provenance and, per component, its counter's update period in ns (None:
+    untimed or not a counter, so only the resolution decides)."""
+
+    source_kind: Provenance = MEASURED
+    periods_ns: dict[str, int | None] | None = None
+
+    def labels(self, e: Energies, duration_ns: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Per component and whole-system: how each interval's energy was obtained (unknown energy: unknown)."""
+        by = {}
+        for comp, gross in e.gross.items():
+            labels = interval_provenance_array(self.source_kind, e.component_resolution(comp), duration_ns,
+                                               (self.periods_ns or {}).get(comp))
+            labels[np.isnan(gross)] = UNKNOWN
+            by[comp] = labels
+        return by, whole_system_provenance(by) if by else np.full(duration_ns.size, UNKNOWN, dtype=object)
 
 
 @dataclass
@@ -113,13 +151,25 @@ def call_table(generations: Sequence[Generation], steps: StepTable) -> CallTable
 
 
 def energies(windows: Sequence[PowerWindow], t0: np.ndarray, t1: np.ndarray, components: Sequence[str],
-             baseline_w: dict[str, float | None] | None) -> Energies:
-    """Attribute intervals and derive net energy and whole-system totals."""
-    att = attribute_intervals(windows, t0, t1, components)
+             baseline_w: dict[str, float | None] | None,
+             chains: dict[str, list[PowerWindow]] | None = None) -> Energies:
+    """Attribute intervals and derive net energy and whole-system totals; with `chains`, each component from its own
+    windows (energyprof.profile.counter_chain)."""
+    resolution_by = None
+    if chains is None:
+        att = attribute_intervals(windows, t0, t1, components)
+        gross, resolution = att.energy_mj, att.resolution
+    else:
+        gross, resolution_by = {}, {}
+        for comp in components:
+            att = attribute_intervals(chains.get(comp, windows), t0, t1, [comp])
+            gross[comp], resolution_by[comp] = att.energy_mj[comp], att.resolution
+        resolution = (np.fmin.reduce(list(resolution_by.values())) if resolution_by
+                      else np.full(np.asarray(t0).size, np.nan))
     duration = (t1 - t0).astype(np.float64)
-    net = {c: net_energy_mj(e, duration, (baseline_w or {}).get(c)) for c, e in att.energy_mj.items()}
-    return Energies(att.energy_mj, net, whole_system_mj(att.energy_mj) if att.energy_mj else np.full(t0.size, np.nan),
-                    whole_system_mj(net) if net else np.full(t0.size, np.nan), att.resolution)
+    net = {c: net_energy_mj(e, duration, (baseline_w or {}).get(c)) for c, e in gross.items()}
+    return Energies(gross, net, whole_system_mj(gross) if gross else np.full(t0.size, np.nan),
+                    whole_system_mj(net) if net else np.full(t0.size, np.nan), resolution, resolution_by)
 
 
 def baseline_of(windows: Sequence[PowerWindow], span: tuple[int, int] | None,
@@ -131,27 +181,36 @@ def baseline_of(windows: Sequence[PowerWindow], span: tuple[int, int] | None,
 
 
 def attribute_run(windows: Sequence[PowerWindow], generations: Sequence[Generation], layers: Sequence[Layer],
-                  components: Sequence[str], baseline_span: tuple[int, int] | None) -> Attributed:
-    """Rows for step_energy, layer_calls and layer_energy, and the energy part of the summary."""
+                  components: Sequence[str], baseline_span: tuple[int, int] | None, *,
+                  chains: dict[str, list[PowerWindow]] | None = None, how: HowContext | None = None) -> Attributed:
+    """Rows for step_energy, layer_calls and layer_energy, and the energy part of the summary.
+
+    `windows` are the sampler's periodic windows (baseline, peaks); `chains`, when given, the windows each component's
+    steps and calls are attributed from; `how` labels every figure (default: a measured source without counter)."""
+    how = how or HowContext()
     generations = [g for g in generations if g.steps]
     steps = step_table(generations)
     baseline = baseline_of(windows, baseline_span, components)
-    step_e = energies(windows, steps.t0, steps.t1, components, baseline)
-    step_rows = _step_energy_rows(steps, step_e)
+    step_e = energies(windows, steps.t0, steps.t1, components, baseline, chains)
+    step_how, step_whole_how = how.labels(step_e, steps.duration)
+    step_rows = _step_energy_rows(steps, step_e, step_how)
     call_rows: list[Row] = []
     layer_rows: list[Row] = []
     layer_closure = None
     if layers:
         calls = call_table(generations, steps)
-        call_e = energies(windows, calls.t0, calls.t1, components, baseline)
+        call_e = energies(windows, calls.t0, calls.t1, components, baseline, chains)
         top = np.isin(calls.layer, [x.layer_id for x in layers if x.parent_id is None and x.module is not None])
         other = _other(steps, step_e, calls, call_e, top, components, baseline)
         other_id = layers[-1].layer_id
-        call_rows = _call_rows(steps, calls, call_e) + _other_rows(steps, other, other_id)
+        call_rows = (_call_rows(steps, calls, call_e, how.labels(call_e, calls.duration)[1])
+                     + _other_rows(steps, other, other_id, how.labels(other.energy, other.time)[1]))
         layer_rows = _layer_energy_rows(layers, calls, call_e, other, other_id, components, baseline)
         layer_closure = _closure(float(np.nansum(step_e.whole)),
                                  float(np.nansum(call_e.whole[top]) + np.nansum(other.energy.whole)))
-    figures = _energy_figures(windows, generations, steps, step_e, components, baseline, layer_closure)
+    figures = _energy_figures(windows, generations, steps, step_e, components, baseline, layer_closure, chains)
+    figures["tokens_measured_share"] = measured_share(step_whole_how)
+    figures["tokens_measured_share_by_component"] = {c: measured_share(labels) for c, labels in step_how.items()}
     return Attributed(step_rows, call_rows, layer_rows, figures)
 
 
@@ -180,7 +239,9 @@ def _other(steps: StepTable, step_e: Energies, calls: CallTable, call_e: Energie
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(steps.duration > 0, time / steps.duration, np.nan)
     resolution = np.clip(step_e.resolution * share, 0, None)
-    return Other(time, Energies(gross, net, whole, net_whole, resolution))
+    resolution_by = None if step_e.resolution_by is None else {
+        c: np.clip(r * share, 0, None) for c, r in step_e.resolution_by.items()}
+    return Other(time, Energies(gross, net, whole, net_whole, resolution, resolution_by))
 
 
 def _none(value: Any) -> Any:
@@ -191,12 +252,13 @@ def _none(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def _step_energy_rows(steps: StepTable, e: Energies) -> list[Row]:
-    """(repeat, idx, component, energy_mj, net_energy_mj, resolution) per step and component."""
+def _step_energy_rows(steps: StepTable, e: Energies, how: dict[str, np.ndarray]) -> list[Row]:
+    """(repeat, idx, component, energy_mj, net_energy_mj, resolution, how) per step and component."""
     rows: list[Row] = []
     for comp in e.gross:
         rows.extend(zip(steps.repeat.tolist(), steps.idx.tolist(), [comp] * steps.t0.size,
-                        _nullable(e.gross[comp]), _nullable(e.net[comp]), _nullable(e.resolution), strict=True))
+                        _nullable(e.gross[comp]), _nullable(e.net[comp]), _nullable(e.component_resolution(comp)),
+                        how[comp].tolist(), strict=True))
     return rows
 
 
@@ -208,19 +270,19 @@ def _nullable(values: np.ndarray) -> list[Any]:
     return out.tolist()
 
 
-def _call_rows(steps: StepTable, calls: CallTable, e: Energies) -> list[Row]:
-    """(repeat, step_idx, layer_id, t0_ns, t1_ns, time_ns, energy_mj, resolution) per call."""
+def _call_rows(steps: StepTable, calls: CallTable, e: Energies, how: np.ndarray) -> list[Row]:
+    """(repeat, step_idx, layer_id, t0_ns, t1_ns, time_ns, energy_mj, resolution, how) per call."""
     return list(zip(steps.repeat[calls.step_row].tolist(), steps.idx[calls.step_row].tolist(), calls.layer.tolist(),
                     calls.t0.tolist(), calls.t1.tolist(), (calls.t1 - calls.t0).tolist(), _nullable(e.whole),
-                    _nullable(e.resolution), strict=True))
+                    _nullable(e.resolution), how.tolist(), strict=True))
 
 
-def _other_rows(steps: StepTable, other: Other, other_id: int) -> list[Row]:
+def _other_rows(steps: StepTable, other: Other, other_id: int, how: np.ndarray) -> list[Row]:
     """One `other` call per step, without start and end (it is the step's time outside hooked layers)."""
     n = steps.t0.size
     return list(zip(steps.repeat.tolist(), steps.idx.tolist(), [other_id] * n, [None] * n, [None] * n,
                     np.round(other.time).astype(np.int64).tolist(), _nullable(other.energy.whole),
-                    _nullable(other.energy.resolution), strict=True))
+                    _nullable(other.energy.resolution), how.tolist(), strict=True))
 
 
 def _layer_energy_rows(layers: Sequence[Layer], calls: CallTable, e: Energies, other: Other, other_id: int,
@@ -260,12 +322,12 @@ def _closure(reference: float, parts: float) -> float | None:
 
 def _energy_figures(windows: Sequence[PowerWindow], generations: Sequence[Generation], steps: StepTable,
                     e: Energies, components: Sequence[str], baseline: dict[str, float | None] | None,
-                    layer_closure: float | None) -> dict[str, Any]:
+                    layer_closure: float | None, chains: dict[str, list[PowerWindow]] | None = None) -> dict[str, Any]:
     """Energy totals, J/token, throughput, power and closure checks: RunSummary fields and their values."""
     spans = [g.span_ns for g in generations if g.span_ns]
     span_t0 = np.array([s[0] for s in spans], dtype=np.int64)
     span_t1 = np.array([s[1] for s in spans], dtype=np.int64)
-    window_e = energies(windows, span_t0, span_t1, components, None)
+    window_e = energies(windows, span_t0, span_t1, components, None, chains)
     steps_total = float(np.nansum(e.whole))
     window_closure = _closure(float(np.nansum(window_e.whole)), steps_total)
     checks = [c for c in (layer_closure, window_closure) if c is not None]

@@ -1,4 +1,7 @@
-"""Power sample windows: batched inserts and the reads pages and exports need."""
+"""Power sample windows: batched inserts and the reads pages and exports need.
+
+Windows of a run's own power source have `source` NULL; a cross-check source's windows (a second source recorded
+during the same run) carry its name. Every read means the run's own source unless `cross_check` names another."""
 
 from __future__ import annotations
 
@@ -11,25 +14,27 @@ from energyprof.store.db import StoreCore
 
 
 class PowerMixin(StoreCore):
-    def add_power_windows(self, run_id: int, windows: Iterable[PowerWindow]) -> int:
-        """Insert windows in one transaction (one row per window and component; NULL = unknown)."""
-        rows = [(run_id, w.t0_ns, w.t1_ns, comp, energy)
+    def add_power_windows(self, run_id: int, windows: Iterable[PowerWindow], cross_check: str | None = None) -> int:
+        """Insert windows in one transaction (one row per window and component; NULL = unknown); `cross_check` names
+        the cross-check source that recorded them (None: the run's own source)."""
+        rows = [(run_id, w.t0_ns, w.t1_ns, comp, energy, cross_check)
                 for w in windows for comp, energy in w.energy_mj.items()]
         if rows:
             self.record_rows(
-                run_id, "INSERT INTO power_samples (run_id, t0_ns, t1_ns, component, energy_mj) VALUES (?, ?, ?, ?, ?)",
-                rows)
+                run_id, "INSERT INTO power_samples (run_id, t0_ns, t1_ns, component, energy_mj, source) "
+                "VALUES (?, ?, ?, ?, ?, ?)", rows)
         return len(rows)
 
-    def power_samples(self, run_id: int) -> pd.DataFrame:
-        """Every stored window row of a run, long format: t0_ns, t1_ns, component, energy_mj."""
+    def power_samples(self, run_id: int, cross_check: str | None = None) -> pd.DataFrame:
+        """Every stored window row of a run's source (or of a cross-check source), long format: t0_ns, t1_ns,
+        component, energy_mj."""
         return self.frame("SELECT t0_ns, t1_ns, component, energy_mj FROM power_samples WHERE run_id = ? "
-                          "ORDER BY t0_ns, component", (run_id,))
+                          "AND source IS ? ORDER BY t0_ns, component", (run_id, cross_check))
 
-    def power_windows(self, run_id: int) -> list[PowerWindow]:
-        """The run's windows rebuilt as PowerWindow objects, in time order."""
+    def power_windows(self, run_id: int, cross_check: str | None = None) -> list[PowerWindow]:
+        """The run's windows (or a cross-check source's) rebuilt as PowerWindow objects, in time order."""
         rows = self.query("SELECT t0_ns, t1_ns, component, energy_mj FROM power_samples WHERE run_id = ? "
-                          "ORDER BY t0_ns, t1_ns", (run_id,))
+                          "AND source IS ? ORDER BY t0_ns, t1_ns", (run_id, cross_check))
         windows: dict[tuple[int, int], dict[str, float | None]] = {}
         for r in rows:
             windows.setdefault((r["t0_ns"], r["t1_ns"]), {})[r["component"]] = r["energy_mj"]
@@ -42,7 +47,7 @@ class PowerMixin(StoreCore):
             "SUM(CASE WHEN energy_mj IS NOT NULL THEN t1_ns - t0_ns END) / 1e9 AS seconds, "
             "SUM(energy_mj) / 1e3 AS energy_j, "
             "SUM(energy_mj) / 1e3 / (SUM(CASE WHEN energy_mj IS NOT NULL THEN t1_ns - t0_ns END) / 1e9) "
-            "AS mean_w FROM power_samples WHERE run_id = ? GROUP BY component ORDER BY component",
+            "AS mean_w FROM power_samples WHERE run_id = ? AND source IS NULL GROUP BY component ORDER BY component",
             (run_id,))
 
     def power_timeline(self, run_id: int, max_points: int = 1000, *, start_ns: int | None = None,
@@ -53,7 +58,8 @@ class PowerMixin(StoreCore):
         bounds = {"run": run_id, "start": start_ns, "end": end_ns}
         run = self.query_one("SELECT clock_t0_ns FROM runs WHERE id = ?", (run_id,))
         span = self.query_one("SELECT MIN(t0_ns) AS lo, MAX(t1_ns) AS hi FROM power_samples WHERE run_id = :run "
-                              "AND (:start IS NULL OR t1_ns > :start) AND (:end IS NULL OR t0_ns < :end)", bounds)
+                              "AND source IS NULL AND (:start IS NULL OR t1_ns > :start) "
+                              "AND (:end IS NULL OR t0_ns < :end)", bounds)
         if span is None or span["lo"] is None:
             return pd.DataFrame(columns=["t_s", "component", "power_w", "peak_w", "t1_s"])
         origin = run["clock_t0_ns"] if run and run["clock_t0_ns"] is not None else span["lo"]
@@ -63,7 +69,7 @@ class PowerMixin(StoreCore):
             "SELECT (MIN(t0_ns) - :origin) / 1e9 AS t_s, component, "
             "SUM(energy_mj) / 1e3 / (SUM(CASE WHEN energy_mj IS NOT NULL THEN t1_ns - t0_ns END) / 1e9) "
             "AS power_w, MAX(energy_mj / 1e3 / ((t1_ns - t0_ns) / 1e9)) AS peak_w, "
-            "(MAX(t1_ns) - :origin) / 1e9 AS t1_s FROM power_samples WHERE run_id = :run "
+            "(MAX(t1_ns) - :origin) / 1e9 AS t1_s FROM power_samples WHERE run_id = :run AND source IS NULL "
             "AND (:start IS NULL OR t1_ns > :start) AND (:end IS NULL OR t0_ns < :end) "
             "GROUP BY (t0_ns - :lo) / :width, component ORDER BY t_s, component",
             {**bounds, "origin": origin, "lo": lo, "width": width})

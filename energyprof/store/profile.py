@@ -2,12 +2,15 @@
 
 Row tuples (fast `executemany` batches):
 - step:          (repeat, idx, phase, t0_ns, t1_ns, n_tokens, token_id, token_text)
-- step energy:   (repeat, idx, component, energy_mj, net_energy_mj, resolution)
+- step energy:   (repeat, idx, component, energy_mj, net_energy_mj, resolution[, how])
 - layer:         (layer_id, name, kind, parent_id, position)
-- layer call:    (repeat, step_idx, layer_id, t0_ns, t1_ns, time_ns, energy_mj, resolution)
+- layer call:    (repeat, step_idx, layer_id, t0_ns, t1_ns, time_ns, energy_mj, resolution[, how])
                  energy_mj is the call's whole-system energy (energyprof.power.base.total_energy_mj);
                  the pseudo-layer `other` (time in no hooked module) has t0_ns = t1_ns = NULL.
 - layer energy:  (layer_id, component, calls, time_ns, energy_mj, net_energy_mj, resolution), over measured repeats.
+
+`how` (energyprof.provenance: measured / apportioned / estimated / unknown) says how a figure was obtained; rows
+written without it (older runs) are labelled on reading from the run's source and the row's resolution.
 """
 
 from __future__ import annotations
@@ -18,9 +21,15 @@ from typing import Any
 import pandas as pd
 
 from energyprof.components import whole_system_long
+from energyprof.provenance import interval_provenance_array, source_provenance, whole_system_provenance
 from energyprof.store.db import StoreCore
 
 Row = Sequence[Any]
+
+
+def _with_how(row: Row, width: int) -> tuple[Any, ...]:
+    """A row of `width` values, the optional trailing `how` filled with None when absent."""
+    return (*row, None)[:width]
 
 
 class ProfileMixin(StoreCore):
@@ -33,7 +42,7 @@ class ProfileMixin(StoreCore):
     def add_step_energy(self, run_id: int, rows: Iterable[Row]) -> None:
         self.record_rows(
             run_id, "INSERT OR REPLACE INTO step_energy (run_id, repeat, idx, component, energy_mj, net_energy_mj, "
-            "resolution) VALUES (?, ?, ?, ?, ?, ?, ?)", ((run_id, *r) for r in rows))
+            "resolution, how) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", ((run_id, *_with_how(r, 7)) for r in rows))
 
     def add_layers(self, run_id: int, rows: Iterable[Row]) -> None:
         self.record_rows(
@@ -43,7 +52,7 @@ class ProfileMixin(StoreCore):
     def add_layer_calls(self, run_id: int, rows: Iterable[Row]) -> None:
         self.record_rows(
             run_id, "INSERT INTO layer_calls (run_id, repeat, step_idx, layer_id, t0_ns, t1_ns, time_ns, energy_mj, "
-            "resolution) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", ((run_id, *r) for r in rows))
+            "resolution, how) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", ((run_id, *_with_how(r, 9)) for r in rows))
 
     def add_layer_energy(self, run_id: int, rows: Iterable[Row]) -> None:
         self.record_rows(
@@ -52,10 +61,12 @@ class ProfileMixin(StoreCore):
 
     # -- reads (pages, exports) ----------------------------------------------------------------
     def steps(self, run_id: int, repeat: int | None = None) -> pd.DataFrame:
-        """Steps of a run (one repeat or all), times in seconds from the run's clock start."""
+        """Steps of a run (one repeat or all), times in seconds from the run's clock start and (t0_ns, t1_ns) on the
+        job clock itself (time.perf_counter_ns() of the job process)."""
         return self.frame(
             "SELECT s.repeat, s.idx, s.phase, (s.t0_ns - COALESCE(r.clock_t0_ns, 0)) / 1e9 AS t0_s, "
-            "(s.t1_ns - COALESCE(r.clock_t0_ns, 0)) / 1e9 AS t1_s, (s.t1_ns - s.t0_ns) / 1e9 AS duration_s, "
+            "(s.t1_ns - COALESCE(r.clock_t0_ns, 0)) / 1e9 AS t1_s, s.t0_ns, s.t1_ns, "
+            "(s.t1_ns - s.t0_ns) / 1e9 AS duration_s, "
             "s.n_tokens, s.token_id, s.token_text FROM steps s JOIN runs r ON r.id = s.run_id "
             "WHERE s.run_id = :run AND (:repeat IS NULL OR s.repeat = :repeat) ORDER BY s.repeat, s.idx",
             {"run": run_id, "repeat": repeat})
@@ -68,13 +79,26 @@ class ProfileMixin(StoreCore):
             {"run": run_id, "repeat": repeat})
 
     def step_energy(self, run_id: int, repeat: int | None = None) -> pd.DataFrame:
-        """Long format: repeat, idx, phase, component, energy_j, net_energy_j, resolution."""
-        return self.frame(
+        """Long format: repeat, idx, phase, component, energy_j, net_energy_j, resolution, how."""
+        frame = self.frame(
             "SELECT e.repeat, e.idx, s.phase, e.component, e.energy_mj / 1e3 AS energy_j, "
-            "e.net_energy_mj / 1e3 AS net_energy_j, e.resolution FROM step_energy e "
+            "e.net_energy_mj / 1e3 AS net_energy_j, e.resolution, e.how FROM step_energy e "
             "JOIN steps s ON s.run_id = e.run_id AND s.repeat = e.repeat AND s.idx = e.idx "
             "WHERE e.run_id = :run AND (:repeat IS NULL OR e.repeat = :repeat) "
             "ORDER BY e.repeat, e.idx, e.component", {"run": run_id, "repeat": repeat})
+        return self._filled_how(run_id, frame)
+
+    def _filled_how(self, run_id: int, frame: pd.DataFrame) -> pd.DataFrame:
+        """`how` where a row has none (written before it was stored): from the run's source and the resolution."""
+        missing = frame["how"].isna() if "how" in frame else pd.Series(dtype=bool)
+        if not missing.any():
+            return frame
+        run = self.query_one("SELECT source, measured FROM runs WHERE id = ?", (run_id,))
+        measured = None if run is None or run["measured"] is None else bool(run["measured"])
+        kind = source_provenance(run["source"] if run else None, measured)
+        resolution = pd.to_numeric(frame.loc[missing, "resolution"], errors="coerce").to_numpy(dtype=float)
+        frame.loc[missing, "how"] = interval_provenance_array(kind, resolution)
+        return frame
 
     def step_span_ns(self, run_id: int) -> tuple[int, int] | None:
         """(first step start, last step end) on the job clock, or None for a run without steps."""
@@ -82,17 +106,19 @@ class ProfileMixin(StoreCore):
         return None if row is None or row["lo"] is None else (int(row["lo"]), int(row["hi"]))
 
     def tokens_with_energy(self, run_id: int, repeat: int | None = None) -> pd.DataFrame:
-        """One row per step: the step's columns plus whole-system gross/net energy (J) and worst resolution.
+        """One row per step: the step's columns plus whole-system gross/net energy (J), worst resolution and `how`.
 
-        Whole-system energy follows the one rule in energyprof.components (package when known, else the parts)."""
+        Whole-system energy follows the one rule in energyprof.components (package when known, else the parts), and
+        its `how` the matching rule in energyprof.provenance."""
         steps = self.steps(run_id, repeat)
         energy = self.step_energy(run_id, repeat)
         if steps.empty:
             return steps.assign(energy_j=pd.Series(dtype=float), net_energy_j=pd.Series(dtype=float),
-                                resolution=pd.Series(dtype=float))
+                                resolution=pd.Series(dtype=float), how=pd.Series(dtype=object))
         totals = whole_system_long(energy, ["repeat", "idx"], ["energy_j", "net_energy_j"])
         resolution = energy.groupby(["repeat", "idx"], as_index=False)["resolution"].min()
-        totals = totals.merge(resolution, on=["repeat", "idx"], how="left")
+        totals = totals.merge(resolution, on=["repeat", "idx"], how="left").merge(
+            _whole_how(energy), on=["repeat", "idx"], how="left")
         return steps.merge(totals, on=["repeat", "idx"], how="left")
 
     def layers(self, run_id: int) -> pd.DataFrame:
@@ -109,11 +135,12 @@ class ProfileMixin(StoreCore):
 
     def layer_calls(self, run_id: int) -> pd.DataFrame:
         """Every layer call (for downloads and traces, not for charts)."""
-        return self.frame(
+        frame = self.frame(
             "SELECT c.repeat, c.step_idx, l.name AS layer, l.kind, c.t0_ns, c.t1_ns, c.time_ns, "
-            "c.energy_mj, c.resolution FROM layer_calls c "
+            "c.energy_mj, c.resolution, c.how FROM layer_calls c "
             "JOIN layers l ON l.run_id = c.run_id AND l.layer_id = c.layer_id "
             "WHERE c.run_id = ? ORDER BY c.repeat, c.step_idx, c.t0_ns", (run_id,))
+        return self._filled_how(run_id, frame)
 
     def layer_call_count(self, run_id: int) -> int:
         row = self.query_one("SELECT COUNT(*) AS n FROM layer_calls WHERE run_id = ?", (run_id,))
@@ -139,3 +166,12 @@ class ProfileMixin(StoreCore):
             "WHERE run_id = :run AND repeat = :repeat GROUP BY step_idx / :w, layer_id) a "
             "JOIN layers l ON l.run_id = :run AND l.layer_id = a.layer_id ORDER BY l.position, a.step_lo",
             {"w": width, "last": steps - 1, "run": run_id, "repeat": repeat})
+
+
+def _whole_how(energy: pd.DataFrame) -> pd.DataFrame:
+    """Per step (repeat, idx): the `how` of its whole-system energy from its components' (one rule, in provenance)."""
+    if energy.empty:
+        return pd.DataFrame(columns=["repeat", "idx", "how"])
+    wide = energy.pivot(index=["repeat", "idx"], columns="component", values="how")
+    labels = whole_system_provenance({c: wide[c].fillna("unknown").to_numpy(dtype=object) for c in wide.columns})
+    return pd.DataFrame({"how": labels}, index=wide.index).reset_index()

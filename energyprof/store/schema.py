@@ -103,4 +103,17 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN pid_started_at REAL;
     """,
+    # 4 (counters): how each step's and layer call's energy was obtained (energyprof.provenance labels); NULL in
+    # rows written before, which readers label from the run's source and the row's resolution.
+    """
+    ALTER TABLE step_energy ADD COLUMN how TEXT
+        CHECK (how IS NULL OR how IN ('measured', 'apportioned', 'estimated', 'unknown'));
+    ALTER TABLE layer_calls ADD COLUMN how TEXT
+        CHECK (how IS NULL OR how IN ('measured', 'apportioned', 'estimated', 'unknown'));
+    """,
+    # 5 (counters): the cross-check source that recorded a window; NULL = the run's own (primary) source, which every
+    # existing row is and which every read means unless it names a cross-check source.
+    """
+    ALTER TABLE power_samples ADD COLUMN source TEXT;
+    """,
 ]

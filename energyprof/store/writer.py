@@ -17,8 +17,10 @@ class WindowWriter:
     A failed write puts the batch back in front of the buffer and re-raises; the next flush retries it.
     With keep=True every window also stays in `windows` (for a summary at the end)."""
 
-    def __init__(self, store: Store, run_id: int, *, keep: bool = False) -> None:
+    def __init__(self, store: Store, run_id: int, *, keep: bool = False, cross_check: str | None = None) -> None:
         self.store, self.run_id = store, run_id
+        self.cross_check = cross_check
+        """The cross-check source these windows come from (None: the run's own source)."""
         self.windows: list[PowerWindow] | None = [] if keep else None
         self._pending: list[PowerWindow] = []
         self._lock = threading.Lock()
@@ -35,7 +37,7 @@ class WindowWriter:
         if not batch:
             return
         try:
-            self.store.add_power_windows(self.run_id, batch)
+            self.store.add_power_windows(self.run_id, batch, self.cross_check)
         except BaseException:
             with self._lock:
                 self._pending[:0] = batch

@@ -4,7 +4,8 @@ Modules: `nav` (the pages table, page_setup and the sidebar, links, query parame
 `data` (the Store, cached reads, database errors as one sentence), `summary` (a run summary's headline
 figures), `format` (numbers as text, md_escape), `badges` (measured/estimated, status, time-apportioned),
 `drawing` (charts, downloads, shaded token text), `live` (launch, follow and cancel a job; the quiet live view),
-`endpoint` (an endpoint run's server, time to first token and server process).
+`endpoint` (an endpoint run's server, time to first token and server process), `counters` (share of tokens
+measured, a counter's update period and quantum, a cross-check source's agreement).
 The dashboard imports energyprof.store, energyprof.jobs, energyprof.charts, energyprof.export,
 energyprof.power.registry and energyprof.profile.params (the parameter table), never torch or transformers."""
 
@@ -20,6 +21,7 @@ from energyprof.ui.badges import (
     source_label,
     status_badge,
 )
+from energyprof.ui.counters import show_counter, show_cross_check, show_measured
 from energyprof.ui.data import (
     STORE_ERRORS,
     clear_caches,
@@ -74,8 +76,8 @@ __all__ = [
     "apportioned_note", "cancel_job", "chart", "clear_caches", "csv_download", "db_path", "estimated_badge",
     "flash", "fmt_ci", "fmt_date", "fmt_energy", "fmt_power", "fmt_rate", "fmt_seconds", "get_store",
     "is_estimated", "is_measured_phase", "label", "launch", "live_job", "md_escape", "measured_badge",
-    "page_setup", "param_widgets", "query_run_id", "query_run_ids", "run_link", "run_views", "show_flash",
-    "source_label",
+    "page_setup", "param_widgets", "query_run_id", "query_run_ids", "run_link", "run_views", "show_counter",
+    "show_cross_check", "show_flash", "show_measured", "source_label",
     "source_statuses", "status_badge", "store_error", "store_errors", "summary_of", "token_text_html",
     "trace_download", "workload_components",
 ]

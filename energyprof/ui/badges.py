@@ -17,8 +17,8 @@ __all__ = ["APPORTIONED", "APPORTIONED_TOKENS", "apportioned", "apportioned_note
 
 APPORTIONED = ("time-apportioned: layer calls are shorter than the sampling window, their energy is a share "
                "of the window, not a measurement")
-APPORTIONED_TOKENS = ("time-apportioned: some tokens cover only part of a sampling window, their energy is a "
-                      "share of those windows, not a measurement")
+APPORTIONED_TOKENS = ("time-apportioned: some tokens cover only part of a sampling window (or are shorter than the "
+                      "counter's update period), their energy is a share of a longer window, not a measurement")
 STATUS_BADGES = {"done": ":green-badge[done]", "running": ":blue-badge[running]", "queued": ":gray-badge[queued]",
                  "failed": ":red-badge[failed]", "cancelled": ":orange-badge[cancelled]"}
 

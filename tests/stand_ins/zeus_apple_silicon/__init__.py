@@ -24,6 +24,8 @@ Environment (read when a monitor is created):
   FAKE_IOREPORT_FAIL=crash           the constructor kills the process with SIGSEGV, as native code can
   FAKE_IOREPORT_READ_US=0            take this long per read (the real one samples every channel), with the
                                      GIL released: the worst case for callers that do not serialise reads
+  FAKE_IOREPORT_READ_LOG=PATH        append every read to this file, one JSON line [t_ns, {field: mJ}] (READS for
+                                     a test that drives the monitor in another process)
 
 The library promises nothing about threads, so two threads inside one monitor at once raise
 RuntimeError here (callers must serialise their reads). Counter values are a function of
@@ -33,6 +35,7 @@ time.perf_counter_ns() (the job clock on the same host), so a test can compute w
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -105,6 +108,7 @@ class AppleEnergyMonitor:
         self._no_channels = fail == "no-channels"
         self._missing = {f.strip() for f in os.environ.get("FAKE_IOREPORT_MISSING", "").split(",") if f.strip()}
         self._read_ns = int(_env_float("FAKE_IOREPORT_READ_US", 0.0) * 1e3)
+        self._log = os.environ.get("FAKE_IOREPORT_READ_LOG", "").strip() or None
         self._windows: dict[str, AppleEnergyMetrics] = {}
         self._inside = threading.Lock()
 
@@ -138,6 +142,9 @@ class AppleEnergyMonitor:
             out.efficiency_core_manager_mj = manager
             out.performance_core_manager_mj = manager
         READS.append((t, {field: getattr(out, field) for field in SCALAR_FIELDS}))
+        if self._log is not None:
+            with open(self._log, "a") as log:
+                log.write(json.dumps([t, READS[-1][1]]) + "\n")
         return out
 
     def begin_window(self, key: str, restart: bool = False) -> None:
