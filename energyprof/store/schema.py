@@ -103,4 +103,54 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN pid_started_at REAL;
     """,
+    # 4 (replay): measured per-layer energy by replaying each layer alone (energyprof.profile.replay). One row per
+    # timed loop (trial), per layer and phase (figures per call over the trials, whole system) and per layer, phase
+    # and component. layer_id -1 is the `(cache restore)` reference (energyprof.store.replay.RESTORE_LAYER_ID).
+    """
+    CREATE TABLE replay_trials (
+        run_id        INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        layer_id      INTEGER NOT NULL,
+        phase         TEXT NOT NULL,
+        step_idx      INTEGER NOT NULL,
+        trial         INTEGER NOT NULL,
+        t0_ns         INTEGER NOT NULL,
+        t1_ns         INTEGER NOT NULL,
+        calls         INTEGER NOT NULL,
+        energy_mj     REAL,
+        net_energy_mj REAL,
+        PRIMARY KEY (run_id, layer_id, phase, trial),
+        CHECK (t1_ns > t0_ns AND calls > 0)
+    );
+    CREATE TABLE layer_replay (
+        run_id                 INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        layer_id               INTEGER NOT NULL,
+        phase                  TEXT NOT NULL,
+        step_idx               INTEGER NOT NULL,
+        trials                 INTEGER NOT NULL,
+        calls                  INTEGER NOT NULL,
+        time_ns_per_call       REAL,
+        energy_mj_per_call     REAL,
+        net_energy_mj_per_call REAL,
+        power_w                REAL,
+        net_power_w            REAL,
+        ci95_mj                REAL,
+        net_ci95_mj            REAL,
+        cv                     REAL,
+        flagged                INTEGER NOT NULL DEFAULT 0,
+        method                 TEXT,
+        windows                INTEGER,
+        restore_subtracted     INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (run_id, layer_id, phase)
+    );
+    CREATE TABLE layer_replay_energy (
+        run_id                 INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        layer_id               INTEGER NOT NULL,
+        phase                  TEXT NOT NULL,
+        component              TEXT NOT NULL,
+        energy_mj_per_call     REAL,
+        net_energy_mj_per_call REAL,
+        ci95_mj                REAL,
+        PRIMARY KEY (run_id, layer_id, phase, component)
+    );
+    """,
 ]
