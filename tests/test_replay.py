@@ -78,7 +78,8 @@ def test_a_replayed_decode_attention_sees_the_same_cache_length_on_every_call(ti
             assert {n for when, n in seen if when == 1} == {length + 1}   # the call appended one position
             assert all(torch.equal(outputs[0], out) for out in outputs)
             seen.clear()
-            timed_loop(lambda: attn.call(), (), {}, lambda: None, 0.01, "cpu")  # without the restore it leaks
+            for _ in range(3):  # without the restore it leaks
+                attn.call()
             before = [n for when, n in seen if when == 0]
             assert before[:3] == [length, length + 1, length + 2]
     finally:
@@ -151,12 +152,13 @@ def test_every_hooked_module_of_each_family_and_depth_is_replayed(store: Store, 
 
 # -- the proof: power that depends on the module --------------------------------------------------------------------
 def _wide_llama(folder: Path) -> Path:
-    """A 2-block Llama whose MLP and attention calls take ~0.5-2 ms on a CPU (the loop's own µs are then noise)."""
+    """A 2-block Llama whose MLP and attention calls take milliseconds on a CPU: the tens of µs a call spends in
+    nn.Module.__call__ and the replay loop, outside the module (at idle power here), are then under 2 %."""
     from transformers import ByT5Tokenizer, LlamaConfig, LlamaForCausalLM
 
     tok = ByT5Tokenizer()
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=512, intermediate_size=2048, num_hidden_layers=2,
-                         num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=512,
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=1024, intermediate_size=4096, num_hidden_layers=2,
+                         num_attention_heads=16, num_key_value_heads=8, max_position_embeddings=512,
                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None)
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
@@ -244,6 +246,8 @@ def test_the_plan_says_how_long_replay_takes_before_it_starts() -> None:
                                "references, × 3 trials × 0.3 s ≈ 31 s.")
     auto = plan_replay(ProfileParams(model="small", layers="blocks", layer_energy="replay"))
     assert auto.seconds_per_trial == 1.0 and auto.modules == 15
+    assert auto.describe().endswith("≈ 1.6 min. Trials last longer when the power source's counter updates more "
+                                    "slowly than that (10 updates per trial); set the seconds per trial to bound it.")
     assert plan_replay(ProfileParams(layer_energy="replay", interval_ms=500)).seconds_per_trial == 5.0
     custom = plan_replay(ProfileParams(model="./my-model", layer_energy="replay"))
     assert custom.modules is None and custom.total_s is None and "per module" in custom.describe()
@@ -289,3 +293,35 @@ def test_a_module_that_cannot_run_alone_is_skipped_with_a_sentence(tiny, monkeyp
     failed = Replayer(tiny, layers, seconds=0.005, trials=1).run(prompt, LoopOptions(4, ignore_eos=True), 2)
     assert failed.trials == [] and failed.skipped == [
         "No layer could be replayed: capturing their inputs failed with ValueError: odd model."]
+
+
+def test_the_python_api_replays_a_model_it_is_given(store: Store) -> None:
+    from transformers import ByT5Tokenizer, GPT2Config, GPT2LMHeadModel
+
+    import energyprof
+
+    tok = ByT5Tokenizer()
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(tok), n_positions=128))
+    summary = energyprof.profile_generation(model, tok, "Hello", max_new_tokens=4, ignore_eos=True, source="estimate",
+                                            interval_ms=20, layers="modules", layer_energy="replay", replay_s=0.01,
+                                            replay_trials=2, replay_step=1, db=store.path)
+    assert summary.status == "done", summary.error
+    assert summary.replay_steps == {"prefill": 0, "decode": 1} and summary.replay_layers == 2 * 9
+    assert hook_count(model) == 0 and model.training is True  # hooks gone, the caller's mode back
+    replay = store.layer_replay(summary.run_id)
+    assert (replay.loc[replay["kind"] != "restore", "trials"] == 2).all()
+
+
+@pytest.mark.parametrize("device", ["cuda", "mps"])
+def test_loops_on_an_asynchronous_device_synchronise_after_every_call(device: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from energyprof.profile import replay
+
+    events: list[str] = []
+    monkeypatch.setattr(replay, "synchronize", lambda dev: events.append(f"sync {dev}"))
+    done = timed_loop(lambda: events.append("call"), (), {}, lambda: events.append("restore"), 0.002, device)
+    assert done.calls >= 1
+    assert events == ([f"sync {device}"] + ["call", "restore", f"sync {device}"] * done.calls + [f"sync {device}"])
+    events.clear()
+    timed_loop(lambda: events.append("call"), (), {}, lambda: None, 0.001, "cpu")
+    assert "sync cpu" not in events[1:-1]  # on the cpu only the loop's ends call it (a no-op there)

@@ -14,13 +14,15 @@ from energyprof.summary import RunSummary
 def profile_generation(model: Any, tokenizer: Any, prompt: str, *, max_new_tokens: int = 32, layers: str = "blocks",
                        source: str = "auto", interval_ms: int | None = None, repeats: int = 1, warmup: int = 0,
                        baseline_s: float = 0.0, ignore_eos: bool = False, temperature: float = 0.0,
-                       top_p: float = 1.0, seed: int = 0, name: str | None = None,
-                       db: str | os.PathLike[str] | None = None) -> RunSummary:
+                       top_p: float = 1.0, seed: int = 0, layer_energy: str = "apportioned",
+                       replay_step: int | None = None, replay_s: float | None = None, replay_trials: int = 3,
+                       name: str | None = None, db: str | os.PathLike[str] | None = None) -> RunSummary:
     """Profile `model` generating from `prompt` and store the run; returns the run's summary (RunSummary).
 
     The model stays where it is (device and dtype are read from its parameters) and runs in eval mode (its
     training flag is restored afterwards); a causal LM is profiled token by token, any other model per
-    forward pass. The run goes to `db` (default: $ENERGYPROF_DB or the
+    forward pass. `layer_energy="replay"` then replays each hooked layer alone (energyprof.profile.replay, the
+    cost: energyprof.profile.replay_plan.plan_replay). The run goes to `db` (default: $ENERGYPROF_DB or the
     user data folder), so the dashboard shows it. Raises ValueError for invalid arguments and
     JobAlreadyRunning when another profiling job is active; a run that fails or is interrupted (Ctrl-C)
     returns its summary with status `failed` or `cancelled`."""
@@ -31,7 +33,8 @@ def profile_generation(model: Any, tokenizer: Any, prompt: str, *, max_new_token
     params = ProfileParams(model=label, prompt=prompt, max_new_tokens=max_new_tokens, ignore_eos=ignore_eos,
                            device=device, dtype=dtype, source=source, interval_ms=interval_ms, layers=layers,
                            repeats=repeats, warmup=warmup, baseline_s=baseline_s, temperature=temperature,
-                           top_p=top_p, seed=seed)
+                           top_p=top_p, seed=seed, layer_energy=layer_energy, replay_step=replay_step,
+                           replay_s=replay_s, replay_trials=replay_trials)
     params.validate(check_model=False)
     kind = "causal" if _can_generate(model) else "encoder"
     loaded = LoadedModel(model, tokenizer, kind, label, sum(p.numel() for p in model.parameters()), device, dtype)

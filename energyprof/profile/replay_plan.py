@@ -24,6 +24,8 @@ WARMUP_CALLS = 2
 """Unmeasured calls of a module before each of its trials (warm caches, lazy initialisation)."""
 TRIAL_OVERHEAD_S = 0.02
 """Rough time per trial outside the measured loop (warm-up calls, the progress write), for the estimate."""
+AUTOMATIC_NOTE = (" Trials last longer when the power source's counter updates more slowly than that (10 updates per "
+                  "trial); set the seconds per trial to bound it.")
 BUILTIN_BLOCKS: dict[str, int] = {"tiny": 4, "small": 12, "medium": 24}
 """Decoder blocks of the built-in models (energyprof.profile.models.BUILTIN_MODELS; a test checks they match)."""
 
@@ -60,6 +62,8 @@ class ReplayPlan:
     references: int
     trials: int
     seconds_per_trial: float
+    automatic: bool = False
+    """The trial length was not set: it follows the source (a counter that updates slowly makes trials longer)."""
 
     @property
     def trial_count(self) -> int | None:
@@ -86,8 +90,9 @@ class ReplayPlan:
                     f"trials × {seconds}, about {_duration(self.per_module_s())} per module (the count of modules "
                     "is known once the model is loaded).")
         refs = f" + {self.references} cache-restore references" if self.references else ""
-        return (f"Replay after the measured repeats: {self.modules} modules × {self.phases} phases{refs}, "
+        text = (f"Replay after the measured repeats: {self.modules} modules × {self.phases} phases{refs}, "
                 f"× {self.trials} trials × {seconds} ≈ {_duration(self.total_s or 0.0)}.")
+        return text + (AUTOMATIC_NOTE if self.automatic else "")
 
 
 def plan_replay(params: Any, *, modules: int | None = None, phases: int | None = None, causal: bool = True,
@@ -99,7 +104,8 @@ def plan_replay(params: Any, *, modules: int | None = None, phases: int | None =
     if phases is None:
         phases = 2 if causal and default_replay_step(params.max_new_tokens) is not None else 1
     seconds = trial_seconds(params.replay_s, interval_ms or params.interval_ms, update_period_s)
-    return ReplayPlan(modules, phases, phases if causal else 0, int(params.replay_trials), seconds)
+    return ReplayPlan(modules, phases, phases if causal else 0, int(params.replay_trials), seconds,
+                      automatic=not params.replay_s)
 
 
 def _duration(seconds: float) -> str:
