@@ -346,3 +346,107 @@ def compare_layers(data: pd.DataFrame, *, estimated: bool = False,
         tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("layer:N", title="Layer"),
                  alt.Tooltip("energy_j:Q", title=measure, format=".4g")],
     ).properties(title=title(measure, estimated), height=alt.Step(10 * runs + 4))
+
+
+REPLAY_KINDS: tuple[str, ...] = ("embedding", "block", "attention", "mlp", "norm", "lm_head")
+"""Layer kinds in the replay summary, in model order (`block` holds its attention and MLP: kinds do not add up)."""
+
+
+def _replay_phase(replay: pd.DataFrame, phase: str | None) -> pd.DataFrame:
+    """The replayed layers (not the cache-restore reference) of one phase, in model order."""
+    if replay.empty:
+        return replay
+    data = replay[replay["kind"] != "restore"]
+    return data[data["phase"] == phase] if phase is not None else data
+
+
+def replay_energy_bars(replay: pd.DataFrame, *, phase: str | None = None, estimated: bool = False,
+                       net: bool = False) -> alt.LayerChart | alt.Chart:
+    """Energy per call of each replayed layer (J) with its 95 % CI over trials; a CI wider than its mean is drawn
+    faded and says so in the tooltip. `replay` has layer, kind, position, phase, energy_j_per_call, ci95_j, … ."""
+    col, ci = ("net_energy_j_per_call", "net_ci95_j") if net else ("energy_j_per_call", "ci95_j")
+    what = "Net energy per call" if net else "Energy per call"
+    data = _replay_phase(replay, phase)
+    data = data.dropna(subset=[col]).head(MAX_ROWS) if not data.empty else data
+    label = f"{what}, replayed" + (f" ({phase})" if phase else "") + ", mean ± 95% CI (J)"
+    if data.empty:
+        return _empty(title(f"No replayed layers{f' ({phase})' if phase else ''}", estimated))
+    half = data[ci].fillna(0)
+    data = data.assign(value_j=data[col], ci_j=data[ci], lo=data[col] - half, hi=data[col] + half,
+                       wide=np.where(data["flagged"].astype(bool), "CI wider than the mean", "ok"))
+    data = data[["layer", "kind", "position", "value_j", "ci_j", "lo", "hi", "wide", "time_s_per_call", "calls",
+                 "trials", "cv"]]
+    order = data.sort_values("position")["layer"].tolist()
+    y = alt.Y("layer:N", title="Layer", sort=order, axis=LAYER_AXIS)
+    base = alt.Chart(data).encode(y=y, tooltip=[
+        alt.Tooltip("layer:N", title="Layer"), alt.Tooltip("kind:N", title="Kind"),
+        alt.Tooltip("value_j:Q", title=f"{what} (J)", format=".4g"),
+        alt.Tooltip("ci_j:Q", title="95% CI ± (J)", format=".3g"), alt.Tooltip("cv:Q", title="CV", format=".2f"),
+        alt.Tooltip("wide:N", title="CI"), alt.Tooltip("time_s_per_call:Q", title="Time per call (s)", format=".3g"),
+        alt.Tooltip("calls:Q", title="Calls"), alt.Tooltip("trials:Q", title="Trials")])
+    bars = base.mark_bar().encode(
+        x=alt.X("value_j:Q", title=f"{what} (J)"), color=alt.Color("kind:N", title="Kind"),
+        opacity=alt.Opacity("wide:N", title="CI", scale=alt.Scale(domain=["ok", "CI wider than the mean"],
+                                                                  range=[1.0, 0.35])))
+    errors = base.mark_rule(strokeWidth=2, color="#222").encode(x="lo:Q", x2="hi:Q")
+    return alt.layer(bars, errors).properties(title=title(label, estimated), height=alt.Step(18))
+
+
+def replay_power_bars(replay: pd.DataFrame, *, phase: str | None = None, estimated: bool = False,
+                      baseline_w: float | None = None) -> alt.LayerChart | alt.Chart:
+    """Mean power of each replayed layer while it ran alone (W): which layers draw more power, not only take more
+    time. A dashed rule marks the idle baseline when there is one."""
+    data = _replay_phase(replay, phase)
+    data = data.dropna(subset=["power_w"]).head(MAX_ROWS) if not data.empty else data
+    if data.empty:
+        return _empty(title(f"No replayed layer power{f' ({phase})' if phase else ''}", estimated))
+    data = data[["layer", "kind", "position", "power_w", "net_power_w", "time_s_per_call"]]
+    order = data.sort_values("position")["layer"].tolist()
+    bars = alt.Chart(data).mark_bar().encode(
+        y=alt.Y("layer:N", title="Layer", sort=order, axis=LAYER_AXIS), x=alt.X("power_w:Q", title="Power (W)"),
+        color=alt.Color("kind:N", title="Kind"),
+        tooltip=[alt.Tooltip("layer:N", title="Layer"), alt.Tooltip("kind:N", title="Kind"),
+                 alt.Tooltip("power_w:Q", title="Power while replayed (W)", format=".4g"),
+                 alt.Tooltip("net_power_w:Q", title="Net of the idle baseline (W)", format=".4g"),
+                 alt.Tooltip("time_s_per_call:Q", title="Time per call (s)", format=".3g")])
+    layers: list[alt.Chart] = [bars]
+    if baseline_w is not None:
+        layers.append(alt.Chart(pd.DataFrame({"baseline_w": [baseline_w]})).mark_rule(
+            strokeDash=[4, 3], color="#555").encode(x="baseline_w:Q", tooltip=[
+                alt.Tooltip("baseline_w:Q", title="Idle baseline (W)", format=".3g")]))
+    label = "Power per layer while replayed" + (f" ({phase})" if phase else "") + " (W)"
+    return alt.layer(*layers).properties(title=title(label, estimated), height=alt.Step(18))
+
+
+def replay_kind_summary(replay: pd.DataFrame) -> pd.DataFrame:
+    """Per phase and layer kind: layers, energy per step (J: one call of each layer, summed), time per step (s) and
+    mean power (W = energy / time). `block` contains its attention and MLP, so kinds do not add up."""
+    cols = ["phase", "kind", "layers", "energy_j_per_step", "time_s_per_step", "power_w"]
+    data = _replay_phase(replay, None)
+    if data.empty:
+        return pd.DataFrame(columns=cols)
+    data = data.dropna(subset=["energy_j_per_call", "time_s_per_call"])
+    out = data.groupby(["phase", "kind"], as_index=False, sort=False).agg(
+        layers=("layer", "size"), energy_j_per_step=("energy_j_per_call", "sum"),
+        time_s_per_step=("time_s_per_call", "sum"))
+    out["power_w"] = out["energy_j_per_step"] / out["time_s_per_step"].where(out["time_s_per_step"] > 0)
+    kinds = {k: i for i, k in enumerate(REPLAY_KINDS)}
+    out = out.assign(_k=out["kind"].map(lambda k: kinds.get(k, len(kinds))))
+    return out.sort_values(["_k"], kind="stable").drop(columns="_k")[cols].reset_index(drop=True)
+
+
+def replay_kind_bars(summary: pd.DataFrame, *, phase: str | None = None, estimated: bool = False) -> alt.Chart:
+    """Mean power per layer kind while replayed (W) for one phase, from replay_kind_summary."""
+    data = summary[summary["phase"] == phase] if phase is not None and not summary.empty else summary
+    data = data.dropna(subset=["power_w"]).head(MAX_ROWS) if not data.empty else data
+    if data.empty:
+        return _empty(title("No replayed layer kinds", estimated))
+    return alt.Chart(data).mark_bar().encode(
+        x=alt.X("kind:N", title="Layer kind", sort=list(REPLAY_KINDS), axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("power_w:Q", title="Power (W)"), color=alt.Color("kind:N", title="Kind", legend=None),
+        tooltip=[alt.Tooltip("kind:N", title="Kind"), alt.Tooltip("layers:Q", title="Layers"),
+                 alt.Tooltip("power_w:Q", title="Mean power (W)", format=".4g"),
+                 alt.Tooltip("energy_j_per_step:Q", title="Energy per step (J)", format=".4g"),
+                 alt.Tooltip("time_s_per_step:Q", title="Time per step (s)", format=".3g")],
+    ).properties(title=title("Power per layer kind while replayed" + (f" ({phase})" if phase else "") + " (W)",
+                             estimated), height=240)

@@ -1,7 +1,8 @@
 """Exports of one run from the Store: CSV tables and a Chrome Trace Event Format trace for Perfetto.
 
 The trace (open it at https://ui.perfetto.dev) has one process per run, one thread per repeat holding
-the steps (tokens) with their layer calls nested inside, and one counter track per power component.
+the steps (tokens) with their layer calls nested inside, one counter track per power component, and (for a run
+with layer_energy=replay) a `replay` thread holding every timed replay loop with its layer's figures.
 Times are integer microseconds from the trace origin (the run's clock start, or the earliest stamp
 if something precedes it); every start and end is floored to a whole microsecond, which keeps the
 order of all stamps, and children are clamped inside their parents, so slices always nest.
@@ -21,16 +22,24 @@ from typing import Any
 import pandas as pd
 
 from energyprof.power.base import COMPONENTS
+from energyprof.provenance import replay_provenance, run_provenance
 from energyprof.store import Store
 from energyprof.summary import RunSummary
 
-CSV_KINDS: tuple[str, ...] = ("samples", "tokens", "layers", "summary", "calls")
+CSV_KINDS: tuple[str, ...] = ("samples", "tokens", "layers", "summary", "calls", "layer-replay")
 RUN_FIELDS: tuple[str, ...] = ("id", "kind", "status", "source", "measured", "model", "device", "dtype",
                                "created_at", "started_at", "ended_at", "clock_t0_ns", "tokens_done",
                                "error", "power_incomplete", "samples_skipped")
 """Columns of the run row that the summary export lists (besides params and summary)."""
 
 TRACE_PID = 1
+REPLAY_TID = 100_000
+"""The trace thread of the replay loops (after every repeat's thread)."""
+REPLAY_COLUMNS: tuple[str, ...] = (
+    "layer", "kind", "phase", "step", "trials", "calls", "time_s_per_call", "energy_j_per_call",
+    "net_energy_j_per_call", "power_w", "net_power_w", "ci95_j", "net_ci95_j", "cv", "flagged", "provenance",
+    "method", "windows", "restore_subtracted")
+"""The whole-system columns of `--what layer-replay`; per-component columns follow them."""
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """A text cell starting with one of these is run as a formula by spreadsheets (CSV injection)."""
@@ -57,7 +66,7 @@ def export_csv(store: Store, run_id: int, what: str) -> str:
     """One table of a run as CSV text; `what` is one of CSV_KINDS. Raises UnknownRun, ValueError."""
     builders: dict[str, Callable[[Store, dict[str, Any]], pd.DataFrame]] = {
         "samples": samples_frame, "tokens": tokens_frame, "layers": layers_frame,
-        "summary": summary_frame, "calls": calls_frame}
+        "summary": summary_frame, "calls": calls_frame, "layer-replay": layer_replay_frame}
     if what not in builders:
         raise ValueError(f"unknown export {what!r}; choose one of {', '.join(CSV_KINDS)}")
     frame = neutralise_formulas(builders[what](store, _run(store, run_id)))
@@ -140,6 +149,31 @@ def calls_frame(store: Store, run: dict[str, Any]) -> pd.DataFrame:
     return df.assign(t0_s=(t0 - origin) / 1e9, t1_s=(t1 - origin) / 1e9, t0_ns=t0.astype("Int64"),
                      t1_ns=t1.astype("Int64"), time_s=df["time_ns"] / 1e9,
                      energy_j=pd.to_numeric(df["energy_mj"], errors="coerce") / 1e3)[cols]
+
+
+def layer_replay_frame(store: Store, run: dict[str, Any]) -> pd.DataFrame:
+    """Per replayed layer and phase: REPLAY_COLUMNS (per call, whole system; flagged: a 95 % CI wider than the
+    mean), then energy_j_per_call_<component>, net_energy_j_per_call_<component> and ci95_j_<component>."""
+    df = store.layer_replay(run["id"])
+    if df.empty:
+        return pd.DataFrame(columns=list(REPLAY_COLUMNS))
+    source_kind = run_provenance(run)
+    out = df.rename(columns={"step_idx": "step"}).assign(
+        flagged=df["flagged"].astype(bool), restore_subtracted=df["restore_subtracted"].astype(bool),
+        provenance=[replay_provenance(source_kind, m) for m in df["method"]])[list(REPLAY_COLUMNS) + ["layer_id"]]
+    energy = store.layer_replay_energy(run["id"])
+    if not energy.empty:
+        wide = energy.pivot_table(index=["layer_id", "phase"], columns="component",
+                                  values=["energy_j_per_call", "net_energy_j_per_call", "ci95_j"], aggfunc="first",
+                                  dropna=False)
+        comps = _ordered_components(energy["component"].unique())
+        extra = pd.DataFrame(index=wide.index)
+        for value in ("energy_j_per_call", "net_energy_j_per_call", "ci95_j"):
+            for comp in comps:
+                column = (value, comp)
+                extra[f"{value}_{comp}"] = wide[column] if column in wide.columns else float("nan")
+        out = out.merge(extra.reset_index(), on=["layer_id", "phase"], how="left")
+    return out.drop(columns=["layer_id"])
 
 
 def summary_frame(store: Store, run: dict[str, Any]) -> pd.DataFrame:
@@ -292,11 +326,32 @@ def _block_events(run: dict[str, Any], origin: int) -> list[dict[str, Any]]:
                     "resolution": summary.resolution})]
 
 
+def _replay_events(store: Store, run: dict[str, Any], origin: int) -> list[dict[str, Any]]:
+    """One slice per timed replay loop on the replay thread, with its trial's energy and its layer's figures."""
+    trials = store.replay_trials(run["id"])
+    if trials.empty:
+        return []
+    rows = store.layer_replay(run["id"]).set_index(["layer_id", "phase"])
+    events = []
+    for t in trials.itertuples(index=False):
+        key = (int(t.layer_id), t.phase)
+        layer = rows.loc[key] if key in rows.index else None
+        args = {"phase": t.phase, "step": int(t.step_idx), "trial": int(t.trial), "calls": int(t.calls),
+                "energy_j": t.energy_j, "net_energy_j": t.net_energy_j}
+        if layer is not None:
+            args.update({f"layer.{k}": layer[k] for k in ("energy_j_per_call", "net_energy_j_per_call", "power_w",
+                                                         "net_power_w", "ci95_j", "cv", "method")})
+        events.append(_slice(f"replay {t.layer} ({t.phase}) {int(t.trial)}", f"replay.{t.kind}", REPLAY_TID,
+                             _us(t.t0_ns, origin), _us(t.t1_ns, origin), args))
+    return events
+
+
 def _metadata_events(run: dict[str, Any], tids: Iterable[int]) -> list[dict[str, Any]]:
     title = f"run {run['id']} ({run['kind']})" + (f": {run['model']}" if run.get("model") else "")
     events = [{"name": "process_name", "ph": "M", "pid": TRACE_PID, "tid": 0, "args": {"name": title}}]
     for tid in sorted(set(tids)):
         label = "measured block" if run["kind"] == "measure" else f"repeat {tid - 1}"
+        label = "replay (each layer alone, measured per layer)" if tid == REPLAY_TID else label
         events.append({"name": "thread_name", "ph": "M", "pid": TRACE_PID, "tid": tid, "args": {"name": label}})
         events.append({"name": "thread_sort_index", "ph": "M", "pid": TRACE_PID, "tid": tid,
                        "args": {"sort_index": tid}})
@@ -312,7 +367,7 @@ def export_trace(store: Store, run_id: int) -> dict[str, Any]:
     starts = [*steps["t0_ns"].tolist(), *samples["t0_ns"].tolist()]
     starts += [summary["block_t0_ns"]] if summary.get("block_t0_ns") is not None else []
     origin = _trace_origin(run, starts)
-    timed = _step_events(store, run, origin, steps) + _block_events(run, origin)
+    timed = _step_events(store, run, origin, steps) + _block_events(run, origin) + _replay_events(store, run, origin)
     timed += _counter_events(run, samples, origin) if not samples.empty else []
     timed.sort(key=lambda e: (e["ts"], e["ph"] != "C", -e.get("dur", 0)))
     meta = _metadata_events(run, (e["tid"] for e in timed if e["ph"] == "X"))

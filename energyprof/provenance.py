@@ -105,6 +105,14 @@ def measured_share(labels: np.ndarray) -> float | None:
     return None if known.size == 0 else float(np.count_nonzero(known == MEASURED)) / known.size
 
 
+def replay_provenance(source_kind: Provenance, method: str | None) -> Provenance:
+    """A replayed layer's figure: estimated stays estimated; measured, unless its loop was shorter than any whole
+    sample window and got a time share of the windows (method `apportioned`, energyprof.profile.replay_results)."""
+    if source_kind != MEASURED:
+        return source_kind
+    return APPORTIONED if method == APPORTIONED else MEASURED
+
+
 def labelled(text: str, provenance: Provenance | bool) -> str:
     """`text (estimated)` for estimated figures (True means estimated), `text` otherwise."""
     estimated = provenance is True or provenance == ESTIMATED

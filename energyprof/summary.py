@@ -64,6 +64,11 @@ class MeanCI:
             return None
         return self.ci95 / abs(self.mean)
 
+    @property
+    def wider_than_mean(self) -> bool:
+        """True when the 95 % CI is wider than the mean itself: the figure is flagged, not hidden."""
+        return self.mean is not None and self.ci95 is not None and self.ci95 > abs(self.mean)
+
     @classmethod
     def from_value(cls, value: Any) -> MeanCI | None:
         if isinstance(value, MeanCI):
@@ -149,6 +154,31 @@ class RunSummary:
     closure: dict[str, float | None] = field(default_factory=dict)
     step_resolution_median: float | None = None
     unknown_steps: int = 0
+    # -- measured per-layer energy by replay (energyprof.profile.replay; per phase: prefill, decode or forward)
+    layer_energy: str | None = None
+    """How per-layer energy was obtained: `apportioned` (time shares of the windows) or `replay` (measured)."""
+    replay_steps: dict[str, int] = field(default_factory=dict)
+    """The step whose layer inputs were replayed, per phase (prefill 0, the chosen decode step)."""
+    replay_s: float | None = None
+    """Seconds per replay trial."""
+    replay_trials: int | None = None
+    """Trials per layer and phase, as asked for."""
+    replay_wall_s: float | None = None
+    """Wall time of the whole replay (capture and every trial)."""
+    replay_layers: int = 0
+    """Layer × phase figures the replay measured."""
+    replay_flagged: int = 0
+    """Of those, how many have a 95 % CI wider than their mean (flagged on the run page and in the export)."""
+    replay_skipped: list[str] = field(default_factory=list)
+    """One sentence per module that could not be replayed alone."""
+    replay_sum_j: dict[str, float | None] = field(default_factory=dict)
+    """Per phase: the summed energy per call (J) of the replayed top-level layers."""
+    replay_step_j: dict[str, float | None] = field(default_factory=dict)
+    """Per phase: the measured energy (J) of the replayed step, mean over the repeats."""
+    replay_closure: dict[str, float | None] = field(default_factory=dict)
+    """Per phase: replay_sum_j / replay_step_j, the replay's own closure check (gross, whole system)."""
+    replay_closure_net: dict[str, float | None] = field(default_factory=dict)
+    """The same ratio net of the idle baseline."""
     # -- the rest of the machine (energyprof.profile.background)
     background_cpu: dict[str, float | None] = field(default_factory=dict)
     """Mean CPU cores used by other processes: {"baseline": …, "workload": …}."""

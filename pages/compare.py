@@ -27,7 +27,7 @@ if len(picked) < 2:
 chosen = [store.get_run(i) for i in picked]
 chosen = [r for r in chosen if r is not None]
 est = any(ui.is_estimated(r) for r in chosen)
-rows, jpt, power, layers = [], [], [], []
+rows, jpt, power, layers, replays = [], [], [], [], {}
 for run in chosen:
     s = ui.summary_of(run)
     tag = f"#{run['id']} {run.get('model')}"
@@ -48,6 +48,7 @@ for run in chosen:
         tokens = max(1, s.tokens_total or 1)
         per_layer["energy_j"] = per_layer["energy_j"] / tokens
         layers.append(per_layer.rename(columns={"name": "layer"}).assign(run=tag))
+    replays[tag] = store.layer_replay(run["id"])
 
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="compare_table", column_config={
     "tokens/s": st.column_config.NumberColumn("Tokens/s", format="%.3g"),
@@ -73,3 +74,4 @@ with right:
                  key="chart_compare_layers")
     else:
         st.caption("None of these runs profiled layers.")
+ui.compare_replays(replays, est)

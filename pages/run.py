@@ -154,6 +154,8 @@ if profiled:
     elif summary.endpoint is not None:
         st.caption(ui.NO_LAYERS)
 
+    ui.replay_section(views["replay"], summary, est, summary.baseline_total_w)
+
     st.subheader(ui.label("Generated text, shaded by energy per token", est))
     st.html(ui.token_text_html(tokens))
     st.caption("Darker = more energy, from the cheapest to the dearest decode token. Blue: the prefill (the "
@@ -173,6 +175,10 @@ if profiled:
                          hide_index=True, width="stretch", key="table_layers")
             ui.csv_download(store, run["id"], "layers", "Layers, per component")
             ui.csv_download(store, run["id"], "calls", "Every layer call")
+    if not views["replay"].empty:
+        with st.expander(ui.label(f"Replayed layers ({len(views['replay']):,})", est)):
+            st.dataframe(ui.replay_table(views["replay"]), hide_index=True, width="stretch", key="table_replay")
+            ui.csv_download(store, run["id"], "layer-replay", "Replayed layers, per component")
 with st.expander("Parameters"):
     params = run.get("params") or {}
     if summary.endpoint is not None:  # what a model loaded here would use does not apply

@@ -39,11 +39,13 @@ def seed_run(store: Store, *, minutes: float = 0.5, interval_ms: int = 100,
              status: str = "done", repeats: int = 1, kind: str | None = None, model: str = "tiny",
              device: str = "cpu", dtype: str = "float32", prompt_tokens: int = 12,
              token_texts: Sequence[str] | None = None, error: str | None = None,
-             power_incomplete: bool = False, baseline_s: float | None = None, seed: int = 0) -> int:
+             power_incomplete: bool = False, baseline_s: float | None = None, seed: int = 0,
+             replay: bool = False) -> int:
     """Write one realistic synthetic run and return its id.
 
     `tokens` steps per repeat (step 0 is the prefill); `layer_calls` calls in all (0 or None: no layer
-    profiling); kind defaults to `profile` with tokens, else `sample`."""
+    profiling); kind defaults to `profile` with tokens, else `sample`. `replay` (with layer calls) adds replayed
+    layers as `layer_energy=replay` writes them (see seed_replay)."""
     rng = np.random.default_rng(seed)
     kind = kind or ("profile" if tokens else "sample")
     comps = [c for c in components if c != "package"]
@@ -94,6 +96,9 @@ def seed_run(store: Store, *, minutes: float = 0.5, interval_ms: int = 100,
         if layer_calls:
             _write_layers(store, run_id, steps, layer_calls, cumulative, total_cum, edges, interval_ns,
                           baseline_w, rng)
+            if replay:
+                for name, value in seed_replay(store, run_id, list(energy_mj), int(edges[-1]), step_total).items():
+                    setattr(summary, name, value)
         work = (edges[:-1] >= steps[:, 2].min()) & (edges[1:] <= steps[:, 3].max())
         _profile_summary(summary, steps, step_total, energy_mj, power, baseline_w, work, interval_ns,
                          prompt_tokens, tokens, repeats)
@@ -206,6 +211,56 @@ def _write_layers(store: Store, run_id: int, steps: np.ndarray, layer_calls: int
         for i in range(n):
             agg.append((i, c, len(steps), int(time_ns[i]), float(e[i]), float(net[i]), float(res[:, i].mean())))
     store.add_layer_energy(run_id, agg)
+
+
+REPLAY_W = {"embedding": 20.0, "block": 60.0, "norm": 15.0, "lm_head": 45.0}
+REPLAY_TIME_S = {"embedding": 2e-6, "block": 4e-4, "norm": 2e-5, "lm_head": 5e-5}
+FLAGGED_LAYER = "model.layers.1"
+"""The seeded replayed layer whose 95 % CI is wider than its mean."""
+
+
+def seed_replay(store: Store, run_id: int, components: Sequence[str], t0_ns: int,
+                step_total_mj: np.ndarray) -> dict[str, Any]:
+    """Replayed layers of a running run's hooked layers (layer_replay, layer_replay_energy, replay_trials rows with
+    power REPLAY_W by kind and time per call REPLAY_TIME_S, 5 % CI, FLAGGED_LAYER's CI 1.5× its mean) plus the
+    `(cache restore)` reference; returns the RunSummary fields a replay fills."""
+    from energyprof.store.replay import RESTORE_LAYER_ID
+
+    layers = store.layers(run_id)
+    layers = layers[layers["kind"] != "other"]
+    parts = [c for c in components if c != "package"] or list(components)
+    share = {c: (i + 1) / sum(range(1, len(parts) + 1)) for i, c in enumerate(parts)}
+    trials, rows, energy, sums = [], [], [], {}
+    t = t0_ns
+    for phase, step in (("prefill", 0), ("decode", 3)):
+        scale = 4.0 if phase == "prefill" else 1.0
+        entries = [(RESTORE_LAYER_ID, "restore", "(cache restore)")] + [
+            (int(x.layer_id), x.kind, x.name) for x in layers.itertuples()]
+        for layer_id, kind, name in entries:
+            watts, seconds = (10.0, 1e-6) if kind == "restore" else (REPLAY_W.get(kind, 30.0),
+                                                                    REPLAY_TIME_S.get(kind, 1e-4) * scale)
+            mj = watts * seconds * 1e3
+            ci = mj * (1.5 if name == FLAGGED_LAYER else 0.05)
+            calls = max(1, int(0.5 / seconds))
+            rows.append((layer_id, phase, step, 3, 3 * calls, seconds * 1e9, mj, mj * 0.8, watts, watts * 0.8, ci,
+                         ci, 0.04, int(ci > mj), "windows", 4, int(kind in ("block", "restore"))))
+            energy.extend((layer_id, phase, c, mj * share[c], mj * 0.8 * share[c], ci * share[c]) for c in parts)
+            if "package" in components:
+                energy.append((layer_id, phase, "package", mj, mj * 0.8, ci))
+            for trial in (1, 2, 3):
+                trials.append((layer_id, phase, step, trial, t, t + 500_000_000, calls, mj * calls, mj * calls * 0.8))
+                t += 500_000_000
+            if kind != "restore":
+                sums[phase] = sums.get(phase, 0.0) + mj / 1e3
+    store.add_replay_trials(run_id, trials)
+    store.add_layer_replay(run_id, rows)
+    store.add_layer_replay_energy(run_id, energy)
+    measured = {"prefill": float(step_total_mj[0]) / 1e3, "decode": float(step_total_mj[3]) / 1e3}
+    return {"layer_energy": "replay", "replay_steps": {"prefill": 0, "decode": 3}, "replay_s": 0.5,
+            "replay_trials": 3, "replay_layers": 2 * len(layers), "replay_flagged": 2, "replay_sum_j": sums,
+            "replay_step_j": measured, "replay_skipped": [],
+            "replay_closure": {p: sums[p] / measured[p] for p in sums},
+            "replay_closure_net": {p: 0.8 * sums[p] / measured[p] for p in sums}}
 
 
 def _mean_ci(values: np.ndarray) -> MeanCI:

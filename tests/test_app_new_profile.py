@@ -51,7 +51,8 @@ def test_launch_passes_every_option(store: Store, monkeypatch: pytest.MonkeyPatc
                       "interval_ms": 50,
                       "layers": "modules", "repeats": 4, "warmup": 2, "baseline_s": 2.5, "temperature": 0.7,
                       "top_p": 0.9, "seed": 42, "trust_remote_code": False, "endpoint": None, "api": "chat",
-                      "api_key_env": None, "timeout_s": 60.0, "server_pid": None}]
+                      "api_key_env": None, "timeout_s": 60.0, "server_pid": None, "layer_energy": "apportioned",
+                      "replay_step": None, "replay_s": None, "replay_trials": 3}]
     assert any("Job #1 started" in t for t in texts(at, "success"))
     assert any(m.label == "Tokens done" for m in at.metric)
     assert at.button(key="cancel-1")

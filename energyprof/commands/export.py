@@ -1,4 +1,5 @@
-"""`energyprof export RUN`: a run's samples, tokens, layers, summary or calls as CSV, or the run as a trace."""
+"""`energyprof export RUN`: a run's samples, tokens, layers, summary, calls or replayed layers as CSV, or the run as a
+trace."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 from energyprof.commands.args import add_db_option, fail, int_range
+from energyprof.export import CSV_KINDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Export one run: a CSV table (--what) or a Chrome trace JSON (--format trace) that opens "
                     "in ui.perfetto.dev.")
     parser.add_argument("run", type=int_range(1, 2**63 - 1), metavar="RUN", help="run id (see the runs list)")
-    parser.add_argument("--what", choices=("samples", "tokens", "layers", "summary", "calls"), default="tokens",
+    parser.add_argument("--what", choices=CSV_KINDS, default="tokens",
                         help="which table to export as CSV (default: tokens; ignored for --format trace)")
     parser.add_argument("--format", choices=("csv", "trace"), default="csv", dest="fmt",
                         help="csv (default) or trace (Chrome Trace Event JSON)")

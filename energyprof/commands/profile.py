@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from energyprof.commands.args import add_db_option, add_json_option, add_param_options, fail, print_json
 from energyprof.commands.progress import terminal_progress
 from energyprof.profile.job import profile_foreground
 from energyprof.profile.params import MAX_PROMPT_CHARS, ProfileParams
+from energyprof.profile.replay_plan import plan_replay
 from energyprof.provenance import labelled
 from energyprof.store import JobAlreadyRunning, Store
 from energyprof.summary import MeanCI, RunSummary
@@ -67,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         args.parser.error(problems[0])
     store = Store(args.db)
+    if params.layer_energy == "replay":
+        print(f"energyprof: {plan_replay(params).describe()}", file=sys.stderr)
     try:
         with terminal_progress() as progress:
             summary = profile_foreground(store, params, on_progress=progress)
@@ -109,6 +113,27 @@ def _components(values: dict[str, float | None] | None, unit: str) -> str:
     return ", ".join(f"{comp} {_j(v, unit)}" for comp, v in values.items())
 
 
+def _replay_lines(s: RunSummary) -> list[str]:
+    """The replay's closure per phase, flagged figures and skipped modules."""
+    est = s.provenance
+    closure = "   ".join(f"{phase} {_ratio(s.replay_closure.get(phase))} ({_j(s.replay_sum_j.get(phase))} replayed / "
+                           f"{_j(s.replay_step_j.get(phase))} measured step {step})"
+                           for phase, step in s.replay_steps.items()) or "none"
+    lines = [labelled(f"Replayed layers: {s.replay_layers} layer × phase figures, {s.replay_trials} trials × "
+                      f"{s.replay_s or 0:g} s", est) + f" in {s.replay_wall_s or 0:.1f} s",
+             f"Replay closure (top-level layers / step): {closure}"]
+    if s.replay_flagged:
+        lines.append(f"Replay: {s.replay_flagged} figures have a 95% CI wider than their mean (flagged in "
+                     "`energyprof export RUN --what layer-replay`); replay longer (--replay-s) or more often "
+                     "(--replay-trials).")
+    lines.extend(f"Replay skipped {skipped}" for skipped in s.replay_skipped)
+    return lines
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
 def format_summary(s: RunSummary) -> str:
     """A run's summary for people; estimated figures are labelled as such."""
     est = s.provenance
@@ -140,6 +165,8 @@ def format_summary(s: RunSummary) -> str:
     for note in (s.token_note(), s.server_activity()):
         if note:
             lines.append(note)
+    if s.layer_energy == "replay":
+        lines.extend(_replay_lines(s))
     if s.background_cpu.get("workload") is not None:
         lines.append(f"Other processes: {s.background_cpu['workload']:.2f} CPU cores during the workload, "
                      f"{s.background_cpu.get('baseline') or 0:.2f} during the baseline"

@@ -6,38 +6,44 @@ import os
 from typing import Any
 
 from energyprof.profile.job import run_profile
-from energyprof.profile.params import NO_CROSS_CHECK, ProfileParams
+from energyprof.profile.params import ProfileParams
 from energyprof.store import Store
 from energyprof.summary import RunSummary
 
+API_DEFAULTS: dict[str, Any] = {"repeats": 1, "warmup": 0, "baseline_s": 0.0}
+"""Where the Python API's defaults differ from the parameter table's: one quick run of a model already loaded."""
+FROM_THE_MODEL = frozenset({"model", "prompt", "device", "dtype", "trust_remote_code"})
+"""Parameters the API takes from the model object and the prompt argument, not from options."""
 
-def profile_generation(model: Any, tokenizer: Any, prompt: str, *, max_new_tokens: int = 32, layers: str = "blocks",
-                       source: str = "auto", interval_ms: int | None = None, repeats: int = 1, warmup: int = 0,
-                       baseline_s: float = 0.0, ignore_eos: bool = False, temperature: float = 0.0,
-                       top_p: float = 1.0, seed: int = 0, name: str | None = None, cross_check: str | None = None,
-                       db: str | os.PathLike[str] | None = None) -> RunSummary:
+
+def profile_generation(model: Any, tokenizer: Any, prompt: str, *, name: str | None = None,
+                       db: str | os.PathLike[str] | None = None, **options: Any) -> RunSummary:
     """Profile `model` generating from `prompt` and store the run; returns the run's summary (RunSummary).
 
-    The model stays where it is (device and dtype are read from its parameters) and runs in eval mode (its
-    training flag is restored afterwards); a causal LM is profiled token by token, any other model per
-    forward pass. `cross_check` names a second power source recorded during the same run (a second opinion,
-    RunSummary.cross_check_agreement); it never fails the run. The run goes to `db` (default: $ENERGYPROF_DB or the
-    user data folder), so the dashboard shows it. Raises ValueError for invalid arguments and
-    JobAlreadyRunning when another profiling job is active; a run that fails or is interrupted (Ctrl-C)
-    returns its summary with status `failed` or `cancelled`."""
+    `options` are the parameters of `energyprof profile` (energyprof.profile.params.ProfileParams: max_new_tokens,
+    layers, source, interval_ms, repeats, warmup, baseline_s, layer_energy, cross_check, …), with API_DEFAULTS
+    for a quick run. The model stays where it is (device and dtype are read from its parameters) and runs in eval
+    mode (its training flag is restored afterwards); a causal LM is profiled token by token, any other model per
+    forward pass. The run goes to `db` (default: $ENERGYPROF_DB or the user data folder), so the dashboard shows
+    it. Raises TypeError for an unknown option, ValueError for an invalid value and JobAlreadyRunning when another
+    profiling job is active; a run that fails or is interrupted (Ctrl-C) returns its summary with status `failed`
+    or `cancelled`."""
     from energyprof.profile.models import LoadedModel
 
+    known = set(ProfileParams().to_dict()) - FROM_THE_MODEL
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"profile_generation() got unknown options {', '.join(unknown)}; it takes "
+                        f"{', '.join(sorted(known))}.")
     device, dtype = _placement(model)
     label = name or _model_name(model)
-    params = ProfileParams(model=label, prompt=prompt, max_new_tokens=max_new_tokens, ignore_eos=ignore_eos,
-                           device=device, dtype=dtype, source=source, interval_ms=interval_ms, layers=layers,
-                           repeats=repeats, warmup=warmup, baseline_s=baseline_s, temperature=temperature,
-                           top_p=top_p, seed=seed, cross_check=cross_check or NO_CROSS_CHECK)
+    params = ProfileParams(**{**API_DEFAULTS, **options, "model": label, "prompt": prompt, "device": device,
+                              "dtype": dtype})
     params.validate(check_model=False)
     kind = "causal" if _can_generate(model) else "encoder"
     loaded = LoadedModel(model, tokenizer, kind, label, sum(p.numel() for p in model.parameters()), device, dtype)
     store = Store(db)
-    run_id = store.create_run("profile", source=source, model=label, device=device, dtype=dtype,
+    run_id = store.create_run("profile", source=params.source, model=label, device=device, dtype=dtype,
                               params=params.to_dict())
     was_training = bool(getattr(model, "training", False))
     model.eval()

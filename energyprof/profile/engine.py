@@ -6,7 +6,8 @@ stored); `repeat i of R` (steps stored after each repeat); `attributing` (wait f
 stop the sampler, attribute energy to steps, layer calls and `other`, write everything in batches). With a counter
 source (``is_counter``) the token loop reads the counter at every step boundary and the counter is probed while the
 model loads (energyprof.profile.boundary_reads); a cross-check source records beside the run's own
-(energyprof.profile.cross_check_run). A SIGTERM
+(energyprof.profile.cross_check_run). With
+`layer_energy=replay`, `replay <layer> (<phase>) i/N` phases follow the repeats (energyprof.profile.replay). A SIGTERM
 (or Ctrl-C) ends the run as `cancelled`, any error as `failed` with one sentence for people; the power source
 is always stopped, and what was recorded stays in the database.
 
@@ -99,6 +100,8 @@ class ProfileEngine:
         """The clock when the source is a counter: it reads the counter at every step boundary."""
         self.probe: CounterProbe | None = None
         self.cross: CrossCheck | None = None
+        self.replay: Any = None
+        """The ReplayOutcome of a run with layer_energy=replay (its finished trials, also when cancelled)."""
 
     # -- the workload's parts (a model loaded here; None / empty for an endpoint) -----------------
     @property
@@ -163,6 +166,8 @@ class ProfileEngine:
         self._warmup()
         for repeat in range(self.params.repeats):
             self._repeat(repeat)
+        if self.params.layer_energy == "replay" and self.layers:
+            self._replay()
 
     def _phase(self, phase: str) -> None:
         self.phase = phase
@@ -239,6 +244,21 @@ class ProfileEngine:
             self.written_repeats.add(repeat)
             self.store.heartbeat(self.run_id, progress=self.progress(), tokens_done=self.tokens_done())
 
+    def _replay(self) -> None:
+        """Replay every hooked layer alone until the meter can see it; each finished trial is stored at once."""
+        from energyprof.profile.replay import Replayer, replay_seconds, replay_step_of
+
+        seconds = replay_seconds(self.params.replay_s, self.source, self.sampler.interval_ms, self._phase)
+        replayer = Replayer(self.loaded, self.layers, seconds=seconds, trials=self.params.replay_trials,
+                            source=self.source, on_phase=self._phase, on_trial=self._store_trial)
+        self.replay = replayer.outcome
+        replayer.run(self.prompt_ids, self.params.loop_options(), replay_step_of(self.params))
+        self.workload_end = max(self.workload_end, self.replay.ended_ns)
+
+    def _store_trial(self, trial: Any) -> None:
+        with self.cancel.shielded():
+            self.store.add_replay_trials(self.run_id, [trial.row()])
+
     def _run_once(self, gen: Any) -> None:
         """One repeat (or warm-up run) of the workload, its step boundaries read from self.clock."""
         self.workload.run(gen, self.clock)
@@ -282,6 +302,7 @@ class ProfileEngine:
             if any(g.steps for g in self.generations):
                 self._phase("attributing")
                 self._attribute(summary)
+                self._attribute_replay(summary)
         except Exception as exc:
             if outcome.status == "done" or is_disk_full(exc):
                 outcome = Outcome("failed", _finish_failure(exc, self.store), traceback.format_exc())
@@ -356,6 +377,23 @@ class ProfileEngine:
         for name, value in done.figures.items():
             setattr(summary, name, value)
 
+    def _attribute_replay(self, summary: RunSummary) -> None:
+        """Figures of the replayed layers (the trials that finished, when the run was cancelled)."""
+        if self.replay is None:
+            return
+        from energyprof.profile.replay_results import replay_results
+        from energyprof.profile.results import baseline_of
+
+        components = self._components()
+        done = replay_results(self.replay, list(self.windows), components,
+                              baseline_of(self.windows, self.baseline_span, components), self.layers,
+                              self.generations)
+        self.store.add_replay_trials(self.run_id, done.trial_rows)
+        self.store.add_layer_replay(self.run_id, done.layer_rows)
+        self.store.add_layer_replay_energy(self.run_id, done.energy_rows)
+        for name, value in done.figures.items():
+            setattr(summary, name, value)
+
     def _background_figures(self, summary: RunSummary) -> None:
         """Other processes' CPU during the baseline and the workload, and whether that disturbed the run."""
         baseline, workload = self.background.mean("baseline"), self.background.mean("repeat")
@@ -404,6 +442,7 @@ class ProfileEngine:
             measured=bool(self.source.measured) if self.source is not None else None,
             interval_ms=self.sampler.interval_ms if self.sampler is not None else p.interval_ms,
             windows=len(self.windows),
+            layer_energy=p.layer_energy, replay_trials=p.replay_trials if p.layer_energy == "replay" else None,
             new_tokens=[g.new_tokens for g in self.generations if g.steps],
             repeats=sum(1 for g in self.generations if g.steps), repeats_requested=p.repeats,
             baseline_s=p.baseline_s, text=_text_of(self.generations))

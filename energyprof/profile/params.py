@@ -21,6 +21,9 @@ BUILTIN_MODEL_NAMES: tuple[str, ...] = ("tiny", "small", "medium")
 """Names of the built-in models (energyprof.profile.models.BUILTIN_MODELS, which imports torch; a test checks
 they match)."""
 LAYER_DEPTHS: tuple[str, ...] = ("none", "blocks", "modules")
+LAYER_ENERGY_METHODS: tuple[str, ...] = ("apportioned", "replay")
+"""How per-layer energy is obtained: time shares of the measured windows, or each layer replayed alone
+(energyprof.profile.replay)."""
 DTYPE_NAMES: tuple[str, ...] = ("float32", "float16", "bfloat16")
 DEVICE_NAMES: tuple[str, ...] = ("auto", "cpu", "mps", "cuda")
 INTERVAL_MS_RANGE: tuple[int, int] = (10, 9_999)
@@ -124,6 +127,20 @@ class ProfileParams:
                          help="measured repeats (mean and 95% CI over them)")
     warmup: int = param(1, label="Warm-up runs", group="profiling", minimum=0, maximum=100,
                         help="unmeasured warm-up runs before the repeats")
+    layer_energy: str = param("apportioned", label="Per-layer energy", group="profiling",
+                              choices=LAYER_ENERGY_METHODS,
+                              help="apportioned (a time share of each power window) or replay (after the repeats, "
+                                   "each hooked layer is called alone in a loop until the meter can see it: "
+                                   "measured, but takes longer)")
+    replay_step: int | None = param(None, label="Replay decode step", group="profiling", minimum=1,
+                                    maximum=100_000, none_means="the middle decode step",
+                                    help="with replay: the decode step whose layer inputs are replayed")
+    replay_s: float | None = param(None, label="Replay seconds per trial", group="profiling", minimum=0.01,
+                                   maximum=600.0, step=0.1,
+                                   none_means="10 counter updates or sample windows, at least 1 s",
+                                   help="with replay: seconds each layer is called in a loop per trial")
+    replay_trials: int = param(3, label="Replay trials", group="profiling", minimum=1, maximum=100,
+                               help="with replay: trials per layer and phase (mean and 95% CI over them)")
     temperature: float = param(0.0, label="Temperature", group="sampling", minimum=0.0, maximum=100.0, step=0.1,
                                help="sampling temperature (0: greedy)")
     top_p: float = param(1.0, label="Top-p", group="sampling", minimum=0.0, maximum=1.0, exclusive_min=True, step=0.05,
@@ -199,6 +216,19 @@ class ProfileParams:
         for name, spec in param_specs():
             if name not in skip and name not in ("endpoint", "api_key_env"):
                 problems += _value_errors(name, getattr(self, name), spec, field_types()[name])
+        return problems + self._replay_errors()
+
+    def _replay_errors(self) -> list[str]:
+        """Replay needs layer hooks, and a decode step the generation reaches."""
+        if self.layer_energy != "replay":
+            return []
+        problems = []
+        if self.layers == "none":
+            problems.append("Replaying layers needs layer hooks; set the layer depth to blocks or modules.")
+        if isinstance(self.replay_step, int) and isinstance(self.max_new_tokens, int) \
+                and self.replay_step >= self.max_new_tokens:
+            problems.append(f"The replay step {self.replay_step} is never reached: {self.max_new_tokens} new tokens "
+                            f"give decode steps 1 to {self.max_new_tokens - 1}; choose one of those.")
         return problems
 
     def validate(self, *, check_model: bool = True) -> None:

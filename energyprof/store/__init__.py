@@ -11,10 +11,11 @@ from energyprof.store.db import ACTIVE_STATUSES, FINAL_STATUSES, StoreCore, defa
 from energyprof.store.errors import RunNotActive, StoreError
 from energyprof.store.power import PowerMixin
 from energyprof.store.profile import ProfileMixin
+from energyprof.store.replay import ReplayMixin
 from energyprof.store.runs import JobAlreadyRunning, RunsMixin
 
 
-class Store(RunsMixin, PowerMixin, ProfileMixin, StoreCore):
+class Store(RunsMixin, PowerMixin, ProfileMixin, ReplayMixin, StoreCore):
     """energyprof's database: runs, power samples, and (by later migrations) profiling results."""
 
 

@@ -103,7 +103,7 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN pid_started_at REAL;
     """,
-    # 4 (counters): how each step's and layer call's energy was obtained (energyprof.provenance labels); NULL in
+    # 4: how each step's and layer call's energy was obtained (energyprof.provenance labels); NULL in
     # rows written before, which readers label from the run's source and the row's resolution.
     """
     ALTER TABLE step_energy ADD COLUMN how TEXT
@@ -111,9 +111,59 @@ MIGRATIONS: list[str] = [
     ALTER TABLE layer_calls ADD COLUMN how TEXT
         CHECK (how IS NULL OR how IN ('measured', 'apportioned', 'estimated', 'unknown'));
     """,
-    # 5 (counters): the cross-check source that recorded a window; NULL = the run's own (primary) source, which every
+    # 5: the cross-check source that recorded a window; NULL = the run's own (primary) source, which every
     # existing row is and which every read means unless it names a cross-check source.
     """
     ALTER TABLE power_samples ADD COLUMN source TEXT;
+    """,
+    # 6: measured per-layer energy by replaying each layer alone (energyprof.profile.replay). One row per
+    # timed loop (trial), per layer and phase (figures per call over the trials, whole system) and per layer, phase
+    # and component. layer_id -1 is the `(cache restore)` reference (energyprof.store.replay.RESTORE_LAYER_ID).
+    """
+    CREATE TABLE replay_trials (
+        run_id        INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        layer_id      INTEGER NOT NULL,
+        phase         TEXT NOT NULL,
+        step_idx      INTEGER NOT NULL,
+        trial         INTEGER NOT NULL,
+        t0_ns         INTEGER NOT NULL,
+        t1_ns         INTEGER NOT NULL,
+        calls         INTEGER NOT NULL,
+        energy_mj     REAL,
+        net_energy_mj REAL,
+        PRIMARY KEY (run_id, layer_id, phase, trial),
+        CHECK (t1_ns > t0_ns AND calls > 0)
+    );
+    CREATE TABLE layer_replay (
+        run_id                 INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        layer_id               INTEGER NOT NULL,
+        phase                  TEXT NOT NULL,
+        step_idx               INTEGER NOT NULL,
+        trials                 INTEGER NOT NULL,
+        calls                  INTEGER NOT NULL,
+        time_ns_per_call       REAL,
+        energy_mj_per_call     REAL,
+        net_energy_mj_per_call REAL,
+        power_w                REAL,
+        net_power_w            REAL,
+        ci95_mj                REAL,
+        net_ci95_mj            REAL,
+        cv                     REAL,
+        flagged                INTEGER NOT NULL DEFAULT 0,
+        method                 TEXT,
+        windows                INTEGER,
+        restore_subtracted     INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (run_id, layer_id, phase)
+    );
+    CREATE TABLE layer_replay_energy (
+        run_id                 INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        layer_id               INTEGER NOT NULL,
+        phase                  TEXT NOT NULL,
+        component              TEXT NOT NULL,
+        energy_mj_per_call     REAL,
+        net_energy_mj_per_call REAL,
+        ci95_mj                REAL,
+        PRIMARY KEY (run_id, layer_id, phase, component)
+    );
     """,
 ]

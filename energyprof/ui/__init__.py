@@ -5,7 +5,8 @@ Modules: `nav` (the pages table, page_setup and the sidebar, links, query parame
 figures), `format` (numbers as text, md_escape), `badges` (measured/estimated, status, time-apportioned),
 `drawing` (charts, downloads, shaded token text), `live` (launch, follow and cancel a job; the quiet live view),
 `endpoint` (an endpoint run's server, time to first token and server process), `counters` (share of tokens
-measured, a counter's update period and quantum, a cross-check source's agreement).
+measured, a counter's update period and quantum, a cross-check source's agreement),
+`replay_view` (the run page's replayed-layers section).
 The dashboard imports energyprof.store, energyprof.jobs, energyprof.charts, energyprof.export,
 energyprof.power.registry and energyprof.profile.params (the parameter table), never torch or transformers."""
 
@@ -67,16 +68,19 @@ from energyprof.ui.nav import (
     run_link,
     show_flash,
 )
+from energyprof.ui.replay_view import compare_replays, replay_section, replay_table
 from energyprof.ui.summary import summary_of, workload_components
 
 __all__ = [
     "APPORTIONED", "APPORTIONED_TOKENS", "COMPARE_PAGE", "DEMO_PARAMS",
     "ENDPOINT_MODE_HELP", "NO_LAYERS", "endpoint_facts", "endpoint_section", "fmt_seconds_ci",
     "NEW_PAGE", "PAGES", "RUNS_PAGE", "RUN_PAGE", "SOURCES_PAGE", "STORE_ERRORS", "action_error", "apportioned",
-    "apportioned_note", "cancel_job", "chart", "clear_caches", "csv_download", "db_path", "estimated_badge",
+    "apportioned_note", "cancel_job", "chart", "clear_caches", "compare_replays", "csv_download", "db_path",
+    "estimated_badge",
     "flash", "fmt_ci", "fmt_date", "fmt_energy", "fmt_power", "fmt_rate", "fmt_seconds", "get_store",
     "is_estimated", "is_measured_phase", "label", "launch", "live_job", "md_escape", "measured_badge",
-    "page_setup", "param_widgets", "query_run_id", "query_run_ids", "run_link", "run_views", "show_counter",
+    "page_setup", "param_widgets", "query_run_id", "query_run_ids", "replay_section", "replay_table", "run_link",
+    "run_views", "show_counter",
     "show_cross_check", "show_flash", "show_measured", "source_label",
     "source_statuses", "status_badge", "store_error", "store_errors", "summary_of", "token_text_html",
     "trace_download", "workload_components",

@@ -105,6 +105,7 @@ def _views(store: Store, run: dict[str, Any], repeat: int) -> dict[str, Any]:
         "tokens": _READS.submit(_read, store, "tokens_with_energy", run_id, repeat),
         "layer_summary": _READS.submit(_read, store, "layer_summary", run_id),
         "matrix": _READS.submit(_read, store, "layer_step_matrix", run_id, repeat, max_cells=charts.MAX_ROWS),
+        "replay": _READS.submit(_read, store, "layer_replay", run_id),
     }
     span = store.step_span_ns(run_id)
     if span is not None:  # the workload alone: the steps' span and a margin of a tenth on each side
