@@ -2,10 +2,11 @@
 
 Flow: start the power sampler (its windows are flushed to the store every ~0.5 s and a heartbeat is written
 every ~2 s by the Monitor thread); `loading` (the model); `baseline` (idle, model loaded); `warm-up` (not
-stored); `repeat i of R` (steps stored after each repeat); `attributing` (wait for the window covering the end,
-stop the sampler, attribute energy to steps, layer calls and `other`, write everything in batches). A SIGTERM
-(or Ctrl-C) ends the run as `cancelled`, any error as `failed` with one sentence for people; the power source
-is always stopped, and what was recorded stays in the database.
+stored); `repeat i of R` (steps stored after each repeat; with a target CI, more repeats follow until the
+decode J/token CI is within it or the time cap comes, see energyprof.profile.precision); `attributing` (wait
+for the window covering the end, stop the sampler, attribute energy to steps, layer calls and `other`, write
+everything in batches). A SIGTERM (or Ctrl-C) ends the run as `cancelled`, any error as `failed` with one
+sentence for people; the power source is always stopped, and what was recorded stays in the database.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from energyprof.profile.background import BackgroundMonitor
 from energyprof.profile.cancel import CancelSwitch, JobCancelled
 from energyprof.profile.monitor import Monitor
 from energyprof.profile.params import ProfileParams
+from energyprof.profile.precision import checked_phase, covered_stat, goal_of, relative_ci_pct
+from energyprof.quoted import fill_quoted
 from energyprof.store import Store
 from energyprof.summary import DISTURBED_CORES, RunSummary
 
@@ -79,6 +82,11 @@ class ProfileEngine:
         self.layers: list[Any] = []
         self.recorder: Any = None
         self.prompt_ids: list[int] = []
+        self.sequences: list[list[int]] = []
+        """The prompt ids of each sequence of the batch (energyprof.profile.batch)."""
+        self.precision = goal_of(params)
+        self.repeats_stop: str | None = None
+        self.repeats_started_at: float | None = None
         self.baseline_span: tuple[int, int] | None = None
         self.workload_end = 0
         self.phase = "starting"
@@ -89,11 +97,15 @@ class ProfileEngine:
 
     # -- progress (read by the monitor thread) ----------------------------------------------------
     def tokens_done(self) -> int:
-        return sum(len(g.steps) for g in list(self.generations))
+        """Tokens generated so far, every sequence counted (an encoder: forward passes)."""
+        if self.loaded is not None and self.loaded.kind == "encoder":
+            return sum(len(g.steps) for g in list(self.generations))
+        return sum(g.new_tokens for g in list(self.generations))
 
     def tokens_total(self) -> int:
-        per_repeat = 1 if self.loaded is not None and self.loaded.kind == "encoder" else self.params.max_new_tokens
-        return max(1, self.params.repeats * per_repeat)
+        per_repeat = 1 if self.loaded is not None and self.loaded.kind == "encoder" else \
+            self.params.max_new_tokens * self.params.batch
+        return max(1, max(self.params.repeats, len(self.generations)) * per_repeat)
 
     def progress(self) -> float:
         return min(1.0, self.tokens_done() / self.tokens_total())
@@ -131,8 +143,22 @@ class ProfileEngine:
         self._load()
         self._baseline()
         self._warmup()
-        for repeat in range(self.params.repeats):
+        repeat = 0
+        while repeat < self.params.repeats or self._more_repeats():
             self._repeat(repeat)
+            repeat += 1
+
+    def _more_repeats(self) -> bool:
+        """With a target CI (energyprof.profile.precision): whether to add another repeat."""
+        if self.precision is None:
+            return False
+        stat = covered_stat(list(self.windows), self.generations, self._components(), self.max_t1)
+        if self.precision.met(stat) and self.max_t1 < self.workload_end:
+            self._await_window(self.workload_end)  # met without the latest repeats: check with them all
+            stat = covered_stat(list(self.windows), self.generations, self._components(), self.max_t1)
+        elapsed = time.monotonic() - (self.repeats_started_at or time.monotonic())
+        self.repeats_stop = self.precision.decide(stat, len(self.generations), elapsed)
+        return self.repeats_stop is None
 
     def _phase(self, phase: str) -> None:
         self.phase = phase
@@ -157,16 +183,18 @@ class ProfileEngine:
         self.monitor.add(windows)
 
     def _load(self) -> None:
+        from energyprof.profile.batch import check_context, sequence_ids
         from energyprof.profile.hooks import LayerRecorder
-        from energyprof.profile.models import encode_prompt, load_model
+        from energyprof.profile.models import load_model
 
         self._phase("loading")
+        p = self.params
         if self.loaded is None:
-            p = self.params
             self.loaded = load_model(p.model, p.device, p.dtype, p.trust_remote_code)
-        self.prompt_ids = encode_prompt(self.loaded.tokenizer, self.params.prompt, self.loaded.kind)
-        if not self.prompt_ids:
-            raise ValueError("The prompt encodes to no tokens; give some text to profile.")
+        self.sequences = sequence_ids(self.loaded.tokenizer, p.sequence_texts(), self.loaded.kind, p.prompt_tokens)
+        self.prompt_ids = self.sequences[0]
+        check_context(self.loaded.model, max(map(len, self.sequences)),
+                      p.max_new_tokens if self.loaded.kind == "causal" else 0)
         self.recorder = LayerRecorder(self.loaded.model, self.params.layers, self.loaded.device)
         self.layers = self.recorder.layers
         with self.cancel.shielded():
@@ -195,7 +223,12 @@ class ProfileEngine:
     def _repeat(self, repeat: int) -> None:
         from energyprof.profile.loop import Generation
 
-        self._phase(f"repeat {repeat + 1} of {self.params.repeats}")
+        if repeat < self.params.repeats or self.precision is None:
+            self._phase(f"repeat {repeat + 1} of {self.params.repeats}")
+        else:
+            self._phase(self.precision.phase_label(repeat))
+        if self.repeats_started_at is None:
+            self.repeats_started_at = time.monotonic()
         gen = Generation(repeat, list(self.prompt_ids))
         self.generations.append(gen)
         with self.background.span(f"repeat {repeat}"):
@@ -207,15 +240,17 @@ class ProfileEngine:
             self.store.heartbeat(self.run_id, progress=self.progress(), tokens_done=self.tokens_done())
 
     def _run_once(self, gen: Any) -> Any:
-        """One generation (or encoder forward pass) with the layer hooks attached."""
-        from energyprof.profile.loop import forward_once, generate
+        """One generation (or encoder forward pass) of the whole batch with the layer hooks attached."""
+        from energyprof.profile.batch import pad_token_id
+        from energyprof.profile.loop import forward_batch, generate_batch
 
         loaded = self.loaded
         with self.recorder:
             if loaded.kind == "encoder":
-                return forward_once(loaded.model, self.prompt_ids, loaded.device, self.recorder, gen, self.clock)
-            return generate(loaded.model, loaded.tokenizer, self.prompt_ids, self.params.loop_options(),
-                            loaded.device, self.recorder, gen, self.clock)
+                return forward_batch(loaded.model, self.sequences, loaded.device,
+                                     pad_token_id(loaded.tokenizer, loaded.model), self.recorder, gen, self.clock)
+            return generate_batch(loaded.model, loaded.tokenizer, self.sequences, self.params.loop_options(),
+                                  loaded.device, self.recorder, gen, self.clock)
 
     # -- the end ------------------------------------------------------------------------------
     def _stop_power(self, wait: bool) -> None:
@@ -236,11 +271,15 @@ class ProfileEngine:
 
     def _await_last_window(self) -> None:
         """Wait (bounded) until a window ending after the workload has arrived."""
-        if self.sampler is None or self.source is None or not self.source.components() or not self.workload_end:
+        self._await_window(self.workload_end)
+
+    def _await_window(self, t_ns: int) -> None:
+        """Wait (bounded) until a window ending at or after t_ns has arrived."""
+        if self.sampler is None or self.source is None or not self.source.components() or not t_ns:
             return
         interval_s = self.sampler.interval_ms / 1e3
         deadline = time.monotonic() + max(LAST_WINDOW_WAIT_S, 3 * interval_s)
-        while self.max_t1 < self.workload_end and self.sampler.alive and time.monotonic() < deadline:
+        while self.max_t1 < t_ns and self.sampler.alive and time.monotonic() < deadline:
             time.sleep(0.005)
 
     def _finish(self, outcome: Outcome) -> RunSummary:
@@ -258,6 +297,8 @@ class ProfileEngine:
             if outcome.status == "done" or is_disk_full(exc):
                 outcome = Outcome("failed", _finish_failure(exc, self.store), traceback.format_exc())
         self._background_figures(summary)
+        self._precision_figures(summary)
+        fill_quoted(summary, self.params.grid_g_per_kwh)
         summary.warnings = self._power_warnings(summary)
         summary.text = _text_of(self.generations)
         summary.status = outcome.status
@@ -333,6 +374,13 @@ class ProfileEngine:
         if baseline is not None and workload is not None:
             summary.disturbed = abs(workload.cores - baseline.cores) > DISTURBED_CORES
 
+    def _precision_figures(self, summary: RunSummary) -> None:
+        """The CI reached and, under a target CI, whether it was met and why the repeats stopped."""
+        summary.ci_pct = relative_ci_pct(summary.j_per_token.get(checked_phase(summary.j_per_token)))
+        if self.precision is not None:
+            summary.target_ci_met = self.precision.met(summary.j_per_token.get(checked_phase(summary.j_per_token)))
+            summary.repeats_stop = self.repeats_stop
+
     def _power_warnings(self, summary: RunSummary) -> list[str]:
         """Sentences about power data the run lacks (source died, end not covered, unknown steps)."""
         warnings = []
@@ -361,7 +409,9 @@ class ProfileEngine:
             n_params=loaded.n_params if loaded is not None else None,
             device=loaded.device if loaded is not None else p.device,
             dtype=loaded.dtype if loaded is not None else p.dtype,
-            layers=p.layers, prompt_tokens=len(self.prompt_ids),
+            layers=p.layers, prompt_tokens=max(map(len, self.sequences)) if self.sequences else None,
+            prompt_tokens_each=[len(ids) for ids in self.sequences], batch=p.batch,
+            target_ci_pct=p.target_ci, max_seconds=p.max_seconds if p.target_ci is not None else None,
             new_tokens=[g.new_tokens for g in self.generations if g.steps],
             repeats=sum(1 for g in self.generations if g.steps), repeats_requested=p.repeats,
             baseline_s=p.baseline_s, text=_text_of(self.generations))
