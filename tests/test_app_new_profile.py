@@ -122,6 +122,7 @@ def test_builtin_names_match_the_engine() -> None:
 def test_pages_do_not_import_torch() -> None:
     code = ("import sys, runpy\n"
             "import energyprof.ui, energyprof.charts, energyprof.export, energyprof.jobs, energyprof.profile.job\n"
+            "import energyprof.sweep_table, energyprof.profile.sweep_spec, energyprof.quoted\n"
             "from energyprof.power import registry\n"
             "registry.all_statuses()\n"
             "bad = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"

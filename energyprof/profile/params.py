@@ -231,6 +231,11 @@ def field_types() -> dict[str, type]:
     return out
 
 
+def value_errors(name: str, value: Any) -> list[str]:
+    """Problems with one parameter's value against the table (type, range, choices)."""
+    return _value_errors(name, value, spec_of(name), field_types()[name])
+
+
 def _coerce(key: str, value: Any, kind: type) -> Any:
     """A JSON value as the field's type (an integral float becomes an int; strings stay strings)."""
     if value is None:

@@ -14,6 +14,7 @@ import streamlit as st
 
 from energyprof import charts, jobs
 from energyprof.profile.params import DEVICE_NAMES, DTYPE_NAMES, ProfileParams
+from energyprof.profile.sweep_spec import SweepSpec
 from energyprof.store import ACTIVE_STATUSES, JobAlreadyRunning, Store
 from energyprof.ui.badges import is_estimated, status_badge
 from energyprof.ui.data import TIMELINE_ROWS, clear_caches, get_store, store_errors
@@ -108,6 +109,28 @@ def action_error(exc: BaseException) -> str:
     """One sentence for a failed action (Markdown-escaped: it may quote user input)."""
     text = str(exc).strip() or exc.__class__.__name__
     return md_escape(text if text.endswith(".") else text + ".")
+
+
+def launch_sweep(store: Store, spec: SweepSpec, sweep_id: str) -> str | None:
+    """Start a sweep job and return its id; None (with the reason shown) when it cannot start."""
+    with store_errors(store.path):
+        try:
+            jobs.launch_sweep(store, spec.to_dict(), spec.size, sweep_id)
+        except (JobAlreadyRunning, OSError, ValueError) as exc:  # the database's own errors: store_errors
+            st.error(action_error(exc))
+            return None
+    clear_caches()
+    return sweep_id
+
+
+def cancel_sweep(store: Store, sweep_id: str) -> None:
+    """Stop a sweep (SIGTERM: the running point ends cancelled, no other starts) and say so."""
+    with store_errors(store.path):
+        cancelled = jobs.cancel_sweep(store, sweep_id)
+    if cancelled:
+        flash(f"Sweep {sweep_id} cancelled; its finished points are kept.")
+    clear_caches()
+    st.rerun(scope="app")
 
 
 def launch(store: Store, params: dict[str, Any]) -> int | None:
