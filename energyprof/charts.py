@@ -371,9 +371,11 @@ def sweep_curves(curves: pd.DataFrame, x_title: str, *, estimated: bool = False)
     data = data.assign(lo=data["mean"] - data["ci95"].fillna(0), hi=data["mean"] + data["ci95"].fillna(0),
                        phase=data["phase"].replace({"prefill": PREFILL_PER_PROMPT_TOKEN}))
     scale = _count_scale(data["x"])
+    ticks = sorted(data["x"].unique().tolist())
     base = alt.Chart().encode(
-        x=alt.X("x:Q", title=x_title, scale=scale),
-        color=alt.Color("series:N", title="Point", scale=RUN_SCALE),
+        x=alt.X("x:Q", title=x_title, scale=scale, axis=alt.Axis(values=ticks) if len(ticks) <= 12 else alt.Axis()),
+        color=alt.Color("series:N", title="Points", scale=RUN_SCALE,
+                        legend=alt.Legend(orient="bottom", columns=2, labelLimit=400)),
         tooltip=[alt.Tooltip("series:N", title="Point"), alt.Tooltip("phase:N", title="Phase"),
                  alt.Tooltip("x:Q", title=x_title),
                  alt.Tooltip("mean:Q", title="Energy per token (J)", format=".4g"),

@@ -70,7 +70,8 @@ def sweep_progress(sweep_id: str, total: int, done: int) -> None:
     with ui.store_errors(store.path):
         now = store.get_sweep(sweep_id)
         runs = store.sweep_runs(sweep_id)
-    finished = len({r["sweep_point"] for r in runs if r["status"] == "done"})
+    latest = {r["sweep_point"]: r["status"] for r in runs}  # by point, oldest first: the last one wins
+    finished = sum(1 for status in latest.values() if status == "done")
     if now is None or now["status"] not in ACTIVE_STATUSES or finished != done:
         st.rerun(scope="app")
     st.progress(finished / max(1, total), text=f"{finished} of {total} points done")
@@ -89,7 +90,7 @@ if sweep["status"] in ACTIVE_STATUSES:
     sweep_progress(sweep_id, len(frame), done)
 
 for column, axis_title in AXIS_COLUMNS.items():
-    st.subheader(ui.label(f"Energy per token against {axis_title.split(' (')[0].lower()}", est))
+    st.subheader(ui.label(axis_title.split(" (")[0].replace(" per sequence", ""), est))
     curves = curve_frame(frame, column)
     ui.chart(charts.sweep_curves(curves, axis_title, estimated=est), key=f"chart_{column}")
     if not curves.empty and curves["x"].nunique() == 1:
@@ -97,7 +98,7 @@ for column, axis_title in AXIS_COLUMNS.items():
 st.caption("Decode: whole-system energy per generated token, every sequence of a batch counted. Prefill: the prompt's "
            "forward pass per prompt token. Bars: 95% CI over each point's repeats.")
 
-st.subheader(ui.label("Decode speed against energy per token", est))
+st.subheader(ui.label("Speed against energy", est))
 ui.chart(charts.sweep_pareto(frame, estimated=est), key="chart_pareto")
 st.caption("Red diamonds: the Pareto front, points that no other point beats on both energy per token and speed.")
 

@@ -239,10 +239,11 @@ def _profile_summary(summary: RunSummary, steps: np.ndarray, step_total_mj: np.n
 
 def seed_sweep(store: Store, *, batches: Sequence[int] = (1, 2, 4, 8), prompt_tokens: Sequence[int] = (16, 64),
                sweep_id: str = "batch-study", status: str = "done", source: str = "powermetrics",
-               measured: bool = True, failed_points: Sequence[int] = (), grid: float | None = None) -> str:
+               measured: bool = True, failed_points: Sequence[int] = (), pending_points: Sequence[int] = (),
+               grid: float | None = None) -> str:
     """A finished sweep over batch sizes and prompt lengths written through the Store: each point a seeded profile
     run whose per-token figures follow batching as GPUs show it (decode J/token falling with the batch, prefill
-    J/token rising with the prompt), with 95% CIs; `failed_points` end failed."""
+    J/token rising with the prompt), with 95% CIs; `failed_points` end failed, `pending_points` have no run."""
     from energyprof.profile.params import ProfileParams
     from energyprof.profile.sweep_spec import SweepSpec
     from energyprof.quoted import fill_quoted
@@ -252,6 +253,8 @@ def seed_sweep(store: Store, *, batches: Sequence[int] = (1, 2, 4, 8), prompt_to
                      {"batch": list(batches), "prompt_tokens": list(prompt_tokens)})
     store.create_sweep(sweep_id, spec.to_dict(), spec.size)
     for point, values in enumerate(spec.point_values()):
+        if point in pending_points:
+            continue
         failed = point in failed_points
         run_id = seed_run(store, minutes=0.05, tokens=8, source=source, measured=measured, seed=point,
                           status="failed" if failed else "done", prompt_tokens=values["prompt_tokens"],

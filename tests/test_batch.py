@@ -170,3 +170,16 @@ def test_too_few_prompts_for_the_batch_is_one_sentence() -> None:
         "(copied), or a smaller batch."]
     assert ProfileParams(prompts=["a"], batch=3).sequence_texts() == ["a", "a", "a"]
     assert ProfileParams(prompts=["a", "b", "c"], batch=2).sequence_texts() == ["a", "b"]
+
+
+def test_the_python_api_takes_a_batch_of_prompts(db_path: Path, tiny) -> None:
+    from energyprof import profile_generation
+
+    model, tok = tiny
+    summary = profile_generation(model, tok, ["Hi", "Hello there"], max_new_tokens=3, ignore_eos=True,
+                                 source="estimate", repeats=2, layers="none", db=db_path)
+    assert summary.status == "done" and summary.batch == 2 and summary.prompt_tokens_each == [2, 11]
+    assert summary.new_tokens == [6, 6]
+    copied = profile_generation(model, tok, "Hi", batch=3, prompt_tokens=5, max_new_tokens=2, ignore_eos=True,
+                                source="estimate", layers="none", db=db_path)
+    assert copied.prompt_tokens_each == [5, 5, 5] and copied.new_tokens == [6]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from energyprof.profile.job import run_profile
@@ -11,12 +12,19 @@ from energyprof.store import Store
 from energyprof.summary import RunSummary
 
 
-def profile_generation(model: Any, tokenizer: Any, prompt: str, *, max_new_tokens: int = 32, layers: str = "blocks",
-                       source: str = "auto", interval_ms: int | None = None, repeats: int = 1, warmup: int = 0,
-                       baseline_s: float = 0.0, ignore_eos: bool = False, temperature: float = 0.0,
-                       top_p: float = 1.0, seed: int = 0, name: str | None = None,
+def profile_generation(model: Any, tokenizer: Any, prompt: str | Sequence[str], *, max_new_tokens: int = 32,
+                       layers: str = "blocks", source: str = "auto", interval_ms: int | None = None,
+                       repeats: int = 1, warmup: int = 0, baseline_s: float = 0.0, ignore_eos: bool = False,
+                       temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, batch: int | None = None,
+                       prompt_tokens: int | None = None, target_ci: float | None = None, max_seconds: float = 60.0,
+                       grid_g_per_kwh: float | None = None, name: str | None = None,
                        db: str | os.PathLike[str] | None = None) -> RunSummary:
     """Profile `model` generating from `prompt` and store the run; returns the run's summary (RunSummary).
+
+    A list of prompts is a batch, one sequence per prompt (`batch` defaults to their number; one prompt with
+    `batch` N is copied N times); `prompt_tokens` builds each prompt to exactly that many tokens; `target_ci` adds
+    repeats until the decode J/token 95 % CI is within that % of the mean (at most `max_seconds` of repeats);
+    `grid_g_per_kwh` adds gCO2e per 1,000 tokens at that grid intensity.
 
     The model stays where it is (device and dtype are read from its parameters) and runs in eval mode (its
     training flag is restored afterwards); a causal LM is profiled token by token, any other model per
@@ -28,10 +36,13 @@ def profile_generation(model: Any, tokenizer: Any, prompt: str, *, max_new_token
 
     device, dtype = _placement(model)
     label = name or _model_name(model)
-    params = ProfileParams(model=label, prompt=prompt, max_new_tokens=max_new_tokens, ignore_eos=ignore_eos,
-                           device=device, dtype=dtype, source=source, interval_ms=interval_ms, layers=layers,
-                           repeats=repeats, warmup=warmup, baseline_s=baseline_s, temperature=temperature,
-                           top_p=top_p, seed=seed)
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    params = ProfileParams(model=label, prompt=prompts[0] if prompts else "", max_new_tokens=max_new_tokens,
+                           ignore_eos=ignore_eos, device=device, dtype=dtype, source=source, interval_ms=interval_ms,
+                           layers=layers, repeats=repeats, warmup=warmup, baseline_s=baseline_s,
+                           temperature=temperature, top_p=top_p, seed=seed, batch=batch or max(1, len(prompts)),
+                           prompts=prompts if len(prompts) > 1 else None, prompt_tokens=prompt_tokens,
+                           target_ci=target_ci, max_seconds=max_seconds, grid_g_per_kwh=grid_g_per_kwh)
     params.validate(check_model=False)
     kind = "causal" if _can_generate(model) else "encoder"
     loaded = LoadedModel(model, tokenizer, kind, label, sum(p.numel() for p in model.parameters()), device, dtype)
