@@ -183,3 +183,16 @@ def test_the_python_api_takes_a_batch_of_prompts(db_path: Path, tiny) -> None:
     copied = profile_generation(model, tok, "Hi", batch=3, prompt_tokens=5, max_new_tokens=2, ignore_eos=True,
                                 source="estimate", layers="none", db=db_path)
     assert copied.prompt_tokens_each == [5, 5, 5] and copied.new_tokens == [6]
+
+
+def test_the_tokens_csv_has_energy_per_token_of_each_step(store: Store) -> None:
+    import io
+
+    import pandas as pd
+
+    from energyprof.export import export_csv
+
+    summary = profile_foreground(store, fast_params(batch=3, prompt_tokens=4, max_new_tokens=3, repeats=1))
+    frame = pd.read_csv(io.StringIO(export_csv(store, summary.run_id, "tokens")))
+    assert frame["n_tokens"].tolist() == [12, 3, 3]
+    assert frame["energy_j_per_token"].tolist() == pytest.approx((frame["energy_j"] / frame["n_tokens"]).tolist())
