@@ -162,7 +162,7 @@ if profiled:
     with st.expander(ui.label(f"Tokens ({len(tokens):,} rows, one per {per_step})", est)):
         st.dataframe(tokens[["repeat", "idx", "phase", "token_text", "duration_s", "energy_j", "net_energy_j",
                              "resolution"]], hide_index=True, width="stretch", key="table_tokens")
-        ui.csv_download(store, run["id"], "tokens", f"One row per {per_step}, every repeat and component")
+        ui.csv_download(store, run["id"], "tokens", f"Tokens, one row per {per_step}, every repeat and component")
     if not layers.empty:
         with st.expander(ui.label(f"Layers ({len(layers):,})", est)):
             st.dataframe(layers[["name", "kind", "calls", "time_s", "energy_j", "net_energy_j", "resolution"]],
