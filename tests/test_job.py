@@ -252,6 +252,7 @@ def test_the_demo_profile_gives_a_decode_ci_a_person_can_read(store: Store) -> N
     params = ProfileParams.from_dict({**DEMO_PARAMS, "source": "estimate"})
     assert params.warmup >= 1  # a cold first repeat can be ten times slower than the next
     assert params.target_ci is not None and params.max_seconds <= 30  # precision on request, bounded in time
+    params.max_seconds = 5.0  # a busy machine reaches the cap: keep the test short
     summary = profile_foreground(store, params)
     decode = summary.j_per_token["decode"]
     assert summary.status == "done" and decode.n == summary.repeats >= params.repeats
