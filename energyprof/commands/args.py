@@ -97,7 +97,7 @@ def add_param_options(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] 
         if kind is bool:
             target.add_argument(flag, action="store_true", default=default, help=text)
             continue
-        if spec.none_means:
+        if spec.none_means and default is None:
             text += f" (default: {spec.none_means})"
         elif default is not None and spec.widget != "text_area":
             text += f" (default: {default})"

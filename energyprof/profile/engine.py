@@ -376,9 +376,10 @@ class ProfileEngine:
 
     def _precision_figures(self, summary: RunSummary) -> None:
         """The CI reached and, under a target CI, whether it was met and why the repeats stopped."""
-        summary.ci_pct = relative_ci_pct(summary.j_per_token.get(checked_phase(summary.j_per_token)))
+        stat = summary.j_per_token.get(checked_phase(summary.j_per_token))
+        summary.ci_pct = relative_ci_pct(stat)
         if self.precision is not None:
-            summary.target_ci_met = self.precision.met(summary.j_per_token.get(checked_phase(summary.j_per_token)))
+            summary.target_ci_met = self.precision.met(stat)
             summary.repeats_stop = self.repeats_stop
 
     def _power_warnings(self, summary: RunSummary) -> list[str]:
