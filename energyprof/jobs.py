@@ -190,19 +190,24 @@ def cancel_job(store: Store, run_id: int, timeout_s: float = 10.0) -> bool:
     if run is None or not can_cancel(run):
         return False
     pid = run.get("pid")
-    if pid and _run_process(pid, run) is not None:
-        os.kill(pid, signal.SIGTERM)
-        os.kill(pid, signal.SIGCONT)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if _run_process(pid, run) is None:
-                break
-            time.sleep(0.05)
+    _ask_to_stop(pid, run, timeout_s)
     reap_dead_jobs(store)
     run = store.get_run(run_id)
     if run and run["status"] in ACTIVE_STATUSES and not (pid and _run_process(pid, run) is not None):
         store.finish_run(run_id, "cancelled", error="Cancelled before the job process started.")
     return True
+
+
+def _ask_to_stop(pid: int | None, row: dict[str, Any], timeout_s: float) -> None:
+    """SIGTERM (and SIGCONT, so a stopped process can act on it) to the live process of a run or sweep, then wait
+    up to timeout_s for it to end."""
+    if not pid or _run_process(pid, row) is None:
+        return
+    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _run_process(pid, row) is not None:
+        time.sleep(0.05)
 
 
 def reap_dead_jobs(store: Store) -> list[int]:
@@ -228,12 +233,7 @@ def cancel_sweep(store: Store, sweep_id: str, timeout_s: float = 10.0) -> bool:
     if sweep is None or sweep["status"] not in ACTIVE_STATUSES:
         return False
     pid = sweep.get("pid")
-    if pid and _run_process(pid, sweep) is not None:
-        os.kill(pid, signal.SIGTERM)
-        os.kill(pid, signal.SIGCONT)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _run_process(pid, sweep) is not None:
-            time.sleep(0.05)
+    _ask_to_stop(pid, sweep, timeout_s)
     reap_dead_jobs(store)
     sweep = store.get_sweep(sweep_id)
     if sweep and sweep["status"] in ACTIVE_STATUSES and not (pid and _run_process(pid, sweep) is not None):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +65,9 @@ def run_sweep(store: Store, sweep_id: str, *, on_point: PointCallback | None = N
         with cancel_on_signals(switch, _signals()):
             outcome = _run_points(store, sweep_id, switch, on_point, on_progress)
     except BaseException as exc:
-        store.finish_sweep(sweep_id, "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed",
-                           user_message(exc, store) if isinstance(exc, Exception) else "The sweep was cancelled.")
+        with suppress(Exception):  # the original error matters more than this write
+            store.finish_sweep(sweep_id, "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed",
+                               user_message(exc, store) if isinstance(exc, Exception) else "The sweep was cancelled.")
         raise
     store.finish_sweep(sweep_id, outcome.status, outcome.error)
     return outcome

@@ -106,9 +106,8 @@ class SweepSpec:
     axes: dict[str, list[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in sweepable_names():
-            self.axes.setdefault(name, [getattr(self.base, name)])
-        self.axes = {name: list(self.axes[name]) for name in sweepable_names()}
+        given = self.axes
+        self.axes = {name: list(given.get(name, [getattr(self.base, name)])) for name in sweepable_names()}
         self.base = dataclasses.replace(self.base, **{name: values[0] for name, values in self.axes.items() if values})
 
     @property
