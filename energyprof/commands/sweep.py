@@ -87,13 +87,16 @@ def run(args: argparse.Namespace) -> int:
             print_json({"sweep_id": sweep_id, "status": "failed", "error": str(exc), "runs": []})
         return fail(str(exc))
     out = None if args.json else sys.stdout
-    outcome = run_sweep(store, sweep_id, on_point=lambda i, n, s: _point_line(i, n, s, out))
+    try:
+        outcome = run_sweep(store, sweep_id, on_point=lambda i, n, s: _point_line(i, n, s, out))
+    except (JobAlreadyRunning, SweepError) as exc:
+        return _report(store, sweep_id, "failed", str(exc), args.json)
     return _report(store, sweep_id, outcome.status, outcome.error, args.json)
 
 
 def run_job(args: argparse.Namespace) -> int:
     from energyprof.jobs import reap_dead_jobs
-    from energyprof.profile.sweep import run_sweep
+    from energyprof.profile.sweep import SweepError, run_sweep
 
     error = sweep_id_error(args.sweep_id)
     if error:
@@ -104,7 +107,10 @@ def run_job(args: argparse.Namespace) -> int:
         store.start_sweep(args.sweep_id, os.getpid())
     except (JobAlreadyRunning, ValueError) as exc:
         return fail(str(exc))
-    outcome = run_sweep(store, args.sweep_id, on_point=lambda i, n, s: _point_line(i, n, s, sys.stdout))
+    try:
+        outcome = run_sweep(store, args.sweep_id, on_point=lambda i, n, s: _point_line(i, n, s, sys.stdout))
+    except (JobAlreadyRunning, SweepError) as exc:
+        return fail(str(exc))
     print(f"Sweep {args.sweep_id} {outcome.status}.")
     return 0 if outcome.status == "done" else fail(outcome.error or f"Sweep {args.sweep_id} ended {outcome.status}.")
 
