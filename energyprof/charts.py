@@ -179,9 +179,10 @@ def power_timeline(timeline: pd.DataFrame, steps: pd.DataFrame | None = None, *,
         title=title("Power per component over time (W)", estimated), height=height)
 
 
-def token_energy_bars(tokens: pd.DataFrame, *, estimated: bool = False,
-                      net: bool = False) -> alt.LayerChart | alt.Chart:
-    """Energy per token (J) as bars; beyond MAX_BARS tokens, bars show the mean of groups of tokens."""
+def token_energy_bars(tokens: pd.DataFrame, *, estimated: bool = False, net: bool = False,
+                      batch: int = 1) -> alt.LayerChart | alt.Chart:
+    """Energy per token (J) as bars; beyond MAX_BARS tokens, bars show the mean of groups of tokens. With a batch,
+    each bar is a step of `batch` tokens (one per sequence; the prefill step: every prompt token)."""
     col = "net_energy_j" if net else "energy_j"
     if tokens.empty or tokens[col].isna().all():
         return _empty(title("No per-token energy recorded", estimated))
@@ -191,8 +192,9 @@ def token_energy_bars(tokens: pd.DataFrame, *, estimated: bool = False,
                       min_cols=["resolution"], index_col="idx")
     group = int(data["rows"].max())
     data = data.assign(x1=data["idx_lo"] + np.maximum(data["idx_hi"] - data["idx_lo"] + 1, group))
-    what = "Mean energy per token in the group (J)" if binned else "Energy per token (J)"
-    label = "Net energy per token (J)" if net else "Energy per token (J)"
+    unit = "token" if batch <= 1 else f"step of {batch} tokens"
+    what = f"Mean energy per {unit} in the group (J)" if binned else f"Energy per {unit} (J)"
+    label = f"Net energy per {unit} (J)" if net else f"Energy per {unit} (J)"
     base = alt.Chart(data).encode(
         x=alt.X("idx_lo:Q", title="Token (step index)"), y=alt.Y("energy_j:Q", title=label),
         color=alt.Color("phase:N", title="Phase", scale=_phase_scale(data["phase"].unique())),
@@ -450,3 +452,67 @@ def replay_kind_bars(summary: pd.DataFrame, *, phase: str | None = None, estimat
                  alt.Tooltip("time_s_per_step:Q", title="Time per step (s)", format=".3g")],
     ).properties(title=title("Power per layer kind while replayed" + (f" ({phase})" if phase else "") + " (W)",
                              estimated), height=240)
+
+
+PREFILL_PER_PROMPT_TOKEN = "prefill (per prompt token)"
+
+
+def _count_scale(values: pd.Series) -> alt.Scale:
+    """A log-2 scale for counts that span a factor of 4 or more (batch 1, 2, 4, 8), else a linear one."""
+    numbers = pd.to_numeric(values, errors="coerce").dropna()
+    if not numbers.empty and numbers.min() > 0 and numbers.max() / numbers.min() >= 4:
+        return alt.Scale(type="log", base=2)
+    return alt.Scale(zero=False)
+
+
+def sweep_curves(curves: pd.DataFrame, x_title: str, *, estimated: bool = False) -> alt.FacetChart | alt.Chart:
+    """J/token (decode and prefill side by side, each on its own scale) with 95% CIs against a swept count (batch
+    size or prompt tokens); columns x, phase, mean, ci95, series (one line per series)."""
+    data = curves.dropna(subset=["mean"]).head(MAX_ROWS) if not curves.empty else curves
+    what = f"Energy per token against {x_title.split(' (')[0].lower()}"
+    if data.empty:
+        return _empty(title(f"No finished points to draw {what.lower()}", estimated))
+    data = data.assign(lo=data["mean"] - data["ci95"].fillna(0), hi=data["mean"] + data["ci95"].fillna(0),
+                       phase=data["phase"].replace({"prefill": PREFILL_PER_PROMPT_TOKEN}))
+    scale = _count_scale(data["x"])
+    ticks = sorted(data["x"].unique().tolist())
+    base = alt.Chart().encode(
+        x=alt.X("x:Q", title=x_title, scale=scale, axis=alt.Axis(values=ticks) if len(ticks) <= 12 else alt.Axis()),
+        color=alt.Color("series:N", title="Points", scale=RUN_SCALE,
+                        legend=alt.Legend(orient="bottom", columns=2, labelLimit=400)),
+        tooltip=[alt.Tooltip("series:N", title="Point"), alt.Tooltip("phase:N", title="Phase"),
+                 alt.Tooltip("x:Q", title=x_title),
+                 alt.Tooltip("mean:Q", title="Energy per token (J)", format=".4g"),
+                 alt.Tooltip("ci95:Q", title="95% CI ± (J)", format=".3g")])
+    line = base.mark_line(point=True).encode(y=alt.Y("mean:Q", title="Energy per token (J)",
+                                                     scale=alt.Scale(zero=False)))
+    errors = base.mark_rule(strokeWidth=2).encode(y="lo:Q", y2="hi:Q")
+    return alt.layer(line, errors, data=data).facet(
+        column=alt.Column("phase:N", title=None, sort=["decode", PREFILL_PER_PROMPT_TOKEN]),
+    ).resolve_scale(y="independent").properties(title=title(f"{what}, mean with 95% CI (J)", estimated))
+
+
+def sweep_pareto(points: pd.DataFrame, *, estimated: bool = False) -> alt.LayerChart | alt.Chart:
+    """Decode speed (tokens/s) against energy per decode token (J), the Pareto front (no point both cheaper and
+    faster) marked and joined; columns label, j_per_token, tokens_per_s, pareto, batch, prompt_tokens."""
+    data = points.dropna(subset=["j_per_token", "tokens_per_s"]).head(MAX_ROWS) if not points.empty else points
+    if data.empty:
+        return _empty(title("No finished points to draw speed against energy", estimated))
+    data = data[["label", "j_per_token", "tokens_per_s", "pareto", "batch", "prompt_tokens"]].assign(
+        front=lambda d: d["pareto"].map({True: "Pareto front", False: "dominated"}))
+    tooltip = [alt.Tooltip("label:N", title="Point"),
+               alt.Tooltip("j_per_token:Q", title="Energy per decode token (J)", format=".4g"),
+               alt.Tooltip("tokens_per_s:Q", title="Decode speed (tokens/s)", format=".4g"),
+               alt.Tooltip("front:N", title="Front")]
+    x = alt.X("j_per_token:Q", title="Energy per decode token (J)", scale=alt.Scale(zero=False))
+    y = alt.Y("tokens_per_s:Q", title="Decode speed (tokens/s)", scale=alt.Scale(zero=False))
+    dots = alt.Chart(data).mark_point(filled=True, size=90).encode(
+        x=x, y=y, tooltip=tooltip,
+        color=alt.Color("front:N", title=None, scale=alt.Scale(domain=["Pareto front", "dominated"],
+                                                              range=["#e45756", "#9d9d9d"])),
+        shape=alt.Shape("front:N", title=None, scale=alt.Scale(domain=["Pareto front", "dominated"],
+                                                              range=["diamond", "circle"])))
+    front = alt.Chart(data).transform_filter(alt.datum.pareto).mark_line(color="#e45756", strokeDash=[4, 3]).encode(
+        x=x, y=y, order=alt.Order("j_per_token:Q"))
+    return alt.layer(front, dots).properties(
+        title=title("Decode speed (tokens/s) against energy per decode token (J)", estimated), height=320)

@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "import_capture",
     "export",
     "profile",
+    "sweep",
     "job",
     "runs",
 )

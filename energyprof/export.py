@@ -108,8 +108,14 @@ def samples_frame(store: Store, run: dict[str, Any]) -> pd.DataFrame:
 
 def tokens_frame(store: Store, run: dict[str, Any]) -> pd.DataFrame:
     """One row per step: times (s from the run's start, and t0_ns/t1_ns on the job clock), whole-system energy and its
-    `how`, then energy_j_<component>, net_energy_j_<component> and how_<component>."""
+    `how`, then energy_j_<component>, net_energy_j_<component> and how_<component>.
+
+    A step holds n_tokens tokens (with a batch: one per sequence; the prefill: every prompt token), so
+    energy_j_per_token (energy_j / n_tokens) follows energy_j."""
     tokens = _int_token_ids(store.tokens_with_energy(run["id"]))
+    if "energy_j" in tokens and not tokens.empty:
+        tokens.insert(tokens.columns.get_loc("energy_j") + 1, "energy_j_per_token",
+                      tokens["energy_j"] / tokens["n_tokens"].where(tokens["n_tokens"] > 0))
     energy = store.step_energy(run["id"])
     if tokens.empty or energy.empty:
         return tokens

@@ -8,6 +8,10 @@ capture) whose process is gone shows as failed instead of running forever.
 
 A process that is alive is never reaped, however old its heartbeat: a stopped (SIGSTOP, Ctrl-Z) or stuck job
 is "not responding" (see `job_health`) and keeps its place as the one active job.
+
+A sweep (energyprof.profile.sweep) is a job too: a sweep row plus a detached `python -m energyprof sweep-job
+--sweep-id ID --db PATH` process that runs its points as profile runs; the same one-active-job rule, cancel
+(SIGTERM: the running point ends `cancelled`, the sweep stops) and reaping apply.
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ DEAD_SENTENCES = {
                "recorded for the block.",
     "capture": "The import process ended without finishing (killed or crashed); delete this run and import the file "
                "again.",
+    "sweep": "The sweep process ended without finishing (killed or crashed); its finished points are kept, and "
+             "running the sweep again resumes the others.",
 }
 """Why a run was marked failed by the reaper, per kind: one sentence."""
 
@@ -93,6 +99,15 @@ def log_path(store: Store, run_id: int) -> Path:
     return store.path.parent / LOG_DIR_NAME / f"run-{run_id}.log"
 
 
+def sweep_command(sweep_id: str, db_path: Path) -> list[str]:
+    return [sys.executable, "-m", "energyprof", "sweep-job", "--sweep-id", sweep_id, "--db", str(db_path)]
+
+
+def sweep_log_path(store: Store, sweep_id: str) -> Path:
+    """Where a launched sweep's stdout/stderr go (beside the database; sweep ids are safe file names)."""
+    return store.path.parent / LOG_DIR_NAME / f"sweep-{sweep_id}.log"
+
+
 def launch_job(store: Store, params: dict[str, Any]) -> int:
     """Queue a profiling run with these engine parameters and start its process; returns the run id at once.
 
@@ -103,20 +118,40 @@ def launch_job(store: Store, params: dict[str, Any]) -> int:
                               device=params.get("device"), dtype=params.get("dtype"), params=params)
     store.update_run(run_id, phase="queued")
     try:
-        log = open_log(log_path(store, run_id))
-        try:
-            proc = subprocess.Popen(job_command(run_id, store.path), stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-        except OSError as exc:
-            raise JobLaunchError(f"Could not start the profiling job process ({exc.strerror or exc}); check that "
-                                 f"{sys.executable} still runs.") from exc
-        finally:
-            os.close(log)
+        proc = _spawn(job_command(run_id, store.path), log_path(store, run_id), "profiling job")
     except JobLaunchError as exc:
         store.finish_run(run_id, "failed", error=str(exc))
         raise
     store.update_run(run_id, pid=proc.pid)
     return run_id
+
+
+def launch_sweep(store: Store, spec: dict[str, Any], points: int, sweep_id: str) -> str:
+    """Queue a sweep (its spec: energyprof.profile.sweep_spec.SweepSpec.to_dict()) and start its process; returns
+    the sweep id at once. Raises JobAlreadyRunning when a profiling job or sweep is active, ValueError when the id
+    is taken, JobLaunchError when its log or process cannot be started."""
+    reap_dead_jobs(store)
+    store.create_sweep(sweep_id, spec, points)
+    try:
+        proc = _spawn(sweep_command(sweep_id, store.path), sweep_log_path(store, sweep_id), "sweep")
+    except JobLaunchError as exc:
+        store.finish_sweep(sweep_id, "failed", error=str(exc))
+        raise
+    store.set_sweep_pid(sweep_id, proc.pid)
+    return sweep_id
+
+
+def _spawn(command: list[str], log_file: Path, what: str) -> subprocess.Popen:
+    """A detached job process (its own session) writing to its log; JobLaunchError with one sentence."""
+    log = open_log(log_file)
+    try:
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True)
+    except OSError as exc:
+        raise JobLaunchError(f"Could not start the {what} process ({exc.strerror or exc}); check that "
+                             f"{sys.executable} still runs.") from exc
+    finally:
+        os.close(log)
 
 
 def open_log(path: Path) -> int:
@@ -155,14 +190,7 @@ def cancel_job(store: Store, run_id: int, timeout_s: float = 10.0) -> bool:
     if run is None or not can_cancel(run):
         return False
     pid = run.get("pid")
-    if pid and _run_process(pid, run) is not None:
-        os.kill(pid, signal.SIGTERM)
-        os.kill(pid, signal.SIGCONT)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if _run_process(pid, run) is None:
-                break
-            time.sleep(0.05)
+    _ask_to_stop(pid, run, timeout_s)
     reap_dead_jobs(store)
     run = store.get_run(run_id)
     if run and run["status"] in ACTIVE_STATUSES and not (pid and _run_process(pid, run) is not None):
@@ -170,8 +198,21 @@ def cancel_job(store: Store, run_id: int, timeout_s: float = 10.0) -> bool:
     return True
 
 
+def _ask_to_stop(pid: int | None, row: dict[str, Any], timeout_s: float) -> None:
+    """SIGTERM (and SIGCONT, so a stopped process can act on it) to the live process of a run or sweep, then wait
+    up to timeout_s for it to end."""
+    if not pid or _run_process(pid, row) is None:
+        return
+    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _run_process(pid, row) is not None:
+        time.sleep(0.05)
+
+
 def reap_dead_jobs(store: Store) -> list[int]:
-    """Mark active runs whose process is gone (killed, crashed, machine rebooted) as failed; returns their ids.
+    """Mark active runs (and sweeps) whose process is gone (killed, crashed, machine rebooted) as failed; returns
+    the runs' ids.
 
     Only the process's absence counts: a live process (same pid and start time) is never reaped."""
     reaped = []
@@ -180,7 +221,24 @@ def reap_dead_jobs(store: Store) -> list[int]:
             continue
         if store.finish_run(run["id"], "failed", error=DEAD_SENTENCES.get(run["kind"], DEAD_SENTENCES["profile"])):
             reaped.append(run["id"])
+    for sweep in store.active_sweeps():
+        if job_health(sweep).state == "dead":
+            store.finish_sweep(sweep["id"], "failed", DEAD_SENTENCES["sweep"])
     return reaped
+
+
+def cancel_sweep(store: Store, sweep_id: str, timeout_s: float = 10.0) -> bool:
+    """Stop a sweep (SIGTERM: its running point ends `cancelled`, no further point starts); True if it was active."""
+    sweep = store.get_sweep(sweep_id)
+    if sweep is None or sweep["status"] not in ACTIVE_STATUSES:
+        return False
+    pid = sweep.get("pid")
+    _ask_to_stop(pid, sweep, timeout_s)
+    reap_dead_jobs(store)
+    sweep = store.get_sweep(sweep_id)
+    if sweep and sweep["status"] in ACTIVE_STATUSES and not (pid and _run_process(pid, sweep) is not None):
+        store.finish_sweep(sweep_id, "cancelled", "Cancelled before the sweep process started.")
+    return True
 
 
 def job_health(run: dict[str, Any], now: float | None = None) -> JobHealth:

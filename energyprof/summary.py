@@ -129,10 +129,25 @@ class RunSummary:
     dtype: str | None = None
     layers: str | None = None
     prompt_tokens: int | None = None
+    """Prompt tokens per sequence (the longest, when the sequences of a batch differ)."""
+    prompt_tokens_each: list[int] = field(default_factory=list)
+    """Prompt tokens of each sequence of the batch."""
+    batch: int | None = None
+    """Sequences generated together; a step's tokens are one per sequence (the prefill: every prompt token)."""
     new_tokens: list[int] = field(default_factory=list)
-    """Generated tokens of each measured repeat."""
+    """Generated tokens of each measured repeat, every sequence of the batch counted."""
     repeats: int = 0
     repeats_requested: int | None = None
+    target_ci_pct: float | None = None
+    """The precision asked for: decode J/token 95 % CI half-width as a % of the mean (None: fixed repeats)."""
+    max_seconds: float | None = None
+    """The time cap on the repeats that goes with target_ci_pct."""
+    target_ci_met: bool | None = None
+    """Whether the run's decode J/token CI is within target_ci_pct (None without a target)."""
+    ci_pct: float | None = None
+    """The decode (encoder: forward) J/token 95 % CI half-width reached, as a % of the mean."""
+    repeats_stop: str | None = None
+    """Why repeats stopped being added under a target: "met", "time cap" or "repeat cap"."""
     baseline_s: float | None = None
     text: str | None = None
     # -- energy and power over the workload (profile, measure) or the recording (sample, capture)
@@ -149,6 +164,12 @@ class RunSummary:
     net_j_per_token: dict[str, MeanCI] | None = None
     tokens_per_s: float | None = None
     prefill_tokens_per_s: float | None = None
+    # -- the units people quote, per phase, from the gross J/token mean (energyprof.quoted)
+    tokens_per_j: dict[str, float | None] = field(default_factory=dict)
+    wh_per_1000_tokens: dict[str, float | None] = field(default_factory=dict)
+    grid_g_co2e_per_kwh: float | None = None
+    """The grid carbon intensity the user stated (never looked up); None: no CO2e figures."""
+    g_co2e_per_1000_tokens: dict[str, float | None] | None = None
     # -- checks
     closure_error: float | None = None
     closure: dict[str, float | None] = field(default_factory=dict)

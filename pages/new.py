@@ -1,9 +1,18 @@
-"""New profile: every engine option in one form; launch returns at once and the job's progress shows live."""
+"""New profile: every engine option in one form; launch returns at once and the job's progress shows live. The
+Sweep tab launches a sweep (lists for the sweepable options) and opens its page."""
 
 import streamlit as st
 
 from energyprof import ui
 from energyprof.profile.params import ProfileParams, not_in_mode
+from energyprof.profile.sweep_spec import (
+    SWEEP_DEFAULTS,
+    SweepSpec,
+    axis_values,
+    new_sweep_id,
+    sweep_id_error,
+    sweepable_names,
+)
 
 store = ui.page_setup("New profile")
 st.title("New profile")
@@ -27,10 +36,12 @@ elif last is not None:
 
 statuses, auto = ui.source_statuses()
 available = tuple(s.name for s in statuses if s.available)
+one, many = st.tabs(["One profile", "Sweep"])
 MODES = {"Local model": "local", "Endpoint": "endpoint"}
-mode = MODES[st.radio("Profile", list(MODES), horizontal=True, key="mode",
-                      help="A model energyprof loads here, or a server you already run (OpenAI-compatible API)")]
-with st.form("profile"):
+with one:
+    mode = MODES[st.radio("Profile", list(MODES), horizontal=True, key="mode",
+                          help="A model energyprof loads here, or a server you already run (OpenAI-compatible API)")]
+with one, st.form("profile"):
     if mode == "endpoint":
         st.caption(ui.ENDPOINT_MODE_HELP)
     values = ui.param_widgets({"source": ("auto", *available), "cross_check": ("none", *available)},
@@ -44,6 +55,17 @@ with st.form("profile"):
                                                      for s in unavailable))
     submitted = st.form_submit_button("Launch profile", type="primary", key="launch")
 
+with many, st.form("sweep"):
+    st.caption("A sweep profiles every combination of the lists below (comma-separated values, or several choices), "
+               "one run per point, one after another. Each point repeats until its decode J/token CI is within the "
+               "target (bounded by the max seconds), so the points compare like with like.")
+    sweep_values = ui.param_widgets({"source": ("auto", *available), "cross_check": ("none", *available)},
+                                    key_prefix="sweep_", lists=sweepable_names(), overrides=SWEEP_DEFAULTS,
+                                    skip=not_in_mode("local"))
+    sweep_id_text = st.text_input("Sweep id (optional)", key="sweep_id", placeholder="e.g. batch-study (default: "
+                                  "the date and time)", help="Letters, digits, '.', '_' and '-'.")
+    sweep_submitted = st.form_submit_button("Launch sweep", type="primary", key="launch_sweep")
+
 if submitted:
     params = ProfileParams(**values)
     problems = params.errors(mode=mode)
@@ -55,3 +77,22 @@ if submitted:
             st.session_state["job_run"] = run_id
             ui.flash(f"Job #{run_id} started.")
             st.rerun()
+
+if sweep_submitted:
+    problems, axes = [], {}
+    for name in sweepable_names():
+        try:
+            axes[name] = axis_values(name, sweep_values.pop(name))
+        except ValueError as exc:
+            problems.append(str(exc))
+    sweep_id = sweep_id_text.strip() or new_sweep_id()
+    if sweep_id_error(sweep_id):
+        problems.append(sweep_id_error(sweep_id))
+    if not problems:
+        spec = SweepSpec(ProfileParams(**{**sweep_values, **{n: v[0] for n, v in axes.items()}}), axes)
+        problems = spec.errors()
+    for problem in problems:
+        st.error(ui.md_escape(problem))
+    if not problems and ui.launch_sweep(store, spec, sweep_id) is not None:
+        ui.flash(f"Sweep {sweep_id} started: {spec.size} points.")
+        st.switch_page(ui.SWEEP_PAGE, query_params={"sweep": sweep_id})

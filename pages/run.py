@@ -36,6 +36,9 @@ facts += ui.endpoint_facts(summary)
 st.markdown(f"{ui.status_badge(run['status'])} {ui.measured_badge(run)} " + " · ".join(
     [*facts, ui.fmt_date(run.get("created_at"))]))
 ui.show_flash()
+if run.get("sweep_id"):
+    point = (run.get("sweep_point") or 0) + 1
+    ui.sweep_link(run["sweep_id"], f"Point {point} of sweep {ui.md_escape(run['sweep_id'])}")
 if est:
     st.caption(f"{ui.estimated_badge()} These power figures come from a model of CPU utilisation, not a "
                "reading of the hardware: use them to compare runs on this machine, not as joules.")
@@ -87,6 +90,7 @@ if profiled:
     second = st.columns(4)
     second[0].metric("Tokens/s", ui.fmt_rate(summary.tokens_per_s), help="Decode tokens per second")
     rest = second[1:]
+    ui.quoted_metrics(summary, est)
 rest[0].metric(ui.label("Mean power", est), ui.fmt_power(mean_w))
 rest[1].metric(ui.label("Peak power", est), ui.fmt_power(peak_w),
                help="Highest window mean power during the workload (without a package figure: the sum of each "
@@ -132,13 +136,14 @@ with right:
 ui.show_cross_check(summary)
 
 if profiled:
-    st.subheader(ui.label("Energy per token", est))
+    per_step = ui.per_step_label(summary)
+    st.subheader(ui.label(f"Energy per {per_step}", est))
     ui.show_measured(summary)
     if ui.apportioned(tokens.get("resolution")) or ("how" in tokens and (tokens["how"] == "apportioned").any()):
         ui.apportioned_note(ui.APPORTIONED_TOKENS)
     left, right = st.columns(2)
     with left:
-        ui.chart(charts.token_energy_bars(tokens, estimated=est), key="chart_tokens")
+        ui.chart(charts.token_energy_bars(tokens, estimated=est, batch=summary.batch or 1), key="chart_tokens")
     with right:
         ui.chart(charts.cumulative_energy(tokens, estimated=est), key="chart_cumulative")
 
@@ -165,10 +170,10 @@ st.subheader("Tables and downloads")
 st.caption("Each download holds the full data; the charts above are binned to at most "
            f"{charts.MAX_ROWS:,} rows each.")
 if profiled:
-    with st.expander(ui.label(f"Tokens ({len(tokens):,})", est)):
+    with st.expander(ui.label(f"Tokens ({len(tokens):,} rows, one per {per_step})", est)):
         st.dataframe(tokens[["repeat", "idx", "phase", "token_text", "duration_s", "energy_j", "net_energy_j",
                              "resolution", "how"]], hide_index=True, width="stretch", key="table_tokens")
-        ui.csv_download(store, run["id"], "tokens", "Tokens, every repeat and component")
+        ui.csv_download(store, run["id"], "tokens", f"Tokens, one row per {per_step}, every repeat and component")
     if not layers.empty:
         with st.expander(ui.label(f"Layers ({len(layers):,})", est)):
             st.dataframe(layers[["name", "kind", "calls", "time_s", "energy_j", "net_energy_j", "resolution"]],

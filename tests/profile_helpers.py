@@ -119,3 +119,24 @@ def assert_closure(store: Store, run_id: int, rel: float = 1e-6) -> dict[str, fl
         out["layers_mj"] = layer_total
     return out
 
+
+
+def save_gpt2_bpe(folder: Path) -> Path:
+    """A tiny GPT-2 causal LM with a byte-level BPE tokenizer (multi-character tokens, as real GPT-2 has), trained
+    here on a few sentences and saved with save_pretrained."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(["The quick brown fox jumps over the lazy dog."] * 50 +
+                            ["Where does the energy of a transformer go? Energy per token is small."] * 50, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    config = GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=len(tok), n_positions=256,
+                        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder

@@ -40,12 +40,12 @@ def seed_run(store: Store, *, minutes: float = 0.5, interval_ms: int = 100,
              device: str = "cpu", dtype: str = "float32", prompt_tokens: int = 12,
              token_texts: Sequence[str] | None = None, error: str | None = None,
              power_incomplete: bool = False, baseline_s: float | None = None, seed: int = 0,
-             replay: bool = False) -> int:
+             replay: bool = False, sweep: tuple[str, int] | None = None) -> int:
     """Write one realistic synthetic run and return its id.
 
     `tokens` steps per repeat (step 0 is the prefill); `layer_calls` calls in all (0 or None: no layer
     profiling); kind defaults to `profile` with tokens, else `sample`. `replay` (with layer calls) adds replayed
-    layers as `layer_energy=replay` writes them (see seed_replay)."""
+    layers as `layer_energy=replay` writes them (see seed_replay); `sweep`: (sweep id, point) of a sweep's run."""
     rng = np.random.default_rng(seed)
     kind = kind or ("profile" if tokens else "sample")
     comps = [c for c in components if c != "package"]
@@ -73,7 +73,8 @@ def seed_run(store: Store, *, minutes: float = 0.5, interval_ms: int = 100,
               "trust_remote_code": False}
     run_id = store.create_run(kind, status="running", source=source, measured=measured, model=model if tokens
                               else None, device=device if tokens else None, dtype=dtype if tokens else None,
-                              params=params if kind == "profile" else {"seconds": minutes * 60})
+                              params=params if kind == "profile" else {"seconds": minutes * 60},
+                              sweep_id=sweep[0] if sweep else None, sweep_point=sweep[1] if sweep else None)
     store.update_run(run_id, clock_t0_ns=CLOCK_T0_NS, phase="decode", power_incomplete=int(power_incomplete))
     store.add_power_windows(run_id, (
         PowerWindow(int(edges[i]), int(edges[i + 1]), {c: float(energy_mj[c][i]) for c in energy_mj})
@@ -288,6 +289,46 @@ def _profile_summary(summary: RunSummary, steps: np.ndarray, step_total_mj: np.n
     summary.tokens_per_s = float((~prefill).sum() / decode_s) if decode_s else None
     summary.mean_w = {c: float(p[work].mean()) for c, p in power.items()}
     summary.closure_error = 0.0
+
+
+def seed_sweep(store: Store, *, batches: Sequence[int] = (1, 2, 4, 8), prompt_tokens: Sequence[int] = (16, 64),
+               sweep_id: str = "batch-study", status: str = "done", source: str = "powermetrics",
+               measured: bool = True, failed_points: Sequence[int] = (), pending_points: Sequence[int] = (),
+               grid: float | None = None) -> str:
+    """A finished sweep over batch sizes and prompt lengths written through the Store: each point a seeded profile
+    run whose per-token figures follow batching as GPUs show it (decode J/token falling with the batch, prefill
+    J/token rising with the prompt), with 95% CIs; `failed_points` end failed, `pending_points` have no run."""
+    from energyprof.profile.params import ProfileParams
+    from energyprof.profile.sweep_spec import SweepSpec
+    from energyprof.quoted import fill_quoted
+
+    spec = SweepSpec(ProfileParams(model="tiny", device="cpu", source=source, max_new_tokens=8, ignore_eos=True,
+                                   grid_g_per_kwh=grid),
+                     {"batch": list(batches), "prompt_tokens": list(prompt_tokens)})
+    store.create_sweep(sweep_id, spec.to_dict(), spec.size)
+    for point, values in enumerate(spec.point_values()):
+        if point in pending_points:
+            continue
+        failed = point in failed_points
+        run_id = seed_run(store, minutes=0.05, tokens=8, source=source, measured=measured, seed=point,
+                          status="failed" if failed else "done", prompt_tokens=values["prompt_tokens"],
+                          sweep=(sweep_id, point), repeats=2)
+        if failed:
+            continue
+        run = store.get_run(run_id)
+        summary = RunSummary.from_dict(run["summary"])
+        batch, tokens = values["batch"], values["prompt_tokens"]
+        decode = 0.2 / batch ** 0.7 * (1 + tokens / 512)
+        summary.batch, summary.prompt_tokens, summary.prompt_tokens_each = batch, tokens, [tokens] * batch
+        summary.new_tokens = [8 * batch, 8 * batch]
+        summary.j_per_token = {"prefill": MeanCI(0.02 * (1 + tokens / 256), 0.002, 2),
+                               "decode": MeanCI(decode, decode * 0.08, 2)}
+        summary.tokens_per_s = 50.0 * batch ** 0.8 / (1 + tokens / 512)
+        fill_quoted(summary, grid)
+        store.update_run(run_id, summary=summary.to_dict())
+    if status in ("done", "failed", "cancelled"):
+        store.finish_sweep(sweep_id, status, None if status == "done" else "1 of 8 points failed.")
+    return sweep_id
 
 
 def shipped_rows(element: Any) -> int:

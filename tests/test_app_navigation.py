@@ -18,8 +18,11 @@ UI_MODULES = sorted(str(p.relative_to(REPO)) for p in (REPO / "energyprof" / "ui
 ALLOWED = ("energyprof.ui", "energyprof.charts", "energyprof.jobs", "energyprof.export", "energyprof.store",
            "energyprof.power.registry", "energyprof.power.base", "energyprof.power.sudo_rule",
            "energyprof.profile.params", "energyprof.summary",
-           "energyprof.components", "energyprof.provenance", "energyprof.units", "streamlit", "pandas", "altair")
-"""What the dashboard may import: no torch, no transformers (energyprof.profile.params: the parameter table)."""
+           "energyprof.components", "energyprof.provenance", "energyprof.units", "streamlit", "pandas", "altair",
+           "energyprof.profile.sweep_spec", "energyprof.profile.precision", "energyprof.quoted",
+           "energyprof.sweep_table")
+"""What the dashboard may import: no torch, no transformers (energyprof.profile.params: the parameter table;
+sweep_spec: a sweep's grid; precision: the target CI's rule)."""
 
 
 def test_pages_folder_layout() -> None:
@@ -29,7 +32,8 @@ def test_pages_folder_layout() -> None:
     assert not (REPO / "app_pages").exists()
     assert PAGES[0] == "app.py"
     assert sorted(PAGES[1:]) == sorted(f"pages/{p.name}" for p in (REPO / "pages").glob("*.py"))
-    assert [p.removeprefix("pages/").removesuffix(".py") for p in PAGES[1:]] == ["run", "new", "compare", "sources"]
+    assert [p.removeprefix("pages/").removesuffix(".py") for p in PAGES[1:]] == ["run", "new", "compare", "sweep",
+                                                                                 "sources"]
     for path in PAGES:
         source = (REPO / path).read_text()
         assert "st.navigation" not in source and "st.Page(" not in source, path
@@ -79,7 +83,7 @@ def test_every_page_renders_on_an_empty_database(store: Store, page: str) -> Non
     assert not at.exception, [e.value for e in at.exception]
     links = [(link.proto.label, link.proto.page) for link in at.sidebar.get("page_link")]
     assert links[:len(PAGES)] == [("Runs", ""), ("Run", "run"), ("New profile", "new"), ("Compare", "compare"),
-                                  ("Power sources", "sources")]
+                                  ("Sweeps", "sweep"), ("Power sources", "sources")]
 
 
 def test_sidebar_shows_database_active_job_and_source(store: Store) -> None:

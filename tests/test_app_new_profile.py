@@ -44,6 +44,11 @@ def test_launch_passes_every_option(store: Store, monkeypatch: pytest.MonkeyPatc
     at.number_input(key="temperature").set_value(0.7)
     at.number_input(key="top_p").set_value(0.9)
     at.number_input(key="seed").set_value(42)
+    at.number_input(key="batch").set_value(4)
+    at.number_input(key="prompt_tokens").set_value(64)
+    at.number_input(key="target_ci").set_value(5.0)
+    at.number_input(key="max_seconds").set_value(30.0)
+    at.number_input(key="grid_g_per_kwh").set_value(350.0)
     at.button(key="launch").click().run()
     assert not at.exception
     assert calls == [{"model": "./my-model", "prompt": "Hello there", "max_new_tokens": 17, "ignore_eos": False,
@@ -52,7 +57,9 @@ def test_launch_passes_every_option(store: Store, monkeypatch: pytest.MonkeyPatc
                       "layers": "modules", "repeats": 4, "warmup": 2, "baseline_s": 2.5, "temperature": 0.7,
                       "top_p": 0.9, "seed": 42, "trust_remote_code": False, "endpoint": None, "api": "chat",
                       "api_key_env": None, "timeout_s": 60.0, "server_pid": None, "layer_energy": "apportioned",
-                      "replay_step": None, "replay_s": None, "replay_trials": 3}]
+                      "replay_step": None, "replay_s": None, "replay_trials": 3, "prompts": None,
+                      "prompt_tokens": 64, "batch": 4, "target_ci": 5.0, "max_seconds": 30.0,
+                      "grid_g_per_kwh": 350.0}]
     assert any("Job #1 started" in t for t in texts(at, "success"))
     assert any(m.label == "Tokens done" for m in at.metric)
     assert at.button(key="cancel-1")
@@ -120,6 +127,7 @@ def test_builtin_names_match_the_engine() -> None:
 def test_pages_do_not_import_torch() -> None:
     code = ("import sys, runpy\n"
             "import energyprof.ui, energyprof.charts, energyprof.export, energyprof.jobs, energyprof.profile.job\n"
+            "import energyprof.sweep_table, energyprof.profile.sweep_spec, energyprof.quoted\n"
             "from energyprof.power import registry\n"
             "registry.all_statuses()\n"
             "bad = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"

@@ -4,8 +4,9 @@ A fresh server's first request is a deep link to a seeded run (`/run?run=N`, ser
 the app's own sidebar and no generated navigation; a run whose text is hostile Markdown/HTML makes the browser
 fetch nothing; then the demo profile is started from the empty database's runs page and followed until it is
 `done` (the real job subprocess: tiny model, auto power source); the run page is saved as a screenshot
-(copied to README's docs/screenshot-run.png when ENERGYPROF_UPDATE_SCREENSHOT=1). In CI (CI=true) a missing
-chromium or Playwright fails the test instead of skipping.
+(copied to README's docs/screenshot-run.png when ENERGYPROF_UPDATE_SCREENSHOT=1). Another fresh server's first
+request is a sweep's deep link (`/sweep?sweep=ID`), which draws the J/token curves and the Pareto chart. In CI
+(CI=true) a missing chromium or Playwright fails the test instead of skipping.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from dashboard_server import CHROMIUM, CHROMIUM_ARGS, start, stop
-from seed import REPO, seed_run
+from seed import REPO, seed_run, seed_sweep
 
 from energyprof.store import Store
 
@@ -120,7 +121,7 @@ def test_deep_link_then_demo_profile(server: tuple[str, Store, Path]) -> None:
             assert "Database" in sidebar.inner_text()  # the app's own sidebar (ui.page_setup)
             links = sidebar.locator("[data-testid='stPageLink'] a")
             labels = [text.split("\n")[-1] for text in links.all_inner_texts()]  # after the icon's ligature name
-            assert labels == ["Runs", "Run", "New profile", "Compare", "Power sources"]
+            assert labels == ["Runs", "Run", "New profile", "Compare", "Sweeps", "Power sources"]
             assert page.locator("[data-testid='stSidebarNav']").count() == 0  # Streamlit's generated nav is hidden
             links.nth(3).click()  # the sidebar's own link: client-side navigation to /compare
             page.wait_for_url("**/compare*", timeout=30_000)
@@ -221,6 +222,37 @@ def test_endpoint_profile_launched_from_the_new_page(server: tuple[str, Store, P
             assert _wait_for_charts(page, 4) >= 4
             page.screenshot(path=str(tmp / "screenshot-endpoint-run.png"), full_page=True)
             page.close()
+        finally:
+            context.close()
+            browser.close()
+
+
+def test_sweep_deep_link_draws_the_curves(server: tuple[str, Store, Path]) -> None:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright")
+    url, store, tmp = server
+    sweep_id = seed_sweep(store)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 2200})
+        try:
+            page = context.new_page()
+            page.goto(f"{url}/sweep?sweep={sweep_id}")  # the fresh server's first request
+            page.get_by_text(f"Sweep {sweep_id}").first.wait_for(timeout=30_000)
+            assert _wait_for_charts(page, 3) >= 3
+            body = page.locator("[data-testid='stMain']").inner_text()
+            for heading in ("Batch size", "Prompt tokens", "Speed against energy", "Points"):
+                assert heading in body
+            assert "8 of 8 points done" in body
+            marks = page.locator("[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg")
+            for i in range(3):
+                box = marks.nth(i).bounding_box()
+                assert box and box["width"] > 200 and box["height"] > 100  # drawn, not an empty note
+            assert page.get_by_role("button", name="⬇ Sweep table (CSV)").count() == 1
+            page.screenshot(path=str(tmp / "screenshot-sweep.png"), full_page=True)
+            assert (tmp / "screenshot-sweep.png").stat().st_size > 10_000
         finally:
             context.close()
             browser.close()

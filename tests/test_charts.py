@@ -31,6 +31,20 @@ def timeline_frame(points: int = 2000,
                          "power_w": np.linspace(1, 30, len(t)), "peak_w": np.linspace(2, 40, len(t))})
 
 
+def curve_frame(n: int) -> pd.DataFrame:
+    """Sweep curves: n points per phase, in series of 4 batch sizes."""
+    x = np.tile([1.0, 2.0, 4.0, 8.0], n // 4 + 1)[:n]
+    return pd.DataFrame({"x": np.concatenate([x, x]), "phase": ["decode"] * n + ["prefill"] * n,
+                         "mean": np.linspace(0.1, 1.0, 2 * n), "ci95": 0.01,
+                         "series": [f"{i // 4} prompt tokens" for i in range(n)] * 2})
+
+
+def sweep_points(n: int) -> pd.DataFrame:
+    j = np.linspace(0.05, 1.0, n)
+    return pd.DataFrame({"label": [f"p{i}" for i in range(n)], "j_per_token": j, "tokens_per_s": 100 * j,
+                         "pareto": [i % 7 == 0 for i in range(n)], "batch": 1, "prompt_tokens": 16})
+
+
 @functools.cache
 def big_charts() -> dict[str, object]:
     """Every builder fed more data than it may ship."""
@@ -50,6 +64,8 @@ def big_charts() -> dict[str, object]:
     totals = pd.DataFrame({"component": ["cpu", "gpu", "package"], "energy_j": [1.0, 2.0, 4.0],
                            "mean_w": [1.0, 2.0, 4.0]})
     return {
+        "sweep_curves": charts.sweep_curves(curve_frame(4000), "Batch size (sequences)"),
+        "sweep_pareto": charts.sweep_pareto(sweep_points(6000)),
         "power_timeline": charts.power_timeline(timeline_frame(), tokens),
         "token_energy_bars": charts.token_energy_bars(tokens),
         "cumulative_energy": charts.cumulative_energy(pd.concat([tokens, tokens.assign(repeat=1)] * 2)),
@@ -108,9 +124,9 @@ def test_units_in_titles_axes_and_tooltips(name: str) -> None:
     assert quantitative
     for channel, text in quantitative:
         if text in ("Repeat", "Step", "First token", "Last token", "First step", "Last step", "Calls",
-                    "Token", "Token (step index)", "Resolution (interval / window)"):
+                    "Token", "Token (step index)", "Resolution (interval / window)", "Batch size (sequences)"):
             continue  # counts and indices carry no unit
-        assert any(u in text for u in ("(J)", "(W)", "(s)", "± (J)")), (name, channel, text)
+        assert any(u in text for u in ("(J)", "(W)", "(s)", "± (J)", "(tokens/s)")), (name, channel, text)
 
 
 def test_estimated_label_on_every_builder() -> None:
@@ -125,6 +141,7 @@ def test_estimated_label_on_every_builder() -> None:
         charts.compare_layers: pd.DataFrame({"run": ["a"], "layer": ["x"], "position": [0], "energy_j": [1.0]}),
         charts.token_energy_bars: tokens,
         charts.cumulative_energy: tokens,
+        charts.sweep_pareto: sweep_points(5),
     }
     for builder, frame in frames.items():
         assert builder(frame, estimated=True).to_dict()["title"].endswith("(estimated)"), builder.__name__
@@ -201,3 +218,32 @@ def test_power_line_reaches_the_end_of_the_last_window() -> None:
     values = spec["datasets"][(lines.get("data") or spec["data"])["name"]]
     assert max(v["t_s"] for v in values) == 3.0
     assert [v["power_w"] for v in values if v["t_s"] == 3.0] == [3.0]
+
+
+def test_sweep_curves_face_each_phase_on_its_own_scale_with_cis() -> None:
+    spec = charts.sweep_curves(curve_frame(8), "Batch size (sequences)", estimated=True).to_dict()
+    assert spec["title"] == "Energy per token against batch size, mean with 95% CI (J) (estimated)"
+    assert spec["facet"]["column"]["sort"] == ["decode", charts.PREFILL_PER_PROMPT_TOKEN]
+    assert spec["resolve"]["scale"]["y"] == "independent"
+    marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"]
+             for layer in spec["spec"]["layer"]]
+    assert marks == ["line", "rule"]  # the mean and its 95% CI
+    assert spec["spec"]["layer"][0]["encoding"]["x"]["scale"] == {"type": "log", "base": 2}
+    values = next(iter(spec["datasets"].values()))
+    assert {v["phase"] for v in values} == {"decode", charts.PREFILL_PER_PROMPT_TOKEN}
+    assert all(v["lo"] == pytest.approx(v["mean"] - 0.01) and v["hi"] == pytest.approx(v["mean"] + 0.01)
+               for v in values)
+    linear = charts.sweep_curves(curve_frame(8).assign(x=lambda d: d["x"] / 8 + 10), "Prompt tokens per sequence")
+    assert linear.to_dict()["spec"]["layer"][0]["encoding"]["x"]["scale"] == {"zero": False}
+    assert "No finished points" in charts.sweep_curves(curve_frame(0), "Batch size (sequences)").to_dict()["title"]
+
+
+def test_sweep_pareto_marks_and_joins_the_front() -> None:
+    points = pd.DataFrame({"label": ["a", "b", "c"], "j_per_token": [1.0, 0.5, 2.0], "tokens_per_s": [5.0, 8.0, 9.0],
+                           "pareto": [False, True, True], "batch": [1, 2, 4], "prompt_tokens": [16, 16, 16]})
+    spec = charts.sweep_pareto(points).to_dict()
+    line, dots = spec["layer"]
+    assert line["mark"]["type"] == "line" and line["transform"] == [{"filter": "datum.pareto"}]
+    assert dots["encoding"]["shape"]["field"] == "front"
+    values = next(iter(spec["datasets"].values()))
+    assert [v["front"] for v in values] == ["dominated", "Pareto front", "Pareto front"]

@@ -83,7 +83,8 @@ def test_token_counts_are_the_servers_usage(acceptance: tuple[subprocess.Complet
     for _, rep in steps.groupby("repeat"):
         assert rep["phase"].iloc[0] == "prefill" and set(rep["phase"].iloc[1:]) == {"decode"}
         assert rep["n_tokens"].iloc[0] == summary.prompt_tokens  # the prefill's tokens are the prompt's
-        assert rep["n_tokens"].iloc[1:].sum() == TOKENS - 1  # one token came with the first text
+        first = TOKENS - rep["n_tokens"].iloc[1:].sum()  # the tokens that came with the first text
+        assert 1 <= first <= 3  # usually one; two or three when the first read of the stream held several chunks
         assert (rep["t0_ns"].to_numpy()[1:] == rep["t1_ns"].to_numpy()[:-1]).all()  # contiguous
     store.close()
 

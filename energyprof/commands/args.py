@@ -38,6 +38,19 @@ def float_range(minimum: float, maximum: float, *, strict_min: bool = False):
     return parse
 
 
+def value_list(name: str):
+    """argparse type: a comma-separated list of values of one sweepable parameter, each checked by the table."""
+    def parse(text: str) -> list[Any]:
+        from energyprof.profile.sweep_spec import parse_values
+
+        try:
+            return parse_values(name, text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).rstrip(".")) from None
+    parse.__name__ = "list"
+    return parse
+
+
 def add_db_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", metavar="PATH", default=None,
                         help="SQLite database file (default: $ENERGYPROF_DB or the user data folder)")
@@ -59,13 +72,15 @@ def fail(message: str, code: int = 1) -> int:
 
 
 def add_param_options(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = (),
-                      containers: dict[str, Any] | None = None) -> None:
+                      containers: dict[str, Any] | None = None, lists: tuple[str, ...] = (),
+                      overrides: dict[str, Any] | None = None) -> None:
     """One option per profile parameter, generated from the parameter table (energyprof.profile.params).
 
-    `containers` puts some options in an argument group instead of the parser (e.g. a mutually exclusive one)."""
+    `containers` puts some options in an argument group instead of the parser (e.g. a mutually exclusive one);
+    the options named in `lists` take a comma-separated list of values (a sweep); `overrides` replaces defaults."""
     from energyprof.profile.params import defaults, field_types, param_specs
 
-    values, types = defaults(), field_types()
+    values, types = {**defaults(), **(overrides or {})}, field_types()
     for name, spec in param_specs():
         if not spec.cli or name in skip:
             continue
@@ -74,10 +89,15 @@ def add_param_options(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] 
         text = spec.help.replace("%", "%%")
         kind = types[name]
         target = (containers or {}).get(name, parser)
+        if name in lists:
+            shown = spec.none_means if default is None else default
+            target.add_argument(flag, type=value_list(name), default=[default], dest=name, metavar="A,B,...",
+                                help=f"{text}; a comma-separated list of values to sweep (default: {shown})")
+            continue
         if kind is bool:
             target.add_argument(flag, action="store_true", default=default, help=text)
             continue
-        if spec.none_means:
+        if spec.none_means and default is None:
             text += f" (default: {spec.none_means})"
         elif default is not None and spec.widget != "text_area":
             text += f" (default: {default})"

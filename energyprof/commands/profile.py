@@ -8,10 +8,13 @@ from pathlib import Path
 
 from energyprof.commands.args import add_db_option, add_json_option, add_param_options, fail, print_json
 from energyprof.commands.progress import terminal_progress
+from energyprof.commands.prompt_file import add_prompt_file_options, prompt_values
 from energyprof.profile.job import profile_foreground
 from energyprof.profile.params import MAX_PROMPT_CHARS, ProfileParams
+from energyprof.profile.precision import checked_phase
 from energyprof.profile.replay_plan import plan_replay
 from energyprof.provenance import labelled
+from energyprof.quoted import grid_label, quote_summary
 from energyprof.store import JobAlreadyRunning, Store
 from energyprof.summary import MeanCI, RunSummary
 
@@ -23,8 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "decode), per layer and per hardware component, stored as a run.")
     prompt = parser.add_mutually_exclusive_group()
     add_param_options(parser, containers={"prompt": prompt})
-    prompt.add_argument("--prompt-file", type=Path, default=None, metavar="PATH",
-                        help="read the prompt from a UTF-8 text file")
+    add_prompt_file_options(parser, prompt)
     add_db_option(parser)
     add_json_option(parser)
     parser.set_defaults(func=run, parser=parser)
@@ -57,7 +59,7 @@ def params_from_args(args: argparse.Namespace) -> ProfileParams:
     values = {name: getattr(args, name) for name in ProfileParams().to_dict() if hasattr(args, name)}
     if args.prompt_file is not None:
         try:
-            values["prompt"] = read_prompt_file(args.prompt_file)
+            values.update(prompt_values(args.prompt_file, args.prompt_format))
         except ValueError as exc:
             args.parser.error(str(exc))
     return ProfileParams(**values)
@@ -134,6 +136,32 @@ def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
 
+def _prompt_tokens(s: RunSummary) -> str:
+    """Prompt tokens per sequence: one number, or each sequence's when they differ."""
+    each = s.prompt_tokens_each
+    return ", ".join(map(str, each)) if len(set(each)) > 1 else str(s.prompt_tokens)
+
+
+def _quoted_line(s: RunSummary, est: str) -> str:
+    """The decode J/token in the units people quote (tokens/J, Wh per 1,000 tokens, gCO2e at the user's grid)."""
+    phase = checked_phase(s.j_per_token)
+    q = quote_summary(s, phase)
+    parts = [f"{_j(q.j_per_token, 'J/token')}", f"{_j(q.tokens_per_j, 'tokens/J')}",
+             f"{_j(q.wh_per_1000_tokens, 'Wh per 1,000 tokens')}"]
+    if q.g_co2e_per_1000_tokens is not None:
+        parts.append(f"{q.g_co2e_per_1000_tokens:.4g} g CO2e per 1,000 tokens {grid_label(q.grid_g_per_kwh)}")
+    return labelled(f"{phase.capitalize()}, per token", est) + ": " + "   ".join(parts)
+
+
+def _target_line(s: RunSummary) -> str:
+    """Whether the target CI was met, with the CI reached and the repeats it took."""
+    reached = "unknown" if s.ci_pct is None else f"{s.ci_pct:.2g}%"
+    verdict = "met" if s.target_ci_met else "not met"
+    why = {"time cap": f", stopped by the {s.max_seconds:g} s cap", "repeat cap": ", stopped by the repeat cap"}
+    return (f"Target CI {s.target_ci_pct:g}%: {verdict} (CI {reached} of the mean after {s.repeats} repeats"
+            f"{why.get(s.repeats_stop or '', '')})")
+
+
 def format_summary(s: RunSummary) -> str:
     """A run's summary for people; estimated figures are labelled as such."""
     est = s.provenance
@@ -144,8 +172,10 @@ def format_summary(s: RunSummary) -> str:
         lines[0] = f"Run {s.run_id} {s.status}: {s.model} at the endpoint {s.endpoint} ({s.api}), {s.repeats} repeat(s)"
         lines.append(f"Server model: {s.server_model or 'not reported'}   time to first token: {_seconds(s.ttft_s)}")
     if s.new_tokens or s.prompt_tokens:
-        lines.append(f"Prompt tokens: {s.prompt_tokens}   new tokens per repeat: "
-                     f"{', '.join(map(str, s.new_tokens)) or 'none'}")
+        lines.append(f"Prompt tokens: {_prompt_tokens(s)}{' per sequence' if (s.batch or 1) > 1 else ''}   "
+                     f"new tokens per repeat: {', '.join(map(str, s.new_tokens)) or 'none'}"
+                     + (f" (batch of {s.batch} sequences: every sequence's tokens counted)"
+                        if (s.batch or 1) > 1 else ""))
     if s.profiled:
         lines.append(labelled("Energy, gross", est) + f": {_components(s.energy_j, 'J')}   whole system "
                      f"{_j(s.gross_total_j)}")
@@ -155,6 +185,9 @@ def format_summary(s: RunSummary) -> str:
         parts = [f"{phase} {_per_token(s.per_token(phase))}" for phase in ("prefill", "decode", "forward")
                  if phase in s.j_per_token and (phase != "forward" or s.per_token(phase).mean is not None)]
         lines.append(labelled("J/token", est) + f" (mean ± 95% CI over repeats): {'   '.join(parts)}")
+        lines.append(_quoted_line(s, est))
+        if s.target_ci_pct is not None:
+            lines.append(_target_line(s))
         lines.append(f"Decode speed: {'unknown' if s.tokens_per_s is None else f'{s.tokens_per_s:.1f} tokens/s'}")
         lines.append(labelled("Mean power", est) + f": {_components(s.mean_w, 'W')}   "
                      f"peak: {_components(s.peak_w, 'W')}")

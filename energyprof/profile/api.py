@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from energyprof.profile.job import run_profile
@@ -12,22 +13,26 @@ from energyprof.summary import RunSummary
 
 API_DEFAULTS: dict[str, Any] = {"repeats": 1, "warmup": 0, "baseline_s": 0.0}
 """Where the Python API's defaults differ from the parameter table's: one quick run of a model already loaded."""
-FROM_THE_MODEL = frozenset({"model", "prompt", "device", "dtype", "trust_remote_code"})
+FROM_THE_MODEL = frozenset({"model", "prompt", "prompts", "device", "dtype", "trust_remote_code"})
 """Parameters the API takes from the model object and the prompt argument, not from options."""
 
 
-def profile_generation(model: Any, tokenizer: Any, prompt: str, *, name: str | None = None,
+
+def profile_generation(model: Any, tokenizer: Any, prompt: str | Sequence[str], *, name: str | None = None,
                        db: str | os.PathLike[str] | None = None, **options: Any) -> RunSummary:
     """Profile `model` generating from `prompt` and store the run; returns the run's summary (RunSummary).
 
     `options` are the parameters of `energyprof profile` (energyprof.profile.params.ProfileParams: max_new_tokens,
-    layers, source, interval_ms, repeats, warmup, baseline_s, layer_energy, cross_check, …), with API_DEFAULTS
-    for a quick run. The model stays where it is (device and dtype are read from its parameters) and runs in eval
-    mode (its training flag is restored afterwards); a causal LM is profiled token by token, any other model per
-    forward pass. The run goes to `db` (default: $ENERGYPROF_DB or the user data folder), so the dashboard shows
-    it. Raises TypeError for an unknown option, ValueError for an invalid value and JobAlreadyRunning when another
-    profiling job is active; a run that fails or is interrupted (Ctrl-C) returns its summary with status `failed`
-    or `cancelled`."""
+    layers, source, interval_ms, repeats, warmup, baseline_s, batch, prompt_tokens, target_ci, max_seconds,
+    layer_energy, cross_check, grid_g_per_kwh, …), with API_DEFAULTS for a quick run. A list of prompts is a batch,
+    one sequence per prompt (`batch` defaults to their number; one prompt with `batch` N is copied N times).
+
+    The model stays where it is (device and dtype are read from its parameters) and runs in eval mode (its
+    training flag is restored afterwards); a causal LM is profiled token by token, any other model per forward pass.
+    The run goes to `db` (default: $ENERGYPROF_DB or the user data folder), so the dashboard shows it. Raises
+    TypeError for an unknown option, ValueError for an invalid value and JobAlreadyRunning when another profiling
+    job is active; a run that fails or is interrupted (Ctrl-C) returns its summary with status `failed` or
+    `cancelled`."""
     from energyprof.profile.models import LoadedModel
 
     known = set(ProfileParams().to_dict()) - FROM_THE_MODEL
@@ -37,7 +42,10 @@ def profile_generation(model: Any, tokenizer: Any, prompt: str, *, name: str | N
                         f"{', '.join(sorted(known))}.")
     device, dtype = _placement(model)
     label = name or _model_name(model)
-    params = ProfileParams(**{**API_DEFAULTS, **options, "model": label, "prompt": prompt, "device": device,
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    batch = options.pop("batch", None) or max(1, len(prompts))
+    params = ProfileParams(**{**API_DEFAULTS, **options, "model": label, "prompt": prompts[0] if prompts else "",
+                              "prompts": prompts if len(prompts) > 1 else None, "batch": batch, "device": device,
                               "dtype": dtype})
     params.validate(check_model=False)
     kind = "causal" if _can_generate(model) else "encoder"

@@ -2,17 +2,19 @@
 
 Flow: start the power sampler (its windows are flushed to the store every ~0.5 s and a heartbeat is written
 every ~2 s by the Monitor thread); `loading` (the model); `baseline` (idle, model loaded); `warm-up` (not
-stored); `repeat i of R` (steps stored after each repeat); `attributing` (wait for the window covering the end,
-stop the sampler, attribute energy to steps, layer calls and `other`, write everything in batches). With a counter
-source (``is_counter``) the token loop reads the counter at every step boundary and the counter is probed while the
-model loads (energyprof.profile.boundary_reads); a cross-check source records beside the run's own
-(energyprof.profile.cross_check_run). With
-`layer_energy=replay`, `replay <layer> (<phase>) i/N` phases follow the repeats (energyprof.profile.replay). A SIGTERM
-(or Ctrl-C) ends the run as `cancelled`, any error as `failed` with one sentence for people; the power source
-is always stopped, and what was recorded stays in the database.
+stored); `repeat i of R` (steps stored after each repeat; with a target CI, more repeats follow until the
+decode J/token CI is within it or the time cap comes, see energyprof.profile.precision); `attributing` (wait
+for the window covering the end, stop the sampler, attribute energy to steps, layer calls and `other`, write
+everything in batches). With a counter source (``is_counter``) the token loop reads the counter at every step
+boundary and the counter is probed while the model loads (energyprof.profile.boundary_reads); a cross-check source
+records beside the run's own (energyprof.profile.cross_check_run). With `layer_energy=replay`,
+`replay <layer> (<phase>) i/N` phases follow the repeats (energyprof.profile.replay). A SIGTERM (or Ctrl-C) ends
+the run as `cancelled`, any error as `failed` with one sentence for people; the power source is always stopped,
+and what was recorded stays in the database.
 
-What is measured is the engine's *workload* (energyprof.profile.workload): a model loaded here, or an
-OpenAI-compatible server streaming completions (energyprof.profile.endpoint); everything else is the same.
+What is measured is the engine's *workload* (energyprof.profile.workload): a model loaded here (a batch of
+sequences), or an OpenAI-compatible server streaming completions (energyprof.profile.endpoint); everything else is
+the same.
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ from energyprof.profile.cancel import CancelSwitch, JobCancelled
 from energyprof.profile.cross_check_run import CrossCheck
 from energyprof.profile.monitor import Monitor
 from energyprof.profile.params import NO_CROSS_CHECK, ProfileParams
+from energyprof.profile.precision import checked_phase, covered_stat, goal_of, relative_ci_pct
 from energyprof.profile.workload import Workload, workload_for
 from energyprof.provenance import source_provenance
+from energyprof.quoted import fill_quoted
 from energyprof.store import Store
 from energyprof.summary import DISTURBED_CORES, RunSummary
 
@@ -89,6 +93,9 @@ class ProfileEngine:
         self.max_t1 = 0
         self.generations: list[Any] = []
         self.written_repeats: set[int] = set()
+        self.precision = goal_of(params)
+        self.repeats_stop: str | None = None
+        self.repeats_started_at: float | None = None
         self.baseline_span: tuple[int, int] | None = None
         self.workload_end = 0
         self.phase = "starting"
@@ -122,10 +129,13 @@ class ProfileEngine:
 
     # -- progress (read by the monitor thread) ----------------------------------------------------
     def tokens_done(self) -> int:
-        return sum(len(g.steps) for g in list(self.generations))
+        """Tokens generated so far, every sequence counted (an encoder: forward passes)."""
+        if self.loaded is not None and self.loaded.kind == "encoder":
+            return sum(len(g.steps) for g in list(self.generations))
+        return sum(g.new_tokens for g in list(self.generations))
 
     def tokens_total(self) -> int:
-        return max(1, self.params.repeats * self.workload.tokens_per_repeat())
+        return max(1, max(self.params.repeats, len(self.generations)) * self.workload.tokens_per_repeat())
 
     def progress(self) -> float:
         return min(1.0, self.tokens_done() / self.tokens_total())
@@ -164,10 +174,25 @@ class ProfileEngine:
         self._counter_probed()
         self._baseline()
         self._warmup()
-        for repeat in range(self.params.repeats):
+        repeat = 0
+        while repeat < self.params.repeats or self._more_repeats():
             self._repeat(repeat)
+            repeat += 1
         if self.params.layer_energy == "replay" and self.layers:
             self._replay()
+
+    def _more_repeats(self) -> bool:
+        """With a target CI (energyprof.profile.precision): whether to add another repeat."""
+        if self.precision is None:
+            return False
+        stat = covered_stat(list(self.windows), self.generations, self._components(), self.max_t1)
+        if self.precision.met(stat) and self.max_t1 < self.workload_end:
+            self._await_window(self.workload_end)  # met without the latest repeats: check with them all
+            stat = covered_stat(list(self.windows), self.generations, self._components(), self.max_t1)
+        elapsed = time.monotonic() - (self.repeats_started_at or time.monotonic())
+        self.repeats_stop = self.precision.decide(stat, len(self.generations), elapsed)
+        return self.repeats_stop is None
+
 
     def _phase(self, phase: str) -> None:
         self.phase = phase
@@ -233,7 +258,12 @@ class ProfileEngine:
             self._run_once(self.workload.generation(-1 - i))
 
     def _repeat(self, repeat: int) -> None:
-        self._phase(f"repeat {repeat + 1} of {self.params.repeats}")
+        if repeat < self.params.repeats or self.precision is None:
+            self._phase(f"repeat {repeat + 1} of {self.params.repeats}")
+        else:
+            self._phase(self.precision.phase_label(repeat))
+        if self.repeats_started_at is None:
+            self.repeats_started_at = time.monotonic()
         gen = self.workload.generation(repeat)
         self.generations.append(gen)
         with self.background.span(f"repeat {repeat}"):
@@ -284,11 +314,15 @@ class ProfileEngine:
 
     def _await_last_window(self) -> None:
         """Wait (bounded) until a window ending after the workload has arrived."""
-        if self.sampler is None or self.source is None or not self.source.components() or not self.workload_end:
+        self._await_window(self.workload_end)
+
+    def _await_window(self, t_ns: int) -> None:
+        """Wait (bounded) until a window ending at or after t_ns has arrived."""
+        if self.sampler is None or self.source is None or not self.source.components() or not t_ns:
             return
         interval_s = self.sampler.interval_ms / 1e3
         deadline = time.monotonic() + max(LAST_WINDOW_WAIT_S, 3 * interval_s)
-        while self.max_t1 < self.workload_end and self.sampler.alive and time.monotonic() < deadline:
+        while self.max_t1 < t_ns and self.sampler.alive and time.monotonic() < deadline:
             time.sleep(0.005)
 
     def _finish(self, outcome: Outcome) -> RunSummary:
@@ -308,6 +342,8 @@ class ProfileEngine:
                 outcome = Outcome("failed", _finish_failure(exc, self.store), traceback.format_exc())
         self._background_figures(summary)
         self._counter_figures(summary)
+        self._precision_figures(summary)
+        fill_quoted(summary, self.params.grid_g_per_kwh)
         summary.warnings = self._power_warnings(summary)
         summary.text = _text_of(self.generations)
         summary.status = outcome.status
@@ -415,6 +451,14 @@ class ProfileEngine:
             for name, value in self.cross.summary_fields(list(self.windows), spans).items():
                 setattr(summary, name, value)
 
+    def _precision_figures(self, summary: RunSummary) -> None:
+        """The CI reached and, under a target CI, whether it was met and why the repeats stopped."""
+        stat = summary.j_per_token.get(checked_phase(summary.j_per_token))
+        summary.ci_pct = relative_ci_pct(stat)
+        if self.precision is not None:
+            summary.target_ci_met = self.precision.met(stat)
+            summary.repeats_stop = self.repeats_stop
+
     def _power_warnings(self, summary: RunSummary) -> list[str]:
         """Sentences about power data the run lacks (source died, end not covered, unknown steps)."""
         warnings = []
@@ -443,6 +487,7 @@ class ProfileEngine:
             interval_ms=self.sampler.interval_ms if self.sampler is not None else p.interval_ms,
             windows=len(self.windows),
             layer_energy=p.layer_energy, replay_trials=p.replay_trials if p.layer_energy == "replay" else None,
+            target_ci_pct=p.target_ci, max_seconds=p.max_seconds if p.target_ci is not None else None,
             new_tokens=[g.new_tokens for g in self.generations if g.steps],
             repeats=sum(1 for g in self.generations if g.steps), repeats_requested=p.repeats,
             baseline_s=p.baseline_s, text=_text_of(self.generations))

@@ -17,6 +17,9 @@ from typing import Any
 
 DEFAULT_PROMPT = "The quick brown fox jumps over the lazy dog."
 MAX_PROMPT_CHARS = 100_000
+MAX_PROMPT_TOKENS = 32_768
+"""Longest exact prompt (--prompt-tokens) any model is asked for; the model's own limit is checked when it loads."""
+MAX_BATCH = 256
 BUILTIN_MODEL_NAMES: tuple[str, ...] = ("tiny", "small", "medium")
 """Names of the built-in models (energyprof.profile.models.BUILTIN_MODELS, which imports torch; a test checks
 they match)."""
@@ -26,6 +29,7 @@ LAYER_ENERGY_METHODS: tuple[str, ...] = ("apportioned", "replay")
 (energyprof.profile.replay)."""
 DTYPE_NAMES: tuple[str, ...] = ("float32", "float16", "bfloat16")
 DEVICE_NAMES: tuple[str, ...] = ("auto", "cpu", "mps", "cuda")
+MAX_REPEATS = 1000
 INTERVAL_MS_RANGE: tuple[int, int] = (10, 9_999)
 """Sampling intervals accepted everywhere (the powermetrics sudo rule allows exactly 10-9999 ms)."""
 
@@ -80,6 +84,8 @@ class ParamSpec:
     form: bool = True
     modes: tuple[str, ...] = MODES
     """The modes the parameter applies to (the form shows it only there; elsewhere it is ignored)."""
+    sweepable: bool = False
+    """`energyprof sweep` (and the form's sweep tab) takes a list of values for it (energyprof.profile.sweep_spec)."""
 
     def allowed(self) -> tuple[str, ...] | None:
         """The choices, computed when they depend on what is installed."""
@@ -95,19 +101,34 @@ def param(default: Any, **spec: Any) -> Any:
 class ProfileParams:
     """Everything a profiling run needs; stored as the run's params JSON."""
 
-    model: str = param("tiny", label="Model", group="model", widget="model",
+    model: str = param("tiny", label="Model", group="model", widget="model", sweepable=True,
                        help="built-in model (tiny, small, medium: random weights, no download), a local model "
                             "folder or a Hugging Face id; with --endpoint, the server's name for the model")
     prompt: str = param(DEFAULT_PROMPT, label="Prompt", group="model", widget="text_area",
                         help="the prompt text")
+    prompts: list[str] | None = param(None, label="Prompts", group="model", cli=False, form=False,
+                                      help="one prompt per sequence of the batch, in order (from --prompt-file in "
+                                           "lines or JSONL form); unset or one prompt: the prompt, copied")
+    prompt_tokens: int | None = param(None, label="Prompt tokens", group="model", minimum=1, modes=("local",),
+                                      maximum=MAX_PROMPT_TOKENS, none_means="the prompt's own length",
+                                      sweepable=True,
+                                      help="a deterministic prompt of exactly this many tokens for the model's "
+                                           "tokenizer (the prompt text repeated, then cut), for each sequence")
+    batch: int = param(1, label="Batch size", group="model", minimum=1, maximum=MAX_BATCH, sweepable=True,
+                       modes=("local",),
+                       help="sequences generated together (left-padded, with an attention mask); one prompt is "
+                            "copied to each, a prompt file gives each its own")
     max_new_tokens: int = param(32, label="Max new tokens", group="model", minimum=1, maximum=100_000,
-                                help="tokens to generate per repeat (fewer when the model ends the text first)")
+                                sweepable=True,
+                                help="tokens to generate per sequence and repeat (fewer when the model ends the "
+                                     "text first)")
     ignore_eos: bool = param(False, label="Ignore end-of-sequence (always generate max new tokens)", group="model",
                              help="always generate max-new-tokens tokens (an endpoint gets `ignore_eos`, which "
                                   "llama.cpp and vLLM honour)")
     device: str = param("auto", label="Device", group="model", choices=DEVICE_NAMES, indexed=True, modes=("local",),
+                        sweepable=True,
                         help="auto (cuda, else mps, else cpu), cpu, mps or cuda")
-    dtype: str = param("float32", label="Dtype", group="model", choices=DTYPE_NAMES, modes=("local",),
+    dtype: str = param("float32", label="Dtype", group="model", choices=DTYPE_NAMES, modes=("local",), sweepable=True,
                        help="weights and activations precision")
     source: str = param("auto", label="Power source", group="power", choices=_source_choices,
                         help="power source (auto = the first measured source that works here, else the estimate)")
@@ -117,14 +138,26 @@ class ProfileParams:
     interval_ms: int | None = param(None, label="Sampling interval (ms)", group="power",
                                     minimum=INTERVAL_MS_RANGE[0], maximum=INTERVAL_MS_RANGE[1], step=10,
                                     none_means="the source's own", help="power sampling interval in ms")
+    grid_g_per_kwh: float | None = param(None, label="Grid intensity (g CO2e/kWh)", group="power", minimum=0.0,
+                                         maximum=5_000.0, step=10.0, none_means="no CO2e figure",
+                                         help="your electricity's carbon intensity, for gCO2e per 1,000 tokens "
+                                              "(the figure you give; nothing is looked up)")
     baseline_s: float = param(2.0, label="Idle baseline (s)", group="power", minimum=0.0, maximum=600.0, step=0.5,
                               help="seconds of idle baseline (model loaded, nothing running) before the workload; "
                                    "0: none, so no net energy")
     layers: str = param("blocks", label="Layer depth", group="profiling", choices=LAYER_DEPTHS, modes=("local",),
                         help="layer hooks: none, blocks (embedding, each block, norm, lm_head) or modules (also "
                              "attention and MLP)")
-    repeats: int = param(3, label="Repeats", group="profiling", minimum=1, maximum=1000,
-                         help="measured repeats (mean and 95% CI over them)")
+    repeats: int = param(3, label="Repeats", group="profiling", minimum=1, maximum=MAX_REPEATS,
+                         help="measured repeats (mean and 95% CI over them); with a target CI, the least")
+    target_ci: float | None = param(None, label="Target CI (%)", group="profiling", minimum=0.1, maximum=100.0,
+                                    step=0.5, none_means="a fixed number of repeats",
+                                    help="keep adding repeats until the decode J/token 95% CI half-width is at most "
+                                         "this % of the mean (bounded by max-seconds)")
+    max_seconds: float = param(60.0, label="Max seconds of repeats", group="profiling", minimum=1.0,
+                               maximum=86_400.0, step=5.0,
+                               help="with a target CI: no repeat starts that would end the repeats later than "
+                                    "this many seconds after the first began")
     warmup: int = param(1, label="Warm-up runs", group="profiling", minimum=0, maximum=100,
                         help="unmeasured warm-up runs before the repeats")
     layer_energy: str = param("apportioned", label="Per-layer energy", group="profiling",
@@ -212,6 +245,7 @@ class ProfileParams:
         if self.cross_check != NO_CROSS_CHECK and self.cross_check == self.source:
             problems.append(f"The cross-check source {self.cross_check} is the run's own source; choose another one, "
                             "or none.")
+        problems += self._prompts_errors()
         skip = set() if check_model else {"device", "dtype"}
         for name, spec in param_specs():
             if name not in skip and name not in ("endpoint", "api_key_env"):
@@ -230,6 +264,29 @@ class ProfileParams:
             problems.append(f"The replay step {self.replay_step} is never reached: {self.max_new_tokens} new tokens "
                             f"give decode steps 1 to {self.max_new_tokens - 1}; choose one of those.")
         return problems
+
+    def _prompts_errors(self) -> list[str]:
+        """Problems with the per-sequence prompts (a list of non-empty texts, enough for the batch)."""
+        if self.prompts is None:
+            return []
+        if not isinstance(self.prompts, list) or not all(isinstance(p, str) for p in self.prompts):
+            return ["The prompts must be a list of texts."]
+        if not self.prompts or any(not p.strip() for p in self.prompts):
+            return ["A prompt of the prompt list is empty; give some text for each sequence."]
+        total = sum(len(p) for p in self.prompts)
+        if total > MAX_PROMPT_CHARS:
+            return [f"The prompts have {total:,} characters together; the limit is {MAX_PROMPT_CHARS:,}."]
+        if isinstance(self.batch, int) and 1 < len(self.prompts) < self.batch:
+            return [f"A batch of {self.batch} needs {self.batch} prompts, one per sequence, and the prompt list has "
+                    f"{len(self.prompts)}; give more prompts, one prompt (copied), or a smaller batch."]
+        return []
+
+    def sequence_texts(self) -> list[str]:
+        """The prompt text of each sequence of the batch: the first `batch` prompts of the list, else copies of the
+        one prompt."""
+        if self.prompts and len(self.prompts) > 1:
+            return list(self.prompts[:self.batch])
+        return [self.prompts[0] if self.prompts else self.prompt] * self.batch
 
     def validate(self, *, check_model: bool = True) -> None:
         """Raise ValueError with the first problem, if any."""
@@ -270,6 +327,11 @@ def field_types() -> dict[str, type]:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         out[name] = args[0] if args else hint
     return out
+
+
+def value_errors(name: str, value: Any) -> list[str]:
+    """Problems with one parameter's value against the table (type, range, choices)."""
+    return _value_errors(name, value, spec_of(name), field_types()[name])
 
 
 def _coerce(key: str, value: Any, kind: type) -> Any:

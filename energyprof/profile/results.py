@@ -214,6 +214,14 @@ def attribute_run(windows: Sequence[PowerWindow], generations: Sequence[Generati
     return Attributed(step_rows, call_rows, layer_rows, figures)
 
 
+def per_token_over(windows: Sequence[PowerWindow], generations: Sequence[Generation],
+                   components: Sequence[str]) -> dict[str, MeanCI]:
+    """Gross J/token per phase of these generations from the windows alone (what a precision goal checks)."""
+    generations = [g for g in generations if g.steps]
+    steps = step_table(generations)
+    return _per_token(generations, steps, energies(windows, steps.t0, steps.t1, components, None).whole)
+
+
 @dataclass
 class Other:
     """The pseudo-layer `other`, one value per step: time outside top-level layers and its energy."""

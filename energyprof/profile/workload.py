@@ -64,23 +64,30 @@ class ModelWorkload:
         self.recorder: Any = None
         self.layers: list[Any] = []
         self.prompt_ids: list[int] = []
+        self.sequences: list[list[int]] = []
+        """The prompt ids of each sequence of the batch (energyprof.profile.batch); prompt_ids is the first."""
 
     def load(self) -> dict[str, Any]:
+        from energyprof.profile.batch import check_context, sequence_ids
         from energyprof.profile.hooks import LayerRecorder
-        from energyprof.profile.models import encode_prompt, load_model
+        from energyprof.profile.models import load_model
 
         p = self.params
         if self.loaded is None:
             self.loaded = load_model(p.model, p.device, p.dtype, p.trust_remote_code)
-        self.prompt_ids = encode_prompt(self.loaded.tokenizer, p.prompt, self.loaded.kind)
-        if not self.prompt_ids:
-            raise ValueError("The prompt encodes to no tokens; give some text to profile.")
+        self.sequences = sequence_ids(self.loaded.tokenizer, p.sequence_texts(), self.loaded.kind, p.prompt_tokens)
+        self.prompt_ids = self.sequences[0]
+        check_context(self.loaded.model, max(map(len, self.sequences)),
+                      p.max_new_tokens if self.loaded.kind == "causal" else 0)
         self.recorder = LayerRecorder(self.loaded.model, p.layers, self.loaded.device)
         self.layers = self.recorder.layers
         return {"model": self.loaded.name, "device": self.loaded.device, "dtype": self.loaded.dtype}
 
     def tokens_per_repeat(self) -> int:
-        return 1 if self.loaded is not None and self.loaded.kind == "encoder" else self.params.max_new_tokens
+        """Tokens one repeat generates: every sequence of the batch (one forward pass for an encoder)."""
+        if self.loaded is not None and self.loaded.kind == "encoder":
+            return 1
+        return self.params.max_new_tokens * self.params.batch
 
     def generation(self, repeat: int) -> Any:
         from energyprof.profile.loop import Generation
@@ -88,16 +95,18 @@ class ModelWorkload:
         return Generation(repeat, list(self.prompt_ids))
 
     def run(self, gen: Any, clock: Clock) -> None:
-        """One generation (or encoder forward pass) with the layer hooks attached."""
-        from energyprof.profile.loop import forward_once, generate
+        """One generation (or encoder forward pass) of the whole batch with the layer hooks attached."""
+        from energyprof.profile.batch import pad_token_id
+        from energyprof.profile.loop import forward_batch, generate_batch
 
         loaded = self.loaded
         with self.recorder:
             if loaded.kind == "encoder":
-                forward_once(loaded.model, self.prompt_ids, loaded.device, self.recorder, gen, clock)
+                forward_batch(loaded.model, self.sequences, loaded.device,
+                              pad_token_id(loaded.tokenizer, loaded.model), self.recorder, gen, clock)
             else:
-                generate(loaded.model, loaded.tokenizer, self.prompt_ids, self.params.loop_options(), loaded.device,
-                         self.recorder, gen, clock)
+                generate_batch(loaded.model, loaded.tokenizer, self.sequences, self.params.loop_options(),
+                               loaded.device, self.recorder, gen, clock)
 
     def cut_short(self, gen: Any) -> None:
         from energyprof.profile.loop import token_texts
@@ -118,4 +127,6 @@ class ModelWorkload:
         summary.device = loaded.device if loaded is not None else p.device
         summary.dtype = loaded.dtype if loaded is not None else p.dtype
         summary.layers = p.layers
-        summary.prompt_tokens = len(self.prompt_ids)
+        summary.prompt_tokens = max(map(len, self.sequences)) if self.sequences else None
+        summary.prompt_tokens_each = [len(ids) for ids in self.sequences]
+        summary.batch = p.batch

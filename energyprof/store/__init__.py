@@ -13,10 +13,11 @@ from energyprof.store.power import PowerMixin
 from energyprof.store.profile import ProfileMixin
 from energyprof.store.replay import ReplayMixin
 from energyprof.store.runs import JobAlreadyRunning, RunsMixin
+from energyprof.store.sweeps import SweepsMixin
 
 
-class Store(RunsMixin, PowerMixin, ProfileMixin, ReplayMixin, StoreCore):
-    """energyprof's database: runs, power samples, and (by later migrations) profiling results."""
+class Store(RunsMixin, PowerMixin, ProfileMixin, ReplayMixin, SweepsMixin, StoreCore):
+    """energyprof's database: runs, power samples, (by later migrations) profiling results, layer replays and sweeps."""
 
 
 __all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "JobAlreadyRunning", "RunNotActive", "Store", "StoreError",

@@ -36,8 +36,10 @@ class JobAlreadyRunning(RuntimeError):
 class RunsMixin(StoreCore):
     def create_run(self, kind: str, *, source: str | None = None, measured: bool | None = None,
                    model: str | None = None, device: str | None = None, dtype: str | None = None,
-                   params: dict[str, Any] | None = None, status: str = "running", owned: bool = False) -> int:
-        """Insert a run; a second active profile run raises JobAlreadyRunning (enforced by an index).
+                   params: dict[str, Any] | None = None, status: str = "running", owned: bool = False,
+                   sweep_id: str | None = None, sweep_point: int | None = None) -> int:
+        """Insert a run; a second active profile run raises JobAlreadyRunning (enforced by an index), and so does a
+        profile run outside the sweep that is queued or running (a sweep's own runs name it: sweep_id, sweep_point).
 
         owned: this process writes the run: its pid and start time are recorded, so that the run is marked failed
         if the process dies (energyprof.jobs.reap_dead_jobs). A writer can also record itself later with
@@ -45,13 +47,17 @@ class RunsMixin(StoreCore):
         now = time.time()
         pid = os.getpid() if owned else None
         try:
-            cur = self.execute_write(
-                "INSERT INTO runs (kind, status, source, measured, model, device, dtype, params, "
-                "created_at, started_at, heartbeat_at, pid, pid_started_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (kind, status, source, None if measured is None else int(measured), model, device, dtype,
-                 json.dumps(params or {}, sort_keys=True), now,
-                 now if status == "running" else None, now, pid, process_start_time(pid)))
+            with self.transaction() as conn:
+                if kind == "profile":
+                    require_no_other_sweep(conn, sweep_id)
+                cur = conn.execute(
+                    "INSERT INTO runs (kind, status, source, measured, model, device, dtype, params, "
+                    "created_at, started_at, heartbeat_at, pid, pid_started_at, sweep_id, sweep_point) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (kind, status, source, None if measured is None else int(measured), model, device, dtype,
+                     json.dumps(params or {}, sort_keys=True), now,
+                     now if status == "running" else None, now, pid, process_start_time(pid), sweep_id,
+                     sweep_point))
         except sqlite3.IntegrityError as exc:
             if "runs_one_active_profile" in str(exc) or "runs.kind" in str(exc):
                 active = self.active_profile_run()
@@ -160,6 +166,15 @@ class RunsMixin(StoreCore):
         cur = self.execute_write("DELETE FROM runs WHERE id = ? AND status NOT IN ('queued', 'running')",
                                  (run_id,))
         return cur.rowcount > 0
+
+
+def require_no_other_sweep(conn: sqlite3.Connection, sweep_id: str | None) -> None:
+    """Inside a write transaction: JobAlreadyRunning when a sweep other than `sweep_id` is queued or running."""
+    row = conn.execute("SELECT id FROM sweeps WHERE status IN ('queued', 'running') AND id IS NOT ?",
+                       (sweep_id,)).fetchone()
+    if row is not None:
+        raise JobAlreadyRunning(f"Sweep {row[0]} is running; wait for it or cancel it first (one profiling job at "
+                                "a time).")
 
 
 def process_start_time(pid: int | None) -> float | None:

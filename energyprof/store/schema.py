@@ -166,4 +166,26 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, layer_id, phase, component)
     );
     """,
+    # 7: a sweep is a grid of profile runs that one process runs one after another; each of
+    # its runs names the sweep and the point (index in the grid's order). At most one sweep is queued or running,
+    # and while one is, no profile run outside it starts (Store.create_run and Store.start_sweep check).
+    """
+    CREATE TABLE sweeps (
+        id             TEXT PRIMARY KEY,
+        status         TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+        spec           TEXT NOT NULL,
+        points         INTEGER NOT NULL,
+        created_at     REAL NOT NULL,
+        started_at     REAL,
+        ended_at       REAL,
+        pid            INTEGER,
+        pid_started_at REAL,
+        error          TEXT
+    );
+    CREATE UNIQUE INDEX sweeps_one_active ON sweeps ((status IN ('queued', 'running')))
+        WHERE status IN ('queued', 'running');
+    ALTER TABLE runs ADD COLUMN sweep_id TEXT REFERENCES sweeps (id) ON DELETE SET NULL;
+    ALTER TABLE runs ADD COLUMN sweep_point INTEGER;
+    CREATE INDEX runs_sweep ON runs (sweep_id, sweep_point);
+    """,
 ]

@@ -33,7 +33,7 @@ from energyprof.ui.data import (
     store_error,
     store_errors,
 )
-from energyprof.ui.drawing import chart, csv_download, token_text_html, trace_download
+from energyprof.ui.drawing import chart, csv_download, quoted_metrics, token_text_html, trace_download
 from energyprof.ui.endpoint import ENDPOINT_MODE_HELP, NO_LAYERS, endpoint_facts, endpoint_section
 from energyprof.ui.form import param_widgets
 from energyprof.ui.format import (
@@ -48,11 +48,15 @@ from energyprof.ui.format import (
 )
 from energyprof.ui.live import (
     DEMO_PARAMS,
+    LIVE_REFRESH_S,
     action_error,
     cancel_job,
+    cancel_sweep,
     is_measured_phase,
     launch,
+    launch_sweep,
     live_job,
+    live_job_body,
 )
 from energyprof.ui.nav import (
     COMPARE_PAGE,
@@ -61,15 +65,17 @@ from energyprof.ui.nav import (
     RUN_PAGE,
     RUNS_PAGE,
     SOURCES_PAGE,
+    SWEEP_PAGE,
     flash,
     page_setup,
     query_run_id,
     query_run_ids,
     run_link,
     show_flash,
+    sweep_link,
 )
 from energyprof.ui.replay_view import compare_replays, replay_section, replay_table
-from energyprof.ui.summary import summary_of, workload_components
+from energyprof.ui.summary import per_step_label, summary_of, workload_components
 
 __all__ = [
     "APPORTIONED", "APPORTIONED_TOKENS", "COMPARE_PAGE", "DEMO_PARAMS",
@@ -84,4 +90,6 @@ __all__ = [
     "show_cross_check", "show_flash", "show_measured", "source_label",
     "source_statuses", "status_badge", "store_error", "store_errors", "summary_of", "token_text_html",
     "trace_download", "workload_components",
+    "LIVE_REFRESH_S", "SWEEP_PAGE", "cancel_sweep", "launch_sweep", "live_job_body", "per_step_label",
+    "quoted_metrics", "sweep_link",
 ]

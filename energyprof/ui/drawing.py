@@ -10,7 +10,11 @@ import pandas as pd
 import streamlit as st
 
 from energyprof.export import export_csv, trace_json
+from energyprof.profile.precision import checked_phase
+from energyprof.provenance import labelled
+from energyprof.quoted import grid_label, quote_summary
 from energyprof.store import Store
+from energyprof.summary import RunSummary
 from energyprof.ui.format import fmt_energy
 
 
@@ -51,3 +55,27 @@ def token_text_html(tokens: pd.DataFrame, limit: int = 2000) -> str:
     return ('<div class="energyprof-tokens" style="white-space:pre-wrap;line-height:1.9;font-family:monospace">'
             + "".join(spans) + "</div>" + more)
 
+
+
+def quoted_metrics(summary: RunSummary, estimated: bool) -> None:
+    """The decode J/token in the units people quote (tokens/J, Wh and, at the user's grid, gCO2e per 1,000 tokens)
+    and, under a target CI, whether it was met."""
+    phase = checked_phase(summary.j_per_token)
+    q = quote_summary(summary, phase)
+    cols = st.columns(4)
+    tag = estimated
+    cols[0].metric(labelled(f"Tokens/J ({phase})", tag), "—" if q.tokens_per_j is None else f"{q.tokens_per_j:.4g}",
+                   help="Generated tokens per joule of whole-system energy (1 / J/token)")
+    cols[1].metric(labelled("Wh per 1,000 tokens", tag),
+                   "—" if q.wh_per_1000_tokens is None else f"{q.wh_per_1000_tokens:.4g} Wh",
+                   help=f"Watt-hours per 1,000 {phase} tokens")
+    if q.g_co2e_per_1000_tokens is not None:
+        cols[2].metric(labelled("g CO2e per 1,000 tokens", tag), f"{q.g_co2e_per_1000_tokens:.4g} g",
+                       help=f"The {phase} energy {grid_label(q.grid_g_per_kwh)}")
+    if summary.target_ci_pct is not None:
+        reached = "—" if summary.ci_pct is None else f"± {summary.ci_pct:.2g}%"
+        verdict = "met" if summary.target_ci_met else "not met"
+        cols[3].metric(f"Target CI {summary.target_ci_pct:g}%", f"{verdict} ({reached})",
+                       help=f"The {phase} J/token 95% CI half-width reached after {summary.repeats} repeats"
+                            + {"time cap": f"; stopped by the {summary.max_seconds:g} s cap",
+                               "repeat cap": "; stopped by the repeat cap"}.get(summary.repeats_stop or "", ""))

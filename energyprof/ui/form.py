@@ -1,10 +1,14 @@
 """The New-profile form, generated from the parameter table (energyprof.profile.params): one widget per parameter,
-with the table's label, default, range, choices and help. Nothing here repeats a default or a range."""
+with the table's label, default, range, choices and help. Nothing here repeats a default or a range.
+
+For a sweep, the sweepable parameters get list widgets instead (several choices, or comma-separated values that
+energyprof.profile.sweep_spec parses)."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
@@ -17,14 +21,17 @@ WIDE_WIDGETS = ("model", "text_area")
 
 
 def param_widgets(choices: Mapping[str, tuple[str, ...]] | None = None, *, key_prefix: str = "",
-                  groups: tuple[str, ...] | None = None, skip: tuple[str, ...] = (),
+                  groups: tuple[str, ...] | None = None, skip: tuple[str, ...] = (), lists: tuple[str, ...] = (),
+                  overrides: Mapping[str, Any] | None = None,
                   widgets: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Draw every parameter's widget, by group, and return {name: value} (call inside st.form).
 
     `choices` narrows a parameter's choices to what this machine offers (e.g. the available power sources);
-    `widgets` overrides a parameter's widget (`text`: a text input that starts empty, e.g. an endpoint's model
-    name)."""
+    parameters in `lists` get a list widget (their value: a list of choices, or the comma-separated text);
+    `overrides` replaces defaults (a sweep's); `widgets` overrides a parameter's widget (`text`: a text input that
+    starts empty, e.g. an endpoint's model name)."""
     values: dict[str, Any] = {}
+    ctx = _Context(choices, key_prefix, frozenset(lists), {**defaults(), **(overrides or {})})
     specs = [(n, dataclasses.replace(s, widget=(widgets or {}).get(n, s.widget))) for n, s in param_specs()
              if s.form and n not in skip]
     for group, heading in GROUPS.items():
@@ -37,38 +44,47 @@ def param_widgets(choices: Mapping[str, tuple[str, ...]] | None = None, *, key_p
         row: list[tuple[str, ParamSpec]] = []
         for name, spec in fields:
             if spec.widget in WIDE_WIDGETS:
-                values.update(_row(row, choices, key_prefix))
+                values.update(_row(row, ctx))
                 row = []
-                values[name] = _widget(st, name, spec, choices, key_prefix)
+                values[name] = _widget(st, name, spec, ctx)
                 continue
             row.append((name, spec))
             if len(row) == COLUMNS:
-                values.update(_row(row, choices, key_prefix))
+                values.update(_row(row, ctx))
                 row = []
-        values.update(_row(row, choices, key_prefix))
+        values.update(_row(row, ctx))
     return values
 
 
-def _row(fields: list[tuple[str, ParamSpec]], choices: Mapping[str, tuple[str, ...]] | None,
-         key_prefix: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Context:
+    """What every widget of one form shares."""
+
+    choices: Mapping[str, tuple[str, ...]] | None
+    key_prefix: str
+    lists: frozenset[str]
+    defaults: Mapping[str, Any]
+
+
+def _row(fields: list[tuple[str, ParamSpec]], ctx: _Context) -> dict[str, Any]:
     if not fields:
         return {}
     columns = st.columns(COLUMNS)
-    return {name: _widget(col, name, spec, choices, key_prefix)
-            for col, (name, spec) in zip(columns, fields, strict=False)}
+    return {name: _widget(col, name, spec, ctx) for col, (name, spec) in zip(columns, fields, strict=False)}
 
 
-def _widget(where: Any, name: str, spec: ParamSpec, choices: Mapping[str, tuple[str, ...]] | None,
-            key_prefix: str) -> Any:
+def _widget(where: Any, name: str, spec: ParamSpec, ctx: _Context) -> Any:
     """One parameter's widget; returns its value as the parameter's type (None for an unset optional)."""
-    default, kind, key = defaults()[name], field_types()[name], f"{key_prefix}{name}"
-    if spec.widget == "model":
-        return _model_widget(where, spec, default, key)
+    default, kind, key = ctx.defaults[name], field_types()[name], f"{ctx.key_prefix}{name}"
+    options = (ctx.choices or {}).get(name) or spec.allowed()
+    if name in ctx.lists:
+        return _list_widget(where, spec, default, key, options)
     if spec.widget == "text":
         return where.text_input(spec.label, "", key=key, help=spec.help).strip()
+    if spec.widget == "model":
+        return _model_widget(where, spec, default, key)
     if spec.widget == "text_area":
         return where.text_area(spec.label, default, key=key, help=spec.help)
-    options = (choices or {}).get(name) or spec.allowed()
     if options is not None:
         options = tuple(options)
         index = options.index(default) if default in options else 0
@@ -99,6 +115,18 @@ def _number_widget(where: Any, spec: ParamSpec, kind: type, default: Any, key: s
     if spec.none_means is not None and not value:
         return None
     return cast(value)
+
+
+def _list_widget(where: Any, spec: ParamSpec, default: Any, key: str, options: Any) -> Any:
+    """A sweepable parameter's values: several choices (a list), or comma-separated text (parsed by the caller)."""
+    if options is not None:
+        options = tuple(options)
+        return where.multiselect(f"{spec.label}s" if not spec.label.endswith("s") else spec.label, options,
+                                 default=[default] if default in options else [], key=key, help=spec.help)
+    shown = "" if default is None else str(default)
+    unset = f"; leave empty for {spec.none_means}" if spec.none_means else ""
+    return where.text_input(f"{spec.label} (comma-separated)", shown, key=key,
+                            help=f"{spec.help}; several values separated by commas{unset}")
 
 
 def _model_widget(where: Any, spec: ParamSpec, default: str, key: str) -> str:

@@ -14,6 +14,7 @@ import streamlit as st
 
 from energyprof import charts, jobs
 from energyprof.profile.params import ProfileParams
+from energyprof.profile.sweep_spec import SweepSpec
 from energyprof.store import ACTIVE_STATUSES, JobAlreadyRunning, Store
 from energyprof.ui.badges import is_estimated, status_badge
 from energyprof.ui.data import TIMELINE_ROWS, clear_caches, get_store, store_errors
@@ -23,10 +24,12 @@ from energyprof.ui.nav import flash
 
 DEMO_PARAMS: dict[str, Any] = ProfileParams(
     model="tiny", prompt="Where does the energy of a transformer go?", max_new_tokens=128, ignore_eos=True,
-    device="cpu", source="auto", layers="blocks", repeats=5, warmup=1, baseline_s=1.0).to_dict()
+    device="cpu", source="auto", layers="blocks", repeats=3, warmup=1, baseline_s=1.0, target_ci=10.0,
+    max_seconds=20.0).to_dict()
 """The empty database's demo profile: the tiny built-in model and the best power source here. One warm-up run
-first (a cold first repeat can be ten times slower) and enough work (5 repeats of 128 tokens, a few seconds) that
-its decode J/token has a 95 % CI well inside its mean."""
+first (a cold first repeat can be ten times slower), then at least 3 repeats of 128 tokens and more until the
+decode J/token's 95 % CI is within 10 % of its mean, for at most 20 s of repeats (a busy machine gets the cap and
+the summary says the target was not met)."""
 
 LIVE_REFRESH_S = 2.5
 """How often the live view polls the job's progress row."""
@@ -101,6 +104,28 @@ def action_error(exc: BaseException) -> str:
     """One sentence for a failed action (Markdown-escaped: it may quote user input)."""
     text = str(exc).strip() or exc.__class__.__name__
     return md_escape(text if text.endswith(".") else text + ".")
+
+
+def launch_sweep(store: Store, spec: SweepSpec, sweep_id: str) -> str | None:
+    """Start a sweep job and return its id; None (with the reason shown) when it cannot start."""
+    with store_errors(store.path):
+        try:
+            jobs.launch_sweep(store, spec.to_dict(), spec.size, sweep_id)
+        except (JobAlreadyRunning, OSError, ValueError) as exc:  # the database's own errors: store_errors
+            st.error(action_error(exc))
+            return None
+    clear_caches()
+    return sweep_id
+
+
+def cancel_sweep(store: Store, sweep_id: str) -> None:
+    """Stop a sweep (SIGTERM: the running point ends cancelled, no other starts) and say so."""
+    with store_errors(store.path):
+        cancelled = jobs.cancel_sweep(store, sweep_id)
+    if cancelled:
+        flash(f"Sweep {sweep_id} cancelled; its finished points are kept.")
+    clear_caches()
+    st.rerun(scope="app")
 
 
 def launch(store: Store, params: dict[str, Any]) -> int | None:

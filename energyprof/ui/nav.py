@@ -32,11 +32,13 @@ RUN_PAGE = "pages/run.py"
 NEW_PAGE = "pages/new.py"
 COMPARE_PAGE = "pages/compare.py"
 SOURCES_PAGE = "pages/sources.py"
+SWEEP_PAGE = "pages/sweep.py"
 PAGES: tuple[PageEntry, ...] = (
     PageEntry(RUNS_PAGE, "Runs", ":material/list:"),
     PageEntry(RUN_PAGE, "Run", ":material/monitoring:"),
     PageEntry(NEW_PAGE, "New profile", ":material/play_arrow:"),
     PageEntry(COMPARE_PAGE, "Compare", ":material/compare_arrows:"),
+    PageEntry(SWEEP_PAGE, "Sweeps", ":material/stacked_line_chart:"),
     PageEntry(SOURCES_PAGE, "Power sources", ":material/power:"),
 )
 """Every page, in sidebar order. A page's URL is its file name without `.py` (/run, /new…; app.py is /)."""
@@ -105,6 +107,11 @@ def sidebar_job() -> None:
 def run_link(run_id: int, text: str | None = None) -> None:
     st.page_link(RUN_PAGE, label=text or f"Open run #{run_id}", icon=":material/monitoring:",
                  query_params={"run": str(run_id)})
+
+
+def sweep_link(sweep_id: str, text: str | None = None) -> None:
+    st.page_link(SWEEP_PAGE, label=text or f"Open sweep {md_escape(sweep_id)}", icon=":material/stacked_line_chart:",
+                 query_params={"sweep": sweep_id})
 
 
 def parse_run_ids(text: str | None) -> tuple[list[int], list[str]]:

@@ -23,3 +23,8 @@ def workload_components(summary: RunSummary) -> pd.DataFrame:
     rows = [{"component": c, "energy_j": summary.energy_j.get(c), "net_energy_j": net.get(c),
              "mean_w": summary.mean_w.get(c)} for c in summary.energy_j]
     return pd.DataFrame(rows, columns=["component", "energy_j", "net_energy_j", "mean_w"])
+
+
+def per_step_label(summary: RunSummary) -> str:
+    """What one per-token row is: a token, or with a batch a step of N tokens (one per sequence)."""
+    return "token" if (summary.batch or 1) <= 1 else f"step of {summary.batch} tokens"

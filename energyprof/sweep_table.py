@@ -1,0 +1,134 @@
+"""A sweep as a table: one row per point (its latest run's figures, or the point's values while it waits), the
+Pareto front of throughput against energy, the long form the curves are drawn from, and the CSV download.
+
+The one owner of what a sweep's row holds: `energyprof sweep --json`, the Sweep page and its CSV all read
+`sweep_rows`. No streamlit, no torch: pure functions over what the Store returns."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from energyprof.profile.sweep_spec import SweepSpec, describe
+from energyprof.quoted import quote_summary
+from energyprof.store import Store
+from energyprof.summary import RunSummary
+
+COLUMNS: tuple[str, ...] = (
+    "point", "run_id", "status", "error", "model", "device", "dtype", "batch", "prompt_tokens", "max_new_tokens",
+    "source", "estimated", "repeats", "new_tokens", "j_per_token", "j_per_token_ci95", "prefill_j_per_token",
+    "prefill_j_per_token_ci95", "tokens_per_s", "tokens_per_j", "wh_per_1000_tokens", "g_co2e_per_1000_tokens",
+    "grid_g_co2e_per_kwh", "target_ci_met", "ci_pct", "disturbed", "label")
+"""A sweep row: the point's values, then its run's figures (decode J/token and its units unless named prefill;
+new_tokens per repeat, every sequence counted; label: the point for people)."""
+AXIS_COLUMNS: dict[str, str] = {"batch": "Batch size (sequences)", "prompt_tokens": "Prompt tokens per sequence"}
+"""The x axes of the sweep curves: column -> axis title."""
+
+
+def sweep_rows(store: Store, sweep_id: str) -> list[dict[str, Any]]:
+    """One row per point of the sweep, in point order (COLUMNS); [] for an unknown sweep."""
+    sweep = store.get_sweep(sweep_id)
+    if sweep is None:
+        return []
+    spec = SweepSpec.from_dict(sweep["spec"])
+    latest: dict[int, dict[str, Any]] = {}
+    for run in store.sweep_runs(sweep_id):
+        latest[run["sweep_point"]] = run  # oldest first: the last one wins
+    return [_row(index, values, latest.get(index)) for index, values in enumerate(spec.point_values())]
+
+
+def _row(index: int, values: dict[str, Any], run: dict[str, Any] | None) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
+    row.update({"point": index, "status": "pending", "label": describe(values), **values})
+    if run is None:
+        return row
+    s = RunSummary.from_dict(run.get("summary"))
+    decode, prefill = s.per_token("decode"), s.per_token("prefill")
+    q = quote_summary(s, "decode")
+    row.update({
+        "run_id": run["id"], "status": run["status"], "error": run.get("error"),
+        "device": s.device or run.get("device") or values.get("device"),
+        "prompt_tokens": s.prompt_tokens if s.prompt_tokens is not None else values.get("prompt_tokens"),
+        "batch": s.batch or values.get("batch"), "source": s.source or run.get("source"),
+        "estimated": s.estimated if s.source else None, "repeats": s.repeats,
+        "new_tokens": s.tokens_per_repeat, "j_per_token": decode.mean, "j_per_token_ci95": decode.ci95,
+        "prefill_j_per_token": prefill.mean, "prefill_j_per_token_ci95": prefill.ci95,
+        "tokens_per_s": s.tokens_per_s, "tokens_per_j": q.tokens_per_j, "wh_per_1000_tokens": q.wh_per_1000_tokens,
+        "g_co2e_per_1000_tokens": q.g_co2e_per_1000_tokens, "grid_g_co2e_per_kwh": q.grid_g_per_kwh,
+        "target_ci_met": s.target_ci_met, "ci_pct": s.ci_pct, "disturbed": s.disturbed})
+    return row
+
+
+def sweep_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """The rows as a DataFrame (COLUMNS) with `pareto`: on the front of tokens/s against J/token."""
+    frame = pd.DataFrame(list(rows), columns=list(COLUMNS))
+    return frame.assign(pareto=pareto_front(frame))
+
+
+def pareto_front(frame: pd.DataFrame, cost: str = "j_per_token", gain: str = "tokens_per_s") -> list[bool]:
+    """For each row: True when no other row costs no more and gains no less, and is better in one of them.
+
+    Rows with an unknown cost or gain are never on the front."""
+    points = [(_num(c), _num(g)) for c, g in zip(frame[cost], frame[gain], strict=True)] if len(frame) else []
+    known = [(c, g) for c, g in points if c is not None and g is not None]
+    out = []
+    for c, g in points:
+        if c is None or g is None:
+            out.append(False)
+            continue
+        out.append(not any(oc <= c and og >= g and (oc < c or og > g) for oc, og in known))
+    return out
+
+
+def _num(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def curve_frame(frame: pd.DataFrame, x: str) -> pd.DataFrame:
+    """The long form of the J/token curves against column `x` (batch or prompt_tokens): x, phase, mean, ci95,
+    series (the point's other swept values, for people), done points with a known J/token only."""
+    columns = ["x", "phase", "mean", "ci95", "series"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    done = frame[(frame["status"] == "done") & frame[x].notna()]
+    others = [c for c in ("model", "device", "dtype", "batch", "prompt_tokens", "max_new_tokens")
+              if c != x and done[c].nunique(dropna=False) > 1]
+    series = done.apply(lambda r: _series_label(r, others), axis=1) if not done.empty else pd.Series(dtype=str)
+    parts = []
+    for phase, mean, ci in (("decode", "j_per_token", "j_per_token_ci95"),
+                            ("prefill", "prefill_j_per_token", "prefill_j_per_token_ci95")):
+        parts.append(pd.DataFrame({"x": done[x], "phase": phase, "mean": done[mean], "ci95": done[ci],
+                                   "series": series}))
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    out = out.dropna(subset=["mean"])
+    return out[columns].astype({"x": float, "mean": float, "ci95": float}).sort_values(["series", "phase", "x"])
+
+
+def _series_label(row: pd.Series, names: list[str]) -> str:
+    if not names:
+        return "all points"
+    return describe({name: _plain(row[name]) for name in names})
+
+
+def _plain(value: Any) -> Any:
+    """A table cell as the plain value it was (NaN: None, 64.0: 64)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def sweep_csv(store: Store, sweep_id: str) -> str:
+    """The sweep's table as CSV text (formula-like text neutralised, RFC 4180 line ends)."""
+    from energyprof.export import neutralise_formulas
+
+    frame = sweep_frame(sweep_rows(store, sweep_id))
+    return neutralise_formulas(frame).to_csv(index=False, lineterminator="\r\n")

@@ -1,0 +1,134 @@
+"""Sweeps (`?sweep=ID`): J/token against batch size and against prompt length (decode and prefill, with 95% CIs),
+decode speed against energy with the Pareto front, the table and its CSV; while it runs, the point being measured
+(the quiet live view) and a cancel button. Without an id: every sweep, to pick one."""
+
+from functools import partial
+
+import pandas as pd
+import streamlit as st
+
+from energyprof import charts, ui
+from energyprof.profile.sweep_spec import SweepSpec, describe, sweep_id_error
+from energyprof.quoted import grid_label
+from energyprof.store import ACTIVE_STATUSES
+from energyprof.sweep_table import AXIS_COLUMNS, curve_frame, sweep_csv, sweep_frame, sweep_rows
+
+store = ui.page_setup("Sweeps")
+asked = st.query_params.get("sweep")
+sweep = None
+if asked is not None and asked.strip():
+    problem = sweep_id_error(asked)
+    if problem:
+        st.error(f"The link asks for sweep={ui.md_escape(asked[:80])}, which is not a sweep id: pick a sweep below.")
+    else:
+        with ui.store_errors(store.path):
+            sweep = store.get_sweep(asked)
+        if sweep is None:
+            st.error(f"There is no sweep {ui.md_escape(asked)} in {ui.md_escape(store.path)}: pick a sweep below.")
+
+if sweep is None:
+    st.title("Sweeps")
+    ui.show_flash()
+    sweeps = store.list_sweeps()
+    if sweeps.empty:
+        st.info("No sweeps yet. Start one on the New profile page (its Sweep tab) or with `energyprof sweep`, e.g. "
+                "`energyprof sweep --model small --batch 1,2,4,8`.")
+        st.page_link(ui.NEW_PAGE, label="New profile or sweep", icon=":material/play_arrow:")
+        st.stop()
+    names = {str(r.id): f"{r.id} ({r.status}, {r.done} of {r.points} points done)" for r in sweeps.itertuples()}
+    pick = st.selectbox("Open a sweep", list(names), format_func=names.get, index=None, key="open_sweep")
+    if pick is not None:
+        st.query_params["sweep"] = pick
+        st.rerun()
+    st.dataframe(sweeps.assign(created_at=pd.to_datetime(sweeps["created_at"], unit="s", utc=True)
+                               .dt.tz_convert(None))[["id", "status", "points", "done", "created_at", "error"]],
+                 hide_index=True, width="stretch", key="sweeps_table")
+    st.stop()
+
+sweep_id = sweep["id"]
+spec = SweepSpec.from_dict(sweep["spec"])
+rows = sweep_rows(store, sweep_id)
+frame = sweep_frame(rows)
+done = int((frame["status"] == "done").sum())
+est = bool(frame["estimated"].fillna(False).astype(bool).any())
+st.title(f"Sweep {ui.md_escape(sweep_id)}")
+varied = ", ".join(f"{name.replace('_', ' ')} {', '.join('—' if v is None else str(v) for v in spec.axes[name])}"
+                   for name in spec.varied()) or "one point"
+st.markdown(f"{ui.status_badge(sweep['status'])} · {done} of {len(frame)} points done · swept: "
+            f"{ui.md_escape(varied)} · {ui.fmt_date(sweep.get('created_at'))}")
+ui.show_flash()
+if est:
+    st.caption(f"{ui.estimated_badge()} These figures come from a model of CPU utilisation, not a reading of the "
+               "hardware: compare the points with one another, not with other machines.")
+if sweep["status"] in ("failed", "cancelled") and sweep.get("error"):
+    st.warning(ui.md_escape(sweep["error"]))
+
+
+@st.fragment(run_every=ui.LIVE_REFRESH_S)
+def sweep_progress(sweep_id: str, total: int, done: int) -> None:
+    """The running sweep: points done, the point being measured (the quiet live view), cancel."""
+    with ui.store_errors(store.path):
+        now = store.get_sweep(sweep_id)
+        runs = store.sweep_runs(sweep_id)
+    latest = {r["sweep_point"]: r["status"] for r in runs}  # by point, oldest first: the last one wins
+    finished = sum(1 for status in latest.values() if status == "done")
+    if now is None or now["status"] not in ACTIVE_STATUSES or finished != done:
+        st.rerun(scope="app")
+    st.progress(finished / max(1, total), text=f"{finished} of {total} points done")
+    active = next((r for r in runs if r["status"] in ACTIVE_STATUSES), None)
+    if active is not None:
+        st.caption(f"Point {active['sweep_point'] + 1}: "
+                   f"{ui.md_escape(describe(spec.point_values()[active['sweep_point']]))}")
+        ui.live_job_body(active["id"], cancel=False)
+    else:
+        st.caption("Starting the next point…")
+    if st.button("Cancel sweep", key=f"cancel-sweep-{sweep_id}", type="secondary"):
+        ui.cancel_sweep(store, sweep_id)
+
+
+if sweep["status"] in ACTIVE_STATUSES:
+    sweep_progress(sweep_id, len(frame), done)
+
+for column, axis_title in AXIS_COLUMNS.items():
+    st.subheader(ui.label(axis_title.split(" (")[0].replace(" per sequence", ""), est))
+    curves = curve_frame(frame, column)
+    ui.chart(charts.sweep_curves(curves, axis_title, estimated=est), key=f"chart_{column}")
+    if not curves.empty and curves["x"].nunique() == 1:
+        st.caption(f"This sweep has one {axis_title.split(' (')[0].lower()}: each line is a single point.")
+st.caption("Decode: whole-system energy per generated token, every sequence of a batch counted. Prefill: the prompt's "
+           "forward pass per prompt token. Bars: 95% CI over each point's repeats.")
+
+st.subheader(ui.label("Speed against energy", est))
+ui.chart(charts.sweep_pareto(frame, estimated=est), key="chart_pareto")
+st.caption("Red diamonds: the Pareto front, points that no other point beats on both energy per token and speed.")
+
+st.subheader(ui.label("Points", est))
+grid = frame["grid_g_co2e_per_kwh"].dropna()
+table = frame.assign(run=[f"run?run={int(r)}" if pd.notna(r) else None for r in frame["run_id"]],
+                     point=frame["point"] + 1)
+shown = ["point", "run", "status", "model", "device", "dtype", "batch", "prompt_tokens", "max_new_tokens",
+         "new_tokens", "repeats", "j_per_token", "j_per_token_ci95", "prefill_j_per_token", "tokens_per_s",
+         "tokens_per_j", "wh_per_1000_tokens", "pareto", "target_ci_met", "error"]
+if not grid.empty:
+    shown.insert(shown.index("pareto"), "g_co2e_per_1000_tokens")
+st.dataframe(table[shown], hide_index=True, width="stretch", key="table_points", column_config={
+    "run": st.column_config.LinkColumn("Run", display_text=r"run\?run=(\d+)", help="Open the point's run"),
+    "new_tokens": st.column_config.NumberColumn("New tokens", help="Per repeat, every sequence of the batch"),
+    "j_per_token": st.column_config.NumberColumn("J/token (decode)", format="%.4g J"),
+    "j_per_token_ci95": st.column_config.NumberColumn("95% CI ±", format="%.2g J"),
+    "prefill_j_per_token": st.column_config.NumberColumn("J/token (prefill)", format="%.4g J",
+                                                         help="Per prompt token"),
+    "tokens_per_s": st.column_config.NumberColumn("Tokens/s (decode)", format="%.4g"),
+    "tokens_per_j": st.column_config.NumberColumn("Tokens/J (decode)", format="%.4g"),
+    "wh_per_1000_tokens": st.column_config.NumberColumn("Wh per 1,000 tokens", format="%.4g"),
+    "g_co2e_per_1000_tokens": st.column_config.NumberColumn(
+        "g CO2e per 1,000 tokens", format="%.4g",
+        help=ui.md_escape(grid_label(float(grid.iloc[0]))) if not grid.empty else None),
+    "pareto": st.column_config.CheckboxColumn("Pareto front"),
+    "target_ci_met": st.column_config.CheckboxColumn("Target CI met"),
+})
+if not grid.empty:
+    st.caption(ui.md_escape(f"CO2e {grid_label(float(grid.iloc[0]))}."))
+st.download_button("⬇ Sweep table (CSV)", data=partial(sweep_csv, store, sweep_id),
+                   file_name=f"energyprof-sweep-{sweep_id}.csv", mime="text/csv", on_click="ignore",
+                   key=f"dl-sweep-{sweep_id}")
