@@ -14,6 +14,8 @@ from energyprof import ui
 from energyprof.power.sudo_rule import sudo_rule
 
 SAMPLE_TIMEOUT_PAD_S = 60
+PROBE_S = 1.0
+PROBE_TIMEOUT_S = 120
 
 
 def energyprof_cli(args: list[str], timeout_s: float) -> tuple[dict | None, str | None]:
@@ -59,6 +61,25 @@ st.markdown("\n".join(f"- {'✅' if s.available else '❌'} **{ui.md_escape(s.na
                       for s in statuses))
 st.markdown(f"**auto** picks **{ui.md_escape(auto)}** here: the first available *measured* source, else the estimate "
             "(always labelled *estimated*).")
+
+st.subheader("Counter timing")
+st.caption("A counter source (ioreport, nvml, rapl) is read at every token boundary; a token is *measured* when it "
+           "lasts at least the counter's update period, else time-apportioned. Probing polls each available counter "
+           "for about a second (the same as `energyprof doctor`); every run probes its own counter again.")
+if st.button("Probe the counters", key="probe"):
+    with st.spinner("Probing…"):
+        doctor, error = energyprof_cli(["doctor", "--json", "--probe-seconds", str(PROBE_S)], PROBE_TIMEOUT_S)
+    if error:
+        st.error(f"The probe failed: {ui.md_escape(error)}")
+    elif doctor is not None:
+        probed = ui.probe_table(doctor)
+        if probed.empty:
+            st.info("No counter source is available here: every token is time-apportioned from sample windows "
+                    "(or estimated).")
+        else:
+            st.dataframe(probed, hide_index=True, width="stretch", key="table_probe")
+            st.caption("An empty update period: the component did not change during the probe (idle, or slower "
+                       "than it); the quantum is the smallest change seen.")
 
 st.subheader("On a Mac (Apple Silicon)")
 st.markdown(

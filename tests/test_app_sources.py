@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import getpass
+import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from seed import open_page, texts
 
 from energyprof.power import registry
@@ -68,3 +70,28 @@ def test_bad_capture_is_one_sentence(store: Store) -> None:
     assert len(errors) == 1 and errors[0].startswith("Could not import notes.txt: ")
     assert "\n" not in errors[0] and "/tmp" not in errors[0]
     assert store.list_runs().empty
+
+
+def test_counter_probe_shows_update_period_and_quantum(store: Store, stand_in: object,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the IOReport stand-in importable by the page's `energyprof doctor` too, the probe times its counters."""
+    from ioreport_stand_in import STAND_INS
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(STAND_INS), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("FAKE_IOREPORT_UPDATE_MS", "100")
+    at = open_page(PAGE, timeout=60)
+    at.button(key="probe").click().run(timeout=120)
+    assert not at.exception and not texts(at, "error"), texts(at, "error")
+    probed = next(df.value for df in at.dataframe if "Update period (ms)" in df.value.columns)
+    ioreport = probed[probed["Source"] == "ioreport"].set_index("Component")
+    assert list(ioreport.index) == ["cpu", "gpu", "ane", "dram"]
+    assert ioreport.loc["cpu", "Update period (ms)"] == pytest.approx(100, rel=0.3)  # published every 100 ms
+    assert ioreport.loc["cpu", "Quantum (mJ)"] >= 1  # IOReport counts whole millijoules
+
+
+def test_counter_probe_without_a_counter_says_so(store: Store) -> None:
+    at = open_page(PAGE, timeout=60)
+    at.button(key="probe").click().run(timeout=120)
+    assert not at.exception and not texts(at, "error")
+    if not any(s.available and s.name in ("ioreport", "nvml", "rapl") for s in registry.all_statuses()):
+        assert any("No counter source is available here" in t for t in texts(at, "info"))

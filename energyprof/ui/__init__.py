@@ -22,7 +22,7 @@ from energyprof.ui.badges import (
     source_label,
     status_badge,
 )
-from energyprof.ui.counters import show_counter, show_cross_check, show_measured
+from energyprof.ui.counters import probe_table, show_counter, show_cross_check, show_measured
 from energyprof.ui.data import (
     STORE_ERRORS,
     clear_caches,
@@ -86,7 +86,7 @@ __all__ = [
     "flash", "fmt_ci", "fmt_date", "fmt_energy", "fmt_power", "fmt_rate", "fmt_seconds", "get_store",
     "is_estimated", "is_measured_phase", "label", "launch", "live_job", "md_escape", "measured_badge",
     "page_setup", "param_widgets", "query_run_id", "query_run_ids", "replay_section", "replay_table", "run_link",
-    "run_views", "show_counter",
+    "probe_table", "run_views", "show_counter",
     "show_cross_check", "show_flash", "show_measured", "source_label",
     "source_statuses", "status_badge", "store_error", "store_errors", "summary_of", "token_text_html",
     "trace_download", "workload_components",

@@ -1,5 +1,5 @@
-"""How a run's per-token figures were obtained, for the run page: the share of tokens measured, the counter's update
-period and quantum per component, and the second opinion of a cross-check source.
+"""How per-token figures are obtained, for the run and Power sources pages: the share of tokens measured, a
+counter's update period and quantum per component, and the second opinion of a cross-check source.
 
 `*_table` and `*_sentence` are pure functions; `show_*` draw them (user-controlled text escaped)."""
 
@@ -28,6 +28,24 @@ def counter_table(summary: RunSummary) -> pd.DataFrame:
              "Tokens measured (%)": None if shares.get(c) is None else shares[c] * 100}
             for c in ordered(periods)]
     return pd.DataFrame(rows, columns=["Component", "Update period (ms)", "Quantum (mJ)", "Tokens measured (%)"])
+
+
+def probe_table(doctor: dict) -> pd.DataFrame:
+    """Per counter source and component in `energyprof doctor --json`: update period (ms), quantum (mJ), read cost."""
+    rows = []
+    for source in doctor.get("sources", []):
+        counter = source.get("counter")
+        if not counter:
+            continue
+        for comp in ordered(counter.get("components", {})):
+            found = counter["components"][comp]
+            period = found.get("update_period_s")
+            rows.append({"Source": source["name"], "Component": comp,
+                         "Update period (ms)": None if period is None else period * 1e3,
+                         "Quantum (mJ)": found.get("quantum_mj"), "Changes seen": found.get("changes"),
+                         "One read (µs)": counter.get("read_us")})
+    return pd.DataFrame(rows, columns=["Source", "Component", "Update period (ms)", "Quantum (mJ)", "Changes seen",
+                                       "One read (µs)"])
 
 
 def counter_sentence(summary: RunSummary) -> str | None:
