@@ -92,7 +92,7 @@ def _one_job(store: Any, params: dict[str, Any], server: psutil.Process, browser
              page_open: bool) -> dict[str, Any]:
     """Launch one job as the dashboard does, with or without its run page open; its figures and CPU use."""
     from energyprof import jobs
-    from energyprof.ui import figures
+    from energyprof.summary import RunSummary
 
     run_id = jobs.launch_job(store, params)
     page = None
@@ -110,16 +110,17 @@ def _one_job(store: Any, params: dict[str, Any], server: psutil.Process, browser
         os.waitpid(run.get("pid"), 0)  # the job is this process's child: collect it
     if run["status"] != "done":
         raise RuntimeError(f"job {run_id} ended {run['status']}: {run.get('error')}")
-    fig = figures(run.get("summary"))
-    decode = (fig["j_per_token"].get("decode") or {}).get("mean")
-    return {**cpu, "tokens_per_s": fig["tokens_per_s"], "j_per_token": decode}
+    summary = RunSummary.from_dict(run.get("summary"))
+    decode = summary.j_per_token.get("decode")
+    return {**cpu, "tokens_per_s": summary.tokens_per_s, "j_per_token": None if decode is None else decode.mean,
+            "j_per_token_ci95": None if decode is None else decode.ci95}
 
 
 def measure(quick: bool) -> dict[str, Any]:
     """Closed/open jobs against one server; the per-condition results."""
     from playwright.sync_api import sync_playwright
 
-    from energyprof.profile.job import ProfileParams
+    from energyprof.profile.params import ProfileParams
     from energyprof.store import Store
 
     if not CHROMIUM.exists():
@@ -181,7 +182,18 @@ def run(quick: bool) -> list[dict[str, Any]]:
             setup + "; every Chromium process"),
         row("decode J/token (estimated), run page open / closed", jpt["open"] / jpt["closed"], "ratio",
             setup + f"; medians {jpt['open']:.3g} / {jpt['closed']:.3g} J"),
+        row("decode J/token, open - closed, in closed runs' 95% CI half-widths", _ci_units(jpt, closed),
+            "CI half-widths", setup + "; |median open - median closed| / median CI half-width of the closed runs",
+            at_most=1.0),
     ]
+
+
+def _ci_units(jpt: dict[str, float], closed: list[dict[str, Any]]) -> float:
+    """How far the watched runs' J/token is from the unwatched runs', in the unwatched runs' own CI half-widths."""
+    cis = [j["j_per_token_ci95"] for j in closed if j.get("j_per_token_ci95") is not None]
+    if not cis or statistics.median(cis) <= 0:
+        return float("nan")
+    return abs(jpt["open"] - jpt["closed"]) / statistics.median(cis)
 
 
 if __name__ == "__main__":
