@@ -18,6 +18,8 @@ from energyprof.provenance import labelled
 
 MAX_ROWS = 5000
 """Most data rows any chart ships to the browser (all its datasets together)."""
+SHOWN_REPEAT = "datum.repeat + 1"
+"""Repeats are stored from 0 and shown from 1, as the run page's repeat picker shows them."""
 
 MAX_BARS = 1000
 """Per-token bars beyond this are binned (a bar per group of consecutive tokens)."""
@@ -154,10 +156,10 @@ def power_timeline(timeline: pd.DataFrame, steps: pd.DataFrame | None = None, *,
     x = alt.X("t_s:Q", title="Time since the run started (s)", scale=free)
     layers: list[alt.Chart] = []
     if not spans.empty:
-        layers.append(alt.Chart(spans).mark_rect(opacity=0.12).encode(
+        layers.append(alt.Chart(spans).transform_calculate(shown_repeat=SHOWN_REPEAT).mark_rect(opacity=0.12).encode(
             x=alt.X("t0_s:Q", scale=free), x2="t1_s:Q",
             color=alt.Color("phase:N", title="Phase", scale=_phase_scale(spans["phase"].unique())),
-            tooltip=[alt.Tooltip("phase:N", title="Phase"), alt.Tooltip("repeat:Q", title="Repeat"),
+            tooltip=[alt.Tooltip("phase:N", title="Phase"), alt.Tooltip("shown_repeat:Q", title="Repeat"),
                      alt.Tooltip("t0_s:Q", title="Start (s)", format=".3f"),
                      alt.Tooltip("t1_s:Q", title="End (s)", format=".3f")]))
         budget = max(0, MAX_ROWS - len(lines) - len(spans))
@@ -218,11 +220,11 @@ def cumulative_energy(tokens: pd.DataFrame, *, estimated: bool = False) -> alt.C
     data["cumulative_j"] = data.groupby("repeat")["energy_j"].transform(lambda s: s.fillna(0).cumsum())
     data = downsample(data.drop(columns=["energy_j"]), MAX_ROWS, by=["repeat"],
                       last_cols=["cumulative_j", "idx", "t1_s", "phase"])
-    return alt.Chart(data).mark_line(interpolate="monotone").encode(
+    return alt.Chart(data).transform_calculate(shown_repeat=SHOWN_REPEAT).mark_line(interpolate="monotone").encode(
         x=alt.X("idx:Q", title="Token (step index)"),
         y=alt.Y("cumulative_j:Q", title="Cumulative energy (J)"),
-        color=alt.Color("repeat:N", title="Repeat"),
-        tooltip=[alt.Tooltip("idx:Q", title="Token"), alt.Tooltip("repeat:Q", title="Repeat"),
+        color=alt.Color("shown_repeat:N", title="Repeat"),
+        tooltip=[alt.Tooltip("idx:Q", title="Token"), alt.Tooltip("shown_repeat:Q", title="Repeat"),
                  alt.Tooltip("cumulative_j:Q", title="Cumulative energy (J)", format=".4g"),
                  alt.Tooltip("t1_s:Q", title="Time (s)", format=".2f")],
     ).properties(title=title("Cumulative energy (J)", estimated), height=260)

@@ -247,3 +247,12 @@ def test_sweep_pareto_marks_and_joins_the_front() -> None:
     assert dots["encoding"]["shape"]["field"] == "front"
     values = next(iter(spec["datasets"].values()))
     assert [v["front"] for v in values] == ["dominated", "Pareto front", "Pareto front"]
+
+
+def test_repeats_are_shown_from_one_like_the_repeat_picker() -> None:
+    """The cumulative chart's legend and tooltips number repeats 1..R, as the run page's picker does."""
+    tokens = tokens_frame(20)
+    spec = charts.cumulative_energy(pd.concat([tokens, tokens.assign(repeat=1)])).to_dict()
+    assert {"calculate": charts.SHOWN_REPEAT, "as": "shown_repeat"} in spec["transform"]
+    assert spec["encoding"]["color"]["field"] == "shown_repeat"
+    assert {t["field"] for t in spec["encoding"]["tooltip"] if t["title"] == "Repeat"} == {"shown_repeat"}
