@@ -1,9 +1,11 @@
-"""Compare two or more runs (also `?runs=1,2`): J/token with CI, tokens/s, mean power per component, layers."""
+"""Compare two or more runs (also `?runs=1,2`): J/token with CI, tokens/s, batch, TTFT, share of tokens measured,
+mean power per component, layers and replayed layers."""
 
 import pandas as pd
 import streamlit as st
 
 from energyprof import charts, ui
+from energyprof.quoted import quote_summary
 
 store = ui.page_setup("Compare")
 st.title("Compare runs")
@@ -35,6 +37,9 @@ for run in chosen:
                  "source": ui.source_label(run.get("source"), run.get("measured")), "status": run["status"],
                  "J/token prefill": ui.fmt_ci(s.per_token("prefill")),
                  "J/token decode": ui.fmt_ci(s.per_token("decode")), "tokens/s": s.tokens_per_s,
+                 "batch": s.batch or 1, "TTFT": ui.fmt_seconds_ci(s.ttft_s) if s.ttft_s is not None else "—",
+                 "tokens measured": None if s.tokens_measured_share is None else 100 * s.tokens_measured_share,
+                 "Wh/1k tokens": quote_summary(s).wh_per_1000_tokens,
                  "mean W": s.mean_total_w, "net energy J": s.net_total_j,
                  "notes": s.notes(bool(run.get("power_incomplete")))})
     for phase in ("prefill", "decode"):
@@ -52,6 +57,11 @@ for run in chosen:
 
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="compare_table", column_config={
     "tokens/s": st.column_config.NumberColumn("Tokens/s", format="%.3g"),
+    "TTFT": st.column_config.TextColumn("TTFT", help="Time to first token (endpoint runs): mean ± 95% CI"),
+    "tokens measured": st.column_config.NumberColumn(
+        "Tokens measured", format="%.0f %%", help="Share of tokens whose energy is a counter difference across "
+        "the token (measured); the rest are time-apportioned or estimated"),
+    "Wh/1k tokens": st.column_config.NumberColumn(ui.label("Wh / 1,000 decode tokens", est), format="%.3g"),
     "mean W": st.column_config.NumberColumn(ui.label("Mean power", est), format="%.3g W"),
     "net energy J": st.column_config.NumberColumn(ui.label("Net energy", est), format="%.4g J"),
 })

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from seed import charts_by_title, open_page, seed_run, texts
 
 from energyprof import charts
@@ -49,3 +50,20 @@ def test_no_profile_runs(store: Store) -> None:
     seed_run(store, tokens=0, kind="sample", minutes=0.1)
     at = open_page(PAGE)
     assert any("No profiling runs yet" in t for t in texts(at, "info"))
+
+
+def test_the_table_shows_batch_ttft_share_measured_and_wh(store: Store) -> None:
+    """What tells two configurations apart beyond J/token: batch, time to first token, how measured, Wh per 1k."""
+    a = seed_run(store, tokens=20, model="tiny")
+    b = seed_run(store, tokens=20, model="small")
+    summary = store.get_run(b)["summary"]
+    summary.update(batch=4, ttft_s={"mean": 0.25, "ci95": 0.02, "n": 3}, tokens_measured_share=0.75)
+    store.update_run(b, summary=summary)
+    at = open_page(PAGE, {"runs": f"{a},{b}"})
+    assert not at.exception, [e.value for e in at.exception]
+    df = at.dataframe[0].value.set_index("run")
+    assert list(df["batch"]) == [1, 4]
+    assert df.loc[f"#{a} tiny", "TTFT"] == "—" and df.loc[f"#{b} small", "TTFT"] == "250 ms ± 20 ms"
+    assert df.loc[f"#{b} small", "tokens measured"] == 75.0
+    decode = summary["j_per_token"]["decode"]["mean"]
+    assert df.loc[f"#{b} small", "Wh/1k tokens"] == pytest.approx(decode * 1000 / 3600)
