@@ -99,7 +99,7 @@ def fmt_seconds(seconds: Any) -> str:
 
 
 def fmt_seconds_ci(stat: MeanCI | None) -> str:
-    """`mean ± ci95` of a duration, in ms below a second (e.g. "183 ± 21 ms"); "—" when unknown."""
+    """`mean ± ci95` of a duration, in ms below a second (e.g. "183 ms ± 21 ms"); "—" when unknown."""
     mean = _finite(stat.mean if stat is not None else None)
     if mean is None:
         return "—"
