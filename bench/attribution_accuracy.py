@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from bench.rows import row
+from energyprof.analysis.attribution import attribute_intervals
 from energyprof.power.base import PowerWindow
-from energyprof.profile.attribution import attribute_intervals
 
 MS = 1_000_000
 ORIGIN = 123_456_789_000_000_000

@@ -62,7 +62,8 @@ def _rapl() -> Iterator[Any]:
 def _generate(loaded: Any, prompt_ids: list[int], tokens: int, clock: Callable[[], int]
               ) -> tuple[float, float, list[float]]:
     """(wall s of the generation, process CPU s, its decode step durations in s)."""
-    from energyprof.profile.loop import LoopOptions, generate
+    from energyprof.runtimes.transformers.loop import generate
+    from energyprof.spec.records import LoopOptions
 
     cpu = time.process_time()
     gen = generate(loaded.model, loaded.tokenizer, prompt_ids, LoopOptions(max_new_tokens=tokens, ignore_eos=True),
@@ -79,7 +80,7 @@ def boundary_overhead(loaded: Any, prompt_ids: list[int], source: Any, tokens: i
     from bench.counter_reads import per_call_us
     from energyprof.power.base import now_ns
     from energyprof.power.sampler import Sampler
-    from energyprof.profile.boundary_reads import BoundaryClock
+    from energyprof.runner.boundary_reads import BoundaryClock
 
     with Sampler(source, lambda windows: None, 100):
         for clock in (now_ns, BoundaryClock(source)):
@@ -101,7 +102,7 @@ def boundary_overhead(loaded: Any, prompt_ids: list[int], source: Any, tokens: i
 def run(quick: bool) -> list[dict[str, Any]]:
     import torch
 
-    from energyprof.profile.models import encode_prompt, load_model
+    from energyprof.runtimes.transformers.models import encode_prompt, load_model
 
     model, tokens, rounds = ("tiny", 8, 3) if quick else ("small", 32, 9)
     threads = torch.get_num_threads()

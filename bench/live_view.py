@@ -3,7 +3,7 @@ headless Chromium, and the job's decode throughput with the page open ÷ closed 
 
 Set up as a user would: `streamlit run app.py` from the repository with the shipped .streamlit/config.toml
 (run from README's virtualenv inside the repository folder, that folder holds the virtualenv too), a fresh
-database, each job launched exactly as the dashboard launches it (energyprof.jobs.launch_job: the `energyprof
+database, each job launched exactly as the dashboard launches it (energyprof.runner.jobs.launch_job: the `energyprof
 job` subprocess), model `small` on cpu with the estimate source. The server runs throughout; jobs alternate
 between no page open and the job's run page open in Chromium (opened as the job starts, as after a click on
 Launch), after one discarded warm-up job (full mode). While a job runs the bench polls its phase
@@ -91,7 +91,7 @@ def _follow(store: Any, run_id: int, server: psutil.Process) -> dict[str, float]
 def _one_job(store: Any, params: dict[str, Any], server: psutil.Process, browser: Any, url: str,
              page_open: bool) -> dict[str, Any]:
     """Launch one job as the dashboard does, with or without its run page open; its figures and CPU use."""
-    from energyprof import jobs
+    from energyprof.runner import jobs
     from energyprof.summary import RunSummary
 
     run_id = jobs.launch_job(store, params)
@@ -120,7 +120,7 @@ def measure(quick: bool) -> dict[str, Any]:
     """Closed/open jobs against one server; the per-condition results."""
     from playwright.sync_api import sync_playwright
 
-    from energyprof.profile.params import ProfileParams
+    from energyprof.spec.params import ProfileParams
     from energyprof.store import Store
 
     if not CHROMIUM.exists():
@@ -168,7 +168,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
                                                                                          ("open", opened))}
     p = result["params"]
     setup = (f"small on cpu, estimate source, {p['max_new_tokens']} tokens x {p['repeats']} repeats (+{p['warmup']} "
-             f"warm-up, {p['baseline_s']:g} s baseline) per job, launched by energyprof.jobs.launch_job; "
+             f"warm-up, {p['baseline_s']:g} s baseline) per job, launched by energyprof.runner.jobs.launch_job; "
              f"{result['pairs']} closed/open pair(s), alternated; `streamlit run app.py` with the shipped config; "
              f"measured phases {sum(j['wall_s'] for j in opened):.0f} s with the page open")
     return [

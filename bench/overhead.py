@@ -28,8 +28,9 @@ PROMPT = "Energy per token is small, but it adds up over a long generation. " * 
 
 def _generation(loaded: Any, prompt_ids: list[int], depth: str, new_tokens: int) -> tuple[float, float]:
     """(wall s, process CPU s) of one generation (first step start to last step end), hooked at this depth."""
-    from energyprof.profile.hooks import LayerRecorder
-    from energyprof.profile.loop import LoopOptions, generate
+    from energyprof.runtimes.transformers.hooks import LayerRecorder
+    from energyprof.runtimes.transformers.loop import generate
+    from energyprof.spec.records import LoopOptions
 
     options = LoopOptions(max_new_tokens=new_tokens, ignore_eos=True)
     recorder = LayerRecorder(loaded.model, depth, loaded.device) if depth != "none" else None
@@ -46,8 +47,8 @@ def _generation(loaded: Any, prompt_ids: list[int], depth: str, new_tokens: int)
 
 def hook_overhead(model: str, new_tokens: int, rounds: int) -> dict[str, dict[str, float]]:
     """Median over interleaved rounds of hooked ÷ unhooked generation, in wall and CPU time, per depth."""
-    from energyprof.profile.hooks import find_layers
-    from energyprof.profile.models import encode_prompt, load_model
+    from energyprof.runtimes.transformers.hooks import find_layers
+    from energyprof.runtimes.transformers.models import encode_prompt, load_model
 
     loaded = load_model(model, "cpu")
     prompt_ids = encode_prompt(loaded.tokenizer, PROMPT, loaded.kind)
@@ -75,7 +76,7 @@ def hook_cost_us(calls: int = 20_000) -> float:
     import torch
     from torch import nn
 
-    from energyprof.profile.hooks import LayerRecorder
+    from energyprof.runtimes.transformers.hooks import LayerRecorder
 
     class Chain(nn.Module):
         def __init__(self) -> None:
@@ -107,7 +108,7 @@ def sampler_cpu(seconds: float, interval_ms: int = 100) -> tuple[float, float]:
 
     from energyprof.power.estimate import EstimateSource
     from energyprof.power.sampler import Sampler
-    from energyprof.profile.monitor import Monitor
+    from energyprof.runner.monitor import Monitor
     from energyprof.store import Store
 
     class TimedEstimate(EstimateSource):

@@ -27,8 +27,8 @@ def replay_run(model: str, replay_s: float | None, trials: int) -> tuple[Any, An
     """(summary, layer_replay frame, CV of the power over trials per layer and phase) of one replay run."""
     import torch
 
-    from energyprof.profile.job import profile_foreground
-    from energyprof.profile.params import ProfileParams
+    from energyprof.runner.job import profile_foreground
+    from energyprof.spec.params import ProfileParams
     from energyprof.store import Store
 
     threads = torch.get_num_threads()

@@ -8,12 +8,12 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from energyprof.measuring import Measurement, measure
-    from energyprof.profile.api import profile_generation
+    from energyprof.runner.api import profile_generation
 
 __all__ = ["Measurement", "__version__", "measure", "profile_generation"]
 
 _LAZY = {"measure": "energyprof.measuring", "Measurement": "energyprof.measuring",
-         "profile_generation": "energyprof.profile.api"}
+         "profile_generation": "energyprof.runner.api"}
 """Attributes imported on first use, so `import energyprof` stays light (no numpy/torch for the pages).
 
 The implementation lives in `energyprof.measuring`, not `energyprof.measure`: importing a submodule binds

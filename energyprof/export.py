@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from energyprof.errors import EnergyprofError
 from energyprof.power.base import COMPONENTS
 from energyprof.provenance import replay_provenance, run_provenance
 from energyprof.store import Store
@@ -45,7 +46,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """A text cell starting with one of these is run as a formula by spreadsheets (CSV injection)."""
 
 
-class UnknownRun(LookupError):
+class UnknownRun(EnergyprofError, LookupError):
     """The run does not exist in this database."""
 
 

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from energyprof.analysis.attribution import attribute_intervals, whole_system_mj
 from energyprof.power.base import PolledSource, PowerSource, PowerWindow, now_ns
 from energyprof.power.sampler import Sampler
-from energyprof.profile.attribution import attribute_intervals, whole_system_mj
 from energyprof.summary import RunSummary
 
 if TYPE_CHECKING:

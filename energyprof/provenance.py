@@ -107,7 +107,7 @@ def measured_share(labels: np.ndarray) -> float | None:
 
 def replay_provenance(source_kind: Provenance, method: str | None) -> Provenance:
     """A replayed layer's figure: estimated stays estimated; measured, unless its loop was shorter than any whole
-    sample window and got a time share of the windows (method `apportioned`, energyprof.profile.replay_results)."""
+    sample window and got a time share of the windows (method `apportioned`, energyprof.analysis.replay_results)."""
     if source_kind != MEASURED:
         return source_kind
     return APPORTIONED if method == APPORTIONED else MEASURED

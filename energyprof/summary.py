@@ -80,8 +80,8 @@ class MeanCI:
 
 @dataclass
 class Agreement:
-    """A component as two sources saw it over the workload (energyprof.cross_check): each one's energy, and how well
-    their mean power agrees on a common time grid."""
+    """A component as two sources saw it over the workload (energyprof.analysis.cross_check): each one's energy, and
+    how well their mean power agrees on a common time grid."""
 
     primary_j: float | None = None
     """The run's own source: the energy over the grid's bins (the workload, cut into whole bins)."""
@@ -164,7 +164,7 @@ class RunSummary:
     net_j_per_token: dict[str, MeanCI] | None = None
     tokens_per_s: float | None = None
     prefill_tokens_per_s: float | None = None
-    # -- the units people quote, per phase, from the gross J/token mean (energyprof.quoted)
+    # -- the units people quote, per phase, from the gross J/token mean (energyprof.analysis.quoted)
     tokens_per_j: dict[str, float | None] = field(default_factory=dict)
     wh_per_1000_tokens: dict[str, float | None] = field(default_factory=dict)
     grid_g_co2e_per_kwh: float | None = None
@@ -175,7 +175,7 @@ class RunSummary:
     closure: dict[str, float | None] = field(default_factory=dict)
     step_resolution_median: float | None = None
     unknown_steps: int = 0
-    # -- measured per-layer energy by replay (energyprof.profile.replay; per phase: prefill, decode or forward)
+    # -- measured per-layer energy by replay (a runtime's replay; per phase: prefill, decode or forward)
     layer_energy: str | None = None
     """How per-layer energy was obtained: `apportioned` (time shares of the windows) or `replay` (measured)."""
     replay_steps: dict[str, int] = field(default_factory=dict)
@@ -200,12 +200,12 @@ class RunSummary:
     """Per phase: replay_sum_j / replay_step_j, the replay's own closure check (gross, whole system)."""
     replay_closure_net: dict[str, float | None] = field(default_factory=dict)
     """The same ratio net of the idle baseline."""
-    # -- the rest of the machine (energyprof.profile.background)
+    # -- the rest of the machine (energyprof.runner.background)
     background_cpu: dict[str, float | None] = field(default_factory=dict)
     """Mean CPU cores used by other processes: {"baseline": …, "workload": …}."""
     background_top: list[ProcessCpu] = field(default_factory=list)
     """The busiest other processes during the workload."""
-    # -- a counter source read at every step boundary (energyprof.profile.counter_chain)
+    # -- a counter source read at every step boundary (energyprof.analysis.counter_chain)
     boundary_reads: int = 0
     """Counter readings taken at step boundaries (0: the source has no counter, or was not read at them)."""
     counter_update_period_s: ComponentValues | None = None
@@ -221,7 +221,7 @@ class RunSummary:
     """Share (0-1) of the steps whose whole-system energy is measured; the rest are apportioned (or estimated)."""
     tokens_measured_share_by_component: ComponentValues | None = None
     """Per component, the share (0-1) of steps whose energy is measured."""
-    # -- a second opinion: another source recorded during the same run (energyprof.cross_check)
+    # -- a second opinion: another source recorded during the same run (energyprof.analysis.cross_check)
     cross_check: str | None = None
     cross_check_error: str | None = None
     """Why the cross-check source recorded nothing or stopped (the run itself is not affected)."""
@@ -230,7 +230,7 @@ class RunSummary:
     """Per component both sources report."""
     disturbed: bool | None = None
     """True when the background CPU of the workload differs from the baseline's by more than DISTURBED_CORES."""
-    # -- an OpenAI-compatible server (endpoint runs: energyprof.profile.endpoint)
+    # -- an OpenAI-compatible server (endpoint runs: energyprof.runtimes.endpoint)
     endpoint: str | None = None
     """The API base URL profiled; None for a model loaded by energyprof."""
     api: str | None = None

@@ -12,8 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from energyprof.profile.sweep_spec import SweepSpec, describe
-from energyprof.quoted import quote_summary
+from energyprof.analysis.quoted import quote_summary
+from energyprof.spec.sweep import SweepSpec, describe
 from energyprof.store import Store
 from energyprof.summary import RunSummary
 

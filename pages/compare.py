@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from energyprof import charts, ui
-from energyprof.quoted import quote_summary
+from energyprof.analysis.quoted import quote_summary
 
 store = ui.page_setup("Compare")
 st.title("Compare runs")

@@ -4,8 +4,8 @@ Sweep tab launches a sweep (lists for the sweepable options) and opens its page.
 import streamlit as st
 
 from energyprof import ui
-from energyprof.profile.params import ProfileParams, not_in_mode
-from energyprof.profile.sweep_spec import (
+from energyprof.spec.params import ProfileParams, not_in_mode
+from energyprof.spec.sweep import (
     SWEEP_DEFAULTS,
     SweepSpec,
     axis_values,

@@ -5,7 +5,7 @@ import streamlit as st
 
 from energyprof import charts, ui
 from energyprof.components import whole_system
-from energyprof.profile.params import not_in_mode
+from energyprof.spec.params import not_in_mode
 from energyprof.store import ACTIVE_STATUSES
 
 store = ui.page_setup("Run")

@@ -8,8 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from energyprof import charts, ui
-from energyprof.profile.sweep_spec import SweepSpec, describe, sweep_id_error
-from energyprof.quoted import grid_label
+from energyprof.analysis.quoted import grid_label
+from energyprof.spec.sweep import SweepSpec, describe, sweep_id_error
 from energyprof.store import ACTIVE_STATUSES
 from energyprof.sweep_table import AXIS_COLUMNS, curve_frame, sweep_csv, sweep_frame, sweep_rows
 

@@ -224,7 +224,7 @@ def save_tiny_for_serving(folder: Path) -> Path:
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-    from energyprof.profile.models import build_builtin, builtin_tokenizer
+    from energyprof.runtimes.transformers.models import build_builtin, builtin_tokenizer
 
     slow = builtin_tokenizer()
     vocab = {"<pad>": slow.pad_token_id, "</s>": slow.eos_token_id, "<unk>": slow.unk_token_id}

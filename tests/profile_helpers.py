@@ -22,7 +22,7 @@ FAST = {"model": "tiny", "prompt": "Hello energy", "max_new_tokens": 6, "ignore_
 
 
 def fast_params(**overrides: Any) -> Any:
-    from energyprof.profile.params import ProfileParams
+    from energyprof.spec.params import ProfileParams
 
     return ProfileParams(**{**FAST, **overrides})
 

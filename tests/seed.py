@@ -298,9 +298,9 @@ def seed_sweep(store: Store, *, batches: Sequence[int] = (1, 2, 4, 8), prompt_to
     """A finished sweep over batch sizes and prompt lengths written through the Store: each point a seeded profile
     run whose per-token figures follow batching as GPUs show it (decode J/token falling with the batch, prefill
     J/token rising with the prompt), with 95% CIs; `failed_points` end failed, `pending_points` have no run."""
-    from energyprof.profile.params import ProfileParams
-    from energyprof.profile.sweep_spec import SweepSpec
-    from energyprof.quoted import fill_quoted
+    from energyprof.analysis.quoted import fill_quoted
+    from energyprof.spec.params import ProfileParams
+    from energyprof.spec.sweep import SweepSpec
 
     spec = SweepSpec(ProfileParams(model="tiny", device="cpu", source=source, max_new_tokens=8, ignore_eos=True,
                                    grid_g_per_kwh=grid),

@@ -8,8 +8,8 @@ import pytest
 from profile_helpers import fast_params, use_fake_powermetrics
 from seed import open_page, seed_run, texts
 
-from energyprof.profile import boundary_reads
-from energyprof.profile.job import profile_foreground
+from energyprof.runner import boundary_reads
+from energyprof.runner.job import profile_foreground
 from energyprof.store import Store
 
 

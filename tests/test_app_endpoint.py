@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from seed import open_page, texts
 
-from energyprof import jobs
-from energyprof.profile.params import ProfileParams
+from energyprof.runner import jobs
+from energyprof.spec.params import ProfileParams
 from energyprof.store import Store
 
 PAGE = "pages/new.py"

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from seed import REPO, open_page, seed_run, texts
 
-from energyprof import jobs
-from energyprof.profile.params import BUILTIN_MODEL_NAMES, DEVICE_NAMES, DTYPE_NAMES
+from energyprof.runner import jobs
+from energyprof.spec.params import BUILTIN_MODEL_NAMES, DEVICE_NAMES, DTYPE_NAMES
 from energyprof.store import Store
 
 PAGE = "pages/new.py"
@@ -118,7 +118,7 @@ def test_dead_job_is_shown_failed(store: Store) -> None:
 
 
 def test_builtin_names_match_the_engine() -> None:
-    models = pytest.importorskip("energyprof.profile.models")
+    models = pytest.importorskip("energyprof.runtimes.transformers.models")
     assert tuple(models.BUILTIN_MODELS) == BUILTIN_MODEL_NAMES
     assert tuple(models.DEVICES) == DEVICE_NAMES
     assert tuple(models.DTYPES) == DTYPE_NAMES
@@ -126,8 +126,9 @@ def test_builtin_names_match_the_engine() -> None:
 
 def test_pages_do_not_import_torch() -> None:
     code = ("import sys, runpy\n"
-            "import energyprof.ui, energyprof.charts, energyprof.export, energyprof.jobs, energyprof.profile.job\n"
-            "import energyprof.sweep_table, energyprof.profile.sweep_spec, energyprof.quoted\n"
+            "import energyprof.ui, energyprof.charts, energyprof.export, energyprof.runner.jobs\n"
+            "import energyprof.runner.job\n"
+            "import energyprof.sweep_table, energyprof.spec.sweep, energyprof.analysis.quoted\n"
             "from energyprof.power import registry\n"
             "registry.all_statuses()\n"
             "bad = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
@@ -137,7 +138,7 @@ def test_pages_do_not_import_torch() -> None:
 
 
 def test_every_form_widget_comes_from_the_parameter_table(store: Store) -> None:
-    from energyprof.profile.params import defaults, field_types, not_in_mode, param_specs
+    from energyprof.spec.params import defaults, field_types, not_in_mode, param_specs
 
     at = open_page(PAGE)
     values, types = defaults(), field_types()

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from seed import open_page, seed_run, texts
 
-from energyprof import jobs, ui
+from energyprof import ui
+from energyprof.runner import jobs
 from energyprof.store import Store
 
 

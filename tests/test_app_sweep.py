@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from seed import charts_by_title, open_page, seed_run, seed_sweep, texts
 
-from energyprof import charts, jobs
+from energyprof import charts
+from energyprof.runner import jobs
 from energyprof.store import Store
 from energyprof.sweep_table import sweep_csv
 

@@ -8,8 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from energyprof.power.base import PowerWindow, total_energy_mj
-from energyprof.profile.attribution import (
+from energyprof.analysis.attribution import (
     attribute_intervals,
     baseline_power_w,
     mean_ci95,
@@ -17,6 +16,7 @@ from energyprof.profile.attribution import (
     t_quantile_975,
     whole_system_mj,
 )
+from energyprof.power.base import PowerWindow, total_energy_mj
 
 SEEDS = (0, 1, 2, 3, 4, 5, 6, 7)
 ORIGIN = 987_654_321_000_000_000

@@ -9,9 +9,9 @@ import time
 import pytest
 from profile_helpers import fast_params
 
-from energyprof.profile import engine as engine_module
-from energyprof.profile.background import compare, snapshot
-from energyprof.profile.job import profile_foreground
+from energyprof.runner import engine as engine_module
+from energyprof.runner.background import compare, snapshot
+from energyprof.runner.job import profile_foreground
 from energyprof.store import Store
 from energyprof.summary import DISTURBED_CORES, RunSummary
 
@@ -87,7 +87,7 @@ def test_compare_of_snapshots() -> None:
 
 def test_steady_background_is_not_a_disturbance(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """A machine whose other processes use the same CPU (here a steady 0.3 cores) in baseline and workload."""
-    import energyprof.profile.background as background
+    import energyprof.runner.background as background
 
     started = time.monotonic()
     monkeypatch.setattr(background, "snapshot",

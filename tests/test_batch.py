@@ -13,11 +13,12 @@ from profile_helpers import assert_closure, fast_params, save_bert, save_gpt2, s
 
 from energyprof.cli import main
 from energyprof.commands.prompt_file import file_format, parse_prompts
-from energyprof.profile.batch import exact_length_ids, left_pad
-from energyprof.profile.job import profile_foreground
-from energyprof.profile.loop import LoopOptions, generate, generate_batch
-from energyprof.profile.models import build_builtin, builtin_tokenizer, encode_prompt, load_model
-from energyprof.profile.params import ProfileParams
+from energyprof.runner.job import profile_foreground
+from energyprof.runtimes.transformers.batch import exact_length_ids, left_pad
+from energyprof.runtimes.transformers.loop import generate, generate_batch
+from energyprof.runtimes.transformers.models import build_builtin, builtin_tokenizer, encode_prompt, load_model
+from energyprof.spec.params import ProfileParams
+from energyprof.spec.records import LoopOptions
 from energyprof.store import Store
 
 TEXTS = ("Hi", "Hello energy profiler", "A much longer prompt, so that the others need padding", "x y")

@@ -20,8 +20,8 @@ from profile_helpers import fast_params
 from energyprof.power import registry
 from energyprof.power.nvml import NvmlSource
 from energyprof.power.rapl import RaplSource
-from energyprof.profile import boundary_reads
-from energyprof.profile.job import profile_foreground
+from energyprof.runner import boundary_reads
+from energyprof.runner.job import profile_foreground
 from energyprof.store import Store
 
 REPO = Path(__file__).resolve().parents[1]

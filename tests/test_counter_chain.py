@@ -1,16 +1,16 @@
-"""The chain of counter readings, coarsened per component (energyprof.profile.counter_chain), and the labels and
-closure it gives through the real attribution (energyprof.profile.results), on synthetic readings."""
+"""The chain of counter readings, coarsened per component (energyprof.analysis.counter_chain), and the labels and
+closure it gives through the real attribution (energyprof.analysis.results), on synthetic readings."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from energyprof.analysis.counter_chain import component_chains, kept_edges, with_still_components
+from energyprof.analysis.results import HowContext, attribute_run
 from energyprof.power.base import CounterReading, PowerWindow
-from energyprof.profile.counter_chain import component_chains, kept_edges, with_still_components
-from energyprof.profile.loop import Generation
-from energyprof.profile.results import HowContext, attribute_run
 from energyprof.provenance import ESTIMATED
+from energyprof.spec.records import Generation
 
 MS = 1_000_000
 

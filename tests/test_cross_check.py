@@ -1,5 +1,5 @@
-"""A second opinion on the same run: the agreement of two sources (energyprof.cross_check) and a cross-check source
-recorded beside the run's own by the engine, the CLI and the API, which can never fail the run."""
+"""A second opinion on the same run: the agreement of two sources (energyprof.analysis.cross_check) and a cross-check
+source recorded beside the run's own by the engine, the CLI and the API, which can never fail the run."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from profile_helpers import FAST, fast_params, use_fake_powermetrics
 
+from energyprof.analysis.cross_check import agreement, agreements, grid, pearson
 from energyprof.cli import main
-from energyprof.cross_check import agreement, agreements, grid, pearson
 from energyprof.power.base import PowerWindow
-from energyprof.profile.job import profile_foreground
-from energyprof.profile.params import ProfileParams
+from energyprof.runner.job import profile_foreground
+from energyprof.spec.params import ProfileParams
 from energyprof.store import Store
 
 MS = 1_000_000
@@ -130,7 +130,7 @@ def test_cli_option_and_text(db_path: Path, capsys: pytest.CaptureFixture[str],
 
 def test_python_api_takes_a_cross_check(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from energyprof import profile_generation
-    from energyprof.profile.models import build_builtin, builtin_tokenizer
+    from energyprof.runtimes.transformers.models import build_builtin, builtin_tokenizer
 
     use_fake_powermetrics(monkeypatch)
     summary = profile_generation(build_builtin("tiny"), builtin_tokenizer(), "Hi", max_new_tokens=4,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from profile_helpers import fast_params
 
-from energyprof.profile.job import profile_foreground
+from energyprof.runner.job import profile_foreground
 from energyprof.store import Store
 from energyprof.store.db import StoreCore
 

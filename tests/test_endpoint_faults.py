@@ -12,9 +12,9 @@ import pytest
 from endpoint_servers import FAKE_MODEL, FakeEndpoint, Handler, chunk, event, free_port, streaming, token_stream
 from profile_helpers import wait_for
 
-from energyprof import jobs
-from energyprof.profile.job import profile_foreground
-from energyprof.profile.params import ProfileParams
+from energyprof.runner import jobs
+from energyprof.runner.job import profile_foreground
+from energyprof.spec.params import ProfileParams
 from energyprof.store import Store
 from energyprof.summary import RunSummary
 

@@ -22,8 +22,8 @@ from seed import open_page, seed_run, texts
 
 from energyprof import ui
 from energyprof.export import export_csv, export_trace
-from energyprof.profile.job import profile_foreground
-from energyprof.profile.params import DEFAULT_PROMPT, ProfileParams
+from energyprof.runner.job import profile_foreground
+from energyprof.spec.params import DEFAULT_PROMPT, ProfileParams
 from energyprof.store import Store
 from energyprof.summary import RunSummary
 

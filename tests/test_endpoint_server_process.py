@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from endpoint_servers import free_port, start_detached, stop_detached
 
-from energyprof.profile.background import BackgroundMonitor
-from energyprof.profile.endpoint.chunks import EndpointError
-from energyprof.profile.endpoint.server import ServerProcess, find_server, listening_pid
-from energyprof.profile.job import profile_foreground
-from energyprof.profile.params import ProfileParams
+from energyprof.runner.background import BackgroundMonitor
+from energyprof.runner.job import profile_foreground
+from energyprof.runtimes.endpoint.chunks import EndpointError
+from energyprof.runtimes.endpoint.server import ServerProcess, find_server, listening_pid
+from energyprof.spec.params import ProfileParams
 from energyprof.store import Store
 
 BUSY_SERVER = """

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from energyprof.profile.endpoint.chunks import EndpointError, parse_chunk
-from energyprof.profile.endpoint.sse import MAX_EVENT_BYTES, SseError, SseEvent, SseParser
-from energyprof.profile.endpoint.url import api_key_env_problem, api_url, endpoint_problem
-from energyprof.profile.endpoint.workload import spread
-from energyprof.profile.params import ProfileParams, not_in_mode
+from energyprof.runtimes.endpoint.chunks import EndpointError, parse_chunk
+from energyprof.runtimes.endpoint.sse import MAX_EVENT_BYTES, SseError, SseEvent, SseParser
+from energyprof.runtimes.endpoint.url import api_key_env_problem, api_url, endpoint_problem
+from energyprof.runtimes.endpoint.workload import spread
+from energyprof.spec.params import ProfileParams, not_in_mode
 
 TRICKY = ("\ufeff: a comment the server sends as a keep-alive\r\n"
           "data: {\"choices\": [{\"delta\": {\"content\": \"h\u00e9\"}}]}\r\n\r\n"

@@ -15,7 +15,8 @@ from profile_helpers import FAST, wait_for
 from recordings import M1_TEXT
 from seed import open_page
 
-from energyprof import jobs, ui
+from energyprof import ui
+from energyprof.runner import jobs
 from energyprof.store import Store
 from energyprof.summary import RunSummary
 
@@ -36,7 +37,7 @@ def every_kind(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     _cli(db, "sample", "--seconds", "0.5", "--source", "estimate")
     _cli(db, "import-powermetrics", str(M1_TEXT))
     api = ("import energyprof, sys\n"
-           "from energyprof.profile.models import build_builtin, builtin_tokenizer\n"
+           "from energyprof.runtimes.transformers.models import build_builtin, builtin_tokenizer\n"
            "energyprof.profile_generation(build_builtin('tiny'), builtin_tokenizer(), 'Hi', max_new_tokens=3,\n"
            "    source='estimate', interval_ms=20, db=sys.argv[1])\n"
            "with energyprof.measure(source='estimate', interval_ms=20, db=sys.argv[1], label='block'):\n"

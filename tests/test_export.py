@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from energyprof.analysis.attribution import attribute_intervals, baseline_power_w, net_energy_mj
 from energyprof.export import UnknownRun, export_csv, export_trace, trace_json
 from energyprof.power.base import PowerWindow, total_energy_mj
-from energyprof.profile.attribution import attribute_intervals, baseline_power_w, net_energy_mj
 from energyprof.store import Store
 
 REPO = Path(__file__).resolve().parents[1]

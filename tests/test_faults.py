@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from profile_helpers import fast_params, pid_alive, use_fake_powermetrics, wait_for
 
-from energyprof import jobs
-from energyprof.profile.job import profile_foreground
+from energyprof.runner import jobs
+from energyprof.runner.job import profile_foreground
 from energyprof.store import JobAlreadyRunning, Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,7 +159,7 @@ def test_two_simultaneous_launches_start_exactly_one_job(db_path: Path) -> None:
 # -- the app restarts while a job runs -------------------------------------------------------------------
 def test_job_outlives_the_app_that_launched_it_and_the_next_app_picks_it_up(db_path: Path) -> None:
     params = fast_params(max_new_tokens=60, repeats=2, baseline_s=0.5)
-    launcher = (f"import json, sys; from energyprof import jobs; from energyprof.store import Store; "
+    launcher = (f"import json, sys; from energyprof.runner import jobs; from energyprof.store import Store; "
                 f"print(jobs.launch_job(Store({str(db_path)!r}), json.loads(sys.argv[1])))")
     app = subprocess.Popen([sys.executable, "-c", launcher, json.dumps(params.to_dict())], stdout=subprocess.PIPE,
                            text=True, cwd=REPO)

@@ -6,9 +6,10 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
 
-from energyprof.profile.hooks import LayerRecorder, find_layers, hook_count
-from energyprof.profile.loop import LoopOptions, generate
-from energyprof.profile.models import build_builtin, builtin_tokenizer
+from energyprof.runtimes.transformers.hooks import LayerRecorder, find_layers, hook_count
+from energyprof.runtimes.transformers.loop import generate
+from energyprof.runtimes.transformers.models import build_builtin, builtin_tokenizer
+from energyprof.spec.records import LoopOptions
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from profile_helpers import assert_closure, fast_params, pid_alive, use_fake_powermetrics, wait_for
 
-from energyprof import jobs
-from energyprof.profile import loop
-from energyprof.profile.hooks import hook_count
-from energyprof.profile.job import profile_foreground, run_job
-from energyprof.profile.params import ProfileParams
+from energyprof.runner import jobs
+from energyprof.runner.job import profile_foreground, run_job
+from energyprof.runtimes.transformers import loop
+from energyprof.runtimes.transformers.hooks import hook_count
+from energyprof.spec.params import ProfileParams
 from energyprof.store import Store
 from energyprof.summary import RunSummary
 
@@ -120,8 +120,8 @@ def test_unknown_model_fails_with_a_sentence(store: Store) -> None:
 
 
 def test_error_mid_run_fails_keeps_steps_and_removes_hooks(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    from energyprof.profile.api import profile_generation
-    from energyprof.profile.models import build_builtin, builtin_tokenizer
+    from energyprof.runner.api import profile_generation
+    from energyprof.runtimes.transformers.models import build_builtin, builtin_tokenizer
 
     model = build_builtin("tiny")
     real, count = loop.choose_token, [0]
@@ -144,7 +144,7 @@ def test_error_mid_run_fails_keeps_steps_and_removes_hooks(store: Store, monkeyp
 
 
 def test_attribution_error_fails_the_run_but_keeps_its_data(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    from energyprof.profile import results
+    from energyprof.analysis import results
 
     def broken(*args, **kwargs):
         raise ArithmeticError("bad windows")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from profile_helpers import fast_params, pid_alive, wait_for
 
-from energyprof import jobs
+from energyprof.runner import jobs
 from energyprof.store import JobAlreadyRunning, Store
 
 REPO = Path(__file__).resolve().parents[1]

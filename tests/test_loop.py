@@ -6,8 +6,9 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from energyprof.profile.loop import LoopOptions, forward_once, generate, token_texts
-from energyprof.profile.models import build_builtin, builtin_tokenizer
+from energyprof.runtimes.transformers.loop import forward_once, generate, token_texts
+from energyprof.runtimes.transformers.models import build_builtin, builtin_tokenizer
+from energyprof.spec.records import LoopOptions
 
 PROMPT = [75, 104, 111, 111, 114]
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import energyprof
+from energyprof.analysis.attribution import attribute_intervals
 from energyprof.export import export_trace
 from energyprof.power.base import PolledSource, now_ns
 from energyprof.power.estimate import EstimateSource
-from energyprof.profile.attribution import attribute_intervals
 from energyprof.store import Store
 
 CPU_W, GPU_W = 5.0, 2.0

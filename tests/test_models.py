@@ -9,8 +9,8 @@ import pytest
 import torch
 from profile_helpers import save_bert, save_gpt2
 
-from energyprof.profile import models
-from energyprof.profile.models import ModelLoadError, builtin_config, encode_prompt, load_model
+from energyprof.runtimes.transformers import models
+from energyprof.runtimes.transformers.models import ModelLoadError, builtin_config, encode_prompt, load_model
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from energyprof.commands.profile import register
-from energyprof.profile.params import BUILTIN_MODEL_NAMES, ProfileParams, defaults, param_specs, spec_of
+from energyprof.spec.params import BUILTIN_MODEL_NAMES, ProfileParams, defaults, param_specs, spec_of
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,6 +58,6 @@ def test_validation_uses_the_same_ranges() -> None:
 
 
 def test_builtin_names_match_the_models_module() -> None:
-    from energyprof.profile.models import BUILTIN_MODELS
+    from energyprof.runtimes.transformers.models import BUILTIN_MODELS
 
     assert tuple(BUILTIN_MODELS) == BUILTIN_MODEL_NAMES

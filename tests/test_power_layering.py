@@ -11,8 +11,8 @@ from pathlib import Path
 import energyprof.power
 
 REPO = Path(__file__).resolve().parents[1]
-LAYERS_ABOVE = ("energyprof.store", "energyprof.profile", "energyprof.commands", "energyprof.ui", "energyprof.jobs",
-                "streamlit", "torch")
+LAYERS_ABOVE = ("energyprof.store", "energyprof.spec", "energyprof.analysis", "energyprof.runtimes",
+                "energyprof.runner", "energyprof.commands", "energyprof.ui", "streamlit", "torch")
 
 
 def test_power_imports_nothing_from_the_layers_above_it() -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from profile_helpers import fast_params
 
+from energyprof.analysis.precision import MET, REPEAT_CAP, TIME_CAP, PrecisionGoal, relative_ci_pct
+from energyprof.analysis.quoted import fill_quoted, quote
 from energyprof.cli import main
 from energyprof.commands.profile import format_summary
-from energyprof.profile.job import profile_foreground
-from energyprof.profile.precision import MET, REPEAT_CAP, TIME_CAP, PrecisionGoal, relative_ci_pct
-from energyprof.quoted import fill_quoted, quote
+from energyprof.runner.job import profile_foreground
 from energyprof.store import Store
 from energyprof.summary import MeanCI, RunSummary
 

@@ -1,6 +1,7 @@
-"""Replay (energyprof.profile.replay): each hooked layer called alone until the meter can see it. The KV cache never
-leaks between calls, every model family and depth replays, a power that depends on the module running is recovered
-where the time split cannot see it, and a cancelled replay keeps the trials that finished."""
+"""Replay (energyprof.runtimes.transformers.replay): each hooked layer called alone until the meter can see
+it. The KV cache never leaks between calls, every model family and depth replays, a power that depends on the
+module running is recovered where the time split cannot see it, and a cancelled replay keeps the trials that
+finished."""
 
 from __future__ import annotations
 
@@ -13,15 +14,15 @@ import torch
 from module_power import ATTENTION_W, IDLE_W, MLP_W, ModulePower, ModulePowerSource
 from profile_helpers import fast_params, save_bert, save_gpt2, wait_for
 
-from energyprof import jobs
 from energyprof.power import registry
-from energyprof.profile.hooks import find_layers, hook_count
-from energyprof.profile.job import profile_foreground, run_profile
-from energyprof.profile.loop import LoopOptions
-from energyprof.profile.models import encode_prompt, load_model
-from energyprof.profile.params import ProfileParams
-from energyprof.profile.replay import Replayer, capture_inputs, timed_loop
-from energyprof.profile.replay_plan import builtin_modules, default_replay_step, plan_replay
+from energyprof.runner import jobs
+from energyprof.runner.job import profile_foreground, run_profile
+from energyprof.runtimes.transformers.hooks import find_layers, hook_count
+from energyprof.runtimes.transformers.models import encode_prompt, load_model
+from energyprof.runtimes.transformers.replay import Replayer, capture_inputs, timed_loop
+from energyprof.spec.params import ProfileParams
+from energyprof.spec.records import LoopOptions
+from energyprof.spec.replay_plan import builtin_modules, default_replay_step, plan_replay
 from energyprof.store import Store
 from energyprof.store.replay import RESTORE_NAME
 
@@ -260,7 +261,7 @@ def test_the_plan_says_how_long_replay_takes_before_it_starts() -> None:
 
 @pytest.mark.parametrize("name", ["tiny", "small"])
 def test_builtin_module_counts_match_the_hooks(name: str) -> None:
-    from energyprof.profile.models import BUILTIN_MODELS, build_builtin
+    from energyprof.runtimes.transformers.models import BUILTIN_MODELS, build_builtin
 
     model = build_builtin(name)
     assert BUILTIN_MODELS[name]["num_hidden_layers"] == plan_replay(ProfileParams(model=name)).modules - 3
@@ -270,7 +271,7 @@ def test_builtin_module_counts_match_the_hooks(name: str) -> None:
 
 
 def test_a_module_that_cannot_run_alone_is_skipped_with_a_sentence(tiny, monkeypatch: pytest.MonkeyPatch) -> None:
-    from energyprof.profile import replay
+    from energyprof.runtimes.transformers import replay
 
     prompt = encode_prompt(tiny.tokenizer, PROMPT, "causal")
     layers = find_layers(tiny.model, "blocks")
@@ -318,7 +319,7 @@ def test_the_python_api_replays_a_model_it_is_given(store: Store) -> None:
 @pytest.mark.parametrize("device", ["cuda", "mps"])
 def test_loops_on_an_asynchronous_device_synchronise_after_every_call(device: str,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from energyprof.profile import replay
+    from energyprof.runtimes.transformers import replay
 
     events: list[str] = []
     monkeypatch.setattr(replay, "synchronize", lambda dev: events.append(f"sync {dev}"))

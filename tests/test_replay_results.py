@@ -8,11 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from energyprof.power.base import CounterReading, PowerWindow
-from energyprof.profile.hooks import Layer
-from energyprof.profile.loop import Generation
-from energyprof.profile.replay import ReplayOutcome, ReplayTrial
-from energyprof.profile.replay_results import (
+from energyprof.analysis.replay_results import (
     APPORTIONED,
     COUNTER,
     WINDOWS,
@@ -20,6 +16,8 @@ from energyprof.profile.replay_results import (
     replay_results,
     trial_power,
 )
+from energyprof.power.base import CounterReading, PowerWindow
+from energyprof.spec.records import Generation, Layer, ReplayOutcome, ReplayTrial
 from energyprof.store.replay import RESTORE_LAYER_ID
 from energyprof.summary import MeanCI
 

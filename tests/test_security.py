@@ -55,7 +55,7 @@ def _model_folder_with_remote_code(folder: Path, marker: Path) -> Path:
 def test_model_code_from_a_folder_never_runs_unless_trust_remote_code_is_on(tmp_path: Path) -> None:
     import pytest
 
-    from energyprof.profile.models import ModelLoadError, load_model
+    from energyprof.runtimes.transformers.models import ModelLoadError, load_model
 
     marker = tmp_path / "ran.txt"
     folder = _model_folder_with_remote_code(tmp_path / "evil-model", marker)
@@ -70,7 +70,7 @@ def test_model_code_from_a_folder_never_runs_unless_trust_remote_code_is_on(tmp_
 
 
 def test_profile_parameters_default_to_no_remote_code() -> None:
-    from energyprof.profile.params import ProfileParams
+    from energyprof.spec.params import ProfileParams
 
     assert ProfileParams(model="tiny", prompt="hi").trust_remote_code is False
     assert ProfileParams.from_dict({"model": "x", "prompt": "y"}).trust_remote_code is False

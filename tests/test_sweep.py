@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from profile_helpers import wait_for
 
-from energyprof import jobs
 from energyprof.cli import build_parser, main
 from energyprof.commands.sweep import spec_from_args
-from energyprof.profile.params import ProfileParams
-from energyprof.profile.sweep_spec import SWEEP_DEFAULTS, SweepSpec, parse_values, sweepable_names
+from energyprof.runner import jobs
+from energyprof.spec.params import ProfileParams
+from energyprof.spec.sweep import SWEEP_DEFAULTS, SweepSpec, parse_values, sweepable_names
 from energyprof.store import JobAlreadyRunning, Store
 from energyprof.sweep_table import pareto_front, sweep_frame, sweep_rows
 

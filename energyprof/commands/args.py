@@ -41,7 +41,7 @@ def float_range(minimum: float, maximum: float, *, strict_min: bool = False):
 def value_list(name: str):
     """argparse type: a comma-separated list of values of one sweepable parameter, each checked by the table."""
     def parse(text: str) -> list[Any]:
-        from energyprof.profile.sweep_spec import parse_values
+        from energyprof.spec.sweep import parse_values
 
         try:
             return parse_values(name, text)
@@ -74,11 +74,11 @@ def fail(message: str, code: int = 1) -> int:
 def add_param_options(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = (),
                       containers: dict[str, Any] | None = None, lists: tuple[str, ...] = (),
                       overrides: dict[str, Any] | None = None) -> None:
-    """One option per profile parameter, generated from the parameter table (energyprof.profile.params).
+    """One option per profile parameter, generated from the parameter table (energyprof.spec.params).
 
     `containers` puts some options in an argument group instead of the parser (e.g. a mutually exclusive one);
     the options named in `lists` take a comma-separated list of values (a sweep); `overrides` replaces defaults."""
-    from energyprof.profile.params import defaults, field_types, param_specs
+    from energyprof.spec.params import defaults, field_types, param_specs
 
     values, types = {**defaults(), **(overrides or {})}, field_types()
     for name, spec in param_specs():

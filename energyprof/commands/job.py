@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from energyprof.commands.args import add_db_option, fail, int_range
-from energyprof.profile.job import JobError, run_job
+from energyprof.runner.job import JobError, run_job
 from energyprof.store import Store
 
 

@@ -6,15 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from energyprof.analysis.precision import checked_phase
+from energyprof.analysis.quoted import grid_label, quote_summary
 from energyprof.commands.args import add_db_option, add_json_option, add_param_options, fail, print_json
 from energyprof.commands.progress import terminal_progress
 from energyprof.commands.prompt_file import add_prompt_file_options, prompt_values
-from energyprof.profile.job import profile_foreground
-from energyprof.profile.params import MAX_PROMPT_CHARS, ProfileParams
-from energyprof.profile.precision import checked_phase
-from energyprof.profile.replay_plan import plan_replay
 from energyprof.provenance import labelled
-from energyprof.quoted import grid_label, quote_summary
+from energyprof.runner.job import profile_foreground
+from energyprof.spec.params import MAX_PROMPT_CHARS, ProfileParams
+from energyprof.spec.replay_plan import plan_replay
 from energyprof.store import JobAlreadyRunning, Store
 from energyprof.summary import MeanCI, RunSummary
 

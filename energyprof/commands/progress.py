@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from energyprof.profile.engine import Progress, ProgressCallback
+from energyprof.runner.engine import Progress, ProgressCallback
 
 
 class ProgressBar:

@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 from energyprof.commands.args import add_db_option, add_json_option, print_json
-from energyprof.jobs import JobHealth, job_health, reap_dead_jobs
 from energyprof.provenance import labelled, run_provenance
+from energyprof.runner.jobs import JobHealth, job_health, reap_dead_jobs
 from energyprof.store import Store
 from energyprof.summary import RunSummary
 

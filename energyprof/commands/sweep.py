@@ -11,8 +11,8 @@ from typing import Any
 
 from energyprof.commands.args import add_db_option, add_json_option, add_param_options, fail, print_json
 from energyprof.commands.prompt_file import add_prompt_file_options, prompt_values
-from energyprof.profile.params import ProfileParams
-from energyprof.profile.sweep_spec import (
+from energyprof.spec.params import ProfileParams
+from energyprof.spec.sweep import (
     SWEEP_DEFAULTS,
     SweepSpec,
     describe,
@@ -70,7 +70,7 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
 
 
 def run(args: argparse.Namespace) -> int:
-    from energyprof.profile.sweep import SweepError, run_sweep, start_sweep
+    from energyprof.runner.sweep import SweepError, run_sweep, start_sweep
 
     spec = spec_from_args(args)
     problems = spec.errors()
@@ -95,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_job(args: argparse.Namespace) -> int:
-    from energyprof.jobs import reap_dead_jobs
-    from energyprof.profile.sweep import SweepError, run_sweep
+    from energyprof.runner.jobs import reap_dead_jobs
+    from energyprof.runner.sweep import SweepError, run_sweep
 
     error = sweep_id_error(args.sweep_id)
     if error:

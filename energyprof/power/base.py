@@ -18,6 +18,7 @@ from energyprof.components import (  # noqa: F401 - the vocabulary sources speak
     PACKAGE,
 )
 from energyprof.components import whole_system as total_energy_mj  # noqa: F401 - the one whole-system rule
+from energyprof.errors import EnergyprofError
 
 MAX_PLAUSIBLE_W = 10_000.0
 """The plausibility bound: no component of one window averages more than 10 kW. The largest single devices
@@ -85,7 +86,7 @@ class CounterReading:
         return PowerWindow(earlier.t_ns, self.t_ns, energy)
 
 
-class PowerSourceError(RuntimeError):
+class PowerSourceError(EnergyprofError, RuntimeError):
     """A source failed while running; the message is one sentence a user can act on."""
 
 
@@ -174,7 +175,7 @@ class PolledSource(PowerSource):
         self._lock = threading.Lock()
         self.poll_readings: list[CounterReading] | None = None
         """Set it to a list before start() to keep the reading behind every poll (the start and each window's end),
-        so the job can merge them with its step-boundary readings into one chain (energyprof.profile.counter_chain).
+        so the job can merge them with its step-boundary readings into one chain (energyprof.analysis.counter_chain).
         """
 
     @abstractmethod

@@ -35,6 +35,8 @@ import xml.parsers.expat
 from datetime import datetime
 from typing import Any
 
+from energyprof.errors import EnergyprofError
+
 MAX_DEPTH = 64
 """Containers nested deeper than this are refused (powermetrics nests 4 deep; a hostile file 50,000)."""
 
@@ -43,7 +45,7 @@ _LITERALS = ((b"<!--", b"-->"), (b"<?", b"?>"), (b"<!DOCTYPE", b">"))
 _DATE = re.compile(r"(\d\d\d\d)-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z", re.ASCII)
 
 
-class PlistError(ValueError):
+class PlistError(EnergyprofError, ValueError):
     """The bytes are not a well-formed XML plist."""
 
 

@@ -49,6 +49,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from energyprof.errors import EnergyprofError
 from energyprof.power.base import ANE, CPU, DRAM, GPU, PACKAGE, PowerWindow, implausible
 from energyprof.power.plist_reader import PlistError, load_top_dict
 
@@ -68,7 +69,7 @@ LIVE_COMPONENTS: tuple[str, ...] = (CPU, GPU, ANE, DRAM)
 """Components every parsed sample carries (None when unknown); `package` is added only when recorded."""
 
 
-class PowermetricsParseError(ValueError):
+class PowermetricsParseError(EnergyprofError, ValueError):
     """A powermetrics document or capture could not be understood; callers count it as skipped."""
 
 

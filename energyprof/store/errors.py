@@ -19,11 +19,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from energyprof.errors import EnergyprofError
+
 BUSY_WAIT_S = 30
 """How long a write waits for another writer (the connections' busy timeout), quoted in the sentence."""
 
 
-class StoreError(Exception):
+class StoreError(EnergyprofError):
     """A problem with the database file, as one sentence for people (which file, what is wrong, what to do)."""
 
     def __init__(self, sentence: str, path: Path | None = None) -> None:

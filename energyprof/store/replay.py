@@ -1,4 +1,4 @@
-"""Replayed layers (measured per-layer energy, energyprof.profile.replay): writes from the job, reads for pages.
+"""Replayed layers (measured per-layer energy, a runtime's replay): writes from the job, reads for pages.
 
 Row tuples (fast `executemany` batches); energy in mJ, time in ns, power in W, all per call of the layer:
 - replay trial:   (layer_id, phase, step_idx, trial, t0_ns, t1_ns, calls, energy_mj, net_energy_mj)

@@ -1,7 +1,7 @@
 """Run rows: creation, progress, heartbeat, final status, listing and deletion.
 
 A run records the process that writes it (`pid` and `pid_started_at`, which together name one process even
-when pids are reused), so energyprof.jobs can tell a live writer from a dead one. Progress, heartbeats and
+when pids are reused), so energyprof.runner.jobs can tell a live writer from a dead one. Progress, heartbeats and
 the final status are written only while the run is queued or running: a process whose run was marked failed
 meanwhile gets RunNotActive (heartbeat) or False (finish_run) and nothing is overwritten.
 """
@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import psutil
 
+from energyprof.errors import EnergyprofError
 from energyprof.store.db import FINAL_STATUSES, StoreCore, require_active
 from energyprof.store.errors import RunNotActive, not_active_sentence
 
@@ -29,7 +30,7 @@ FINISH_COLUMNS = frozenset({"status", "ended_at", "error", "traceback", "summary
 """Columns finish_run sets from its own arguments."""
 
 
-class JobAlreadyRunning(RuntimeError):
+class JobAlreadyRunning(EnergyprofError, RuntimeError):
     """Another profiling job is queued or running; only one may run at a time."""
 
 
@@ -42,7 +43,7 @@ class RunsMixin(StoreCore):
         profile run outside the sweep that is queued or running (a sweep's own runs name it: sweep_id, sweep_point).
 
         owned: this process writes the run: its pid and start time are recorded, so that the run is marked failed
-        if the process dies (energyprof.jobs.reap_dead_jobs). A writer can also record itself later with
+        if the process dies (energyprof.runner.jobs.reap_dead_jobs). A writer can also record itself later with
         update_run(pid=...); a run with no process recorded is presumed dead a minute after it was created."""
         now = time.time()
         pid = os.getpid() if owned else None

@@ -116,7 +116,7 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE power_samples ADD COLUMN source TEXT;
     """,
-    # 6: measured per-layer energy by replaying each layer alone (energyprof.profile.replay). One row per
+    # 6: measured per-layer energy by replaying each layer alone (energyprof.runtimes.transformers.replay). One row per
     # timed loop (trial), per layer and phase (figures per call over the trials, whole system) and per layer, phase
     # and component. layer_id -1 is the `(cache restore)` reference (energyprof.store.replay.RESTORE_LAYER_ID).
     """

@@ -1,7 +1,7 @@
-"""Sweeps: a grid of profile runs that one process runs one after another (energyprof.profile.sweep).
+"""Sweeps: a grid of profile runs that one process runs one after another (energyprof.runner.sweep).
 
 A sweep row holds the grid (`spec` JSON), its number of points and the process that runs it (pid and start time,
-as a run does, so energyprof.jobs can tell a live sweep from a dead one). Its runs are ordinary profile runs with
+as a run does, so energyprof.runner.jobs can tell a live sweep from a dead one). Its runs are ordinary profile runs with
 `sweep_id` and `sweep_point` set. One profiling job at a time: a sweep cannot be queued or started while a profile
 run is active or another sweep is, and no profile run outside the active sweep can start (Store.create_run).
 """
@@ -83,7 +83,7 @@ class SweepsMixin(StoreCore):
         return cur.rowcount > 0
 
     def get_sweep(self, sweep_id: str) -> dict[str, Any] | None:
-        """One sweep as a dict (spec decoded, `kind` "sweep" for energyprof.jobs), or None."""
+        """One sweep as a dict (spec decoded, `kind` "sweep" for energyprof.runner.jobs), or None."""
         row = self.query_one("SELECT * FROM sweeps WHERE id = ?", (sweep_id,))
         return _decode_sweep(row) if row else None
 

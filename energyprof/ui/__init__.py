@@ -7,8 +7,8 @@ figures), `format` (numbers as text, md_escape), `badges` (measured/estimated, s
 `endpoint` (an endpoint run's server, time to first token and server process), `counters` (share of tokens
 measured, a counter's update period and quantum, a cross-check source's agreement),
 `replay_view` (the run page's replayed-layers section).
-The dashboard imports energyprof.store, energyprof.jobs, energyprof.charts, energyprof.export,
-energyprof.power.registry and energyprof.profile.params (the parameter table), never torch or transformers."""
+The dashboard imports energyprof.store, energyprof.runner.jobs, energyprof.charts, energyprof.export,
+energyprof.power.registry and energyprof.spec.params (the parameter table), never torch or transformers."""
 
 from energyprof.ui.badges import (
     APPORTIONED,

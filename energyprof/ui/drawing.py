@@ -9,10 +9,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from energyprof.analysis.precision import checked_phase
+from energyprof.analysis.quoted import grid_label, quote_summary
 from energyprof.export import export_csv, trace_json
-from energyprof.profile.precision import checked_phase
 from energyprof.provenance import labelled
-from energyprof.quoted import grid_label, quote_summary
 from energyprof.store import Store
 from energyprof.summary import RunSummary
 from energyprof.ui.format import fmt_energy

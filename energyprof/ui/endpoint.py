@@ -1,4 +1,4 @@
-"""An endpoint run (an OpenAI-compatible server profiled: energyprof.profile.endpoint) on the dashboard: the
+"""An endpoint run (an OpenAI-compatible server profiled: energyprof.runtimes.endpoint) on the dashboard: the
 server and its model, time to first token, the server process's CPU and memory, and what the power covers."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""The New-profile form, generated from the parameter table (energyprof.profile.params): one widget per parameter,
+"""The New-profile form, generated from the parameter table (energyprof.spec.params): one widget per parameter,
 with the table's label, default, range, choices and help. Nothing here repeats a default or a range.
 
 For a sweep, the sweepable parameters get list widgets instead (several choices, or comma-separated values that
-energyprof.profile.sweep_spec parses)."""
+energyprof.spec.sweep parses)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from energyprof.profile.params import BUILTIN_MODEL_NAMES, GROUPS, ParamSpec, defaults, field_types, param_specs
+from energyprof.spec.params import BUILTIN_MODEL_NAMES, GROUPS, ParamSpec, defaults, field_types, param_specs
 
 COLUMNS = 3
 WIDE_WIDGETS = ("model", "text_area")

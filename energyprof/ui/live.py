@@ -12,9 +12,10 @@ from typing import Any
 
 import streamlit as st
 
-from energyprof import charts, jobs
-from energyprof.profile.params import ProfileParams
-from energyprof.profile.sweep_spec import SweepSpec
+from energyprof import charts
+from energyprof.runner import jobs
+from energyprof.spec.params import ProfileParams
+from energyprof.spec.sweep import SweepSpec
 from energyprof.store import ACTIVE_STATUSES, JobAlreadyRunning, Store
 from energyprof.ui.badges import is_estimated, status_badge
 from energyprof.ui.data import TIMELINE_ROWS, clear_caches, get_store, store_errors
@@ -34,7 +35,7 @@ the summary says the target was not met)."""
 LIVE_REFRESH_S = 2.5
 """How often the live view polls the job's progress row."""
 STALE_PROGRESS_S = 10.0
-"""A job writes a heartbeat every ~2 s; when its row is older than this, ask energyprof.jobs whether it died."""
+"""A job writes a heartbeat every ~2 s; when its row is older than this, ask energyprof.runner.jobs whether it died."""
 UNMEASURED_PHASES = frozenset({"queued", "starting", "loading", "attributing", "done"})
 """Phases in which nothing is being measured; every other phase (baseline, warm-up, repeat i of R, replays…)
 is measured."""
@@ -59,7 +60,7 @@ def live_job_body(run_id: int, cancel: bool = True) -> None:
     with store_errors(store.path):
         job = store.job_progress(run_id)
         if job is not None and time.time() - (job.get("heartbeat_at") or job["created_at"]) > STALE_PROGRESS_S:
-            jobs.reap_dead_jobs(store)  # silent for a while: let energyprof.jobs decide whether it died
+            jobs.reap_dead_jobs(store)  # silent for a while: let energyprof.runner.jobs decide whether it died
             job = store.job_progress(run_id)
     if job is None or job["status"] not in ACTIVE_STATUSES:
         st.rerun(scope="app")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from energyprof import jobs
+from energyprof.runner import jobs
 from energyprof.store import ACTIVE_STATUSES, Store
 from energyprof.ui.data import db_path, get_store, read_only_sentence, source_statuses, store_errors, writable
 from energyprof.ui.format import md_escape

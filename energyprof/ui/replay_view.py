@@ -1,5 +1,5 @@
 """The run page's "Measured per layer (replay)" section: energy and power per call of each replayed layer, a summary
-by layer kind, the replay closure, flagged figures and skipped modules (energyprof.profile.replay made them)."""
+by layer kind, the replay closure, flagged figures and skipped modules (a runtime's replay made them)."""
 
 from __future__ import annotations
 

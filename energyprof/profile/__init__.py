@@ -1,1 +1,0 @@
-"""What runs inside a profiling job: model loading, the token loop, layer hooks, attribution."""

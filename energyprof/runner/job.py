@@ -1,0 +1,53 @@
+"""Entry points of a profiling run: `energyprof job` (a queued run the dashboard launched), `energyprof profile`
+(the foreground), and the Python API. All of them run the one engine (energyprof.runner.engine)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+from energyprof.runner.cancel import CancelSwitch, cancel_on_signals
+from energyprof.runner.engine import JobError, ProfileEngine, ProgressCallback, user_message
+from energyprof.spec.params import ProfileParams
+from energyprof.store import Store
+from energyprof.summary import RunSummary
+
+__all__ = ["JobError", "profile_foreground", "run_job", "run_profile"]
+
+
+def run_profile(store: Store, run_id: int, params: ProfileParams, *, loaded: Any = None,
+                cancel: CancelSwitch | None = None, on_progress: ProgressCallback | None = None) -> RunSummary:
+    """Run the engine for an existing run row (status running); returns the summary."""
+    return ProfileEngine(store, run_id, params, loaded=loaded, cancel=cancel, on_progress=on_progress).run()
+
+
+def run_job(store: Store, run_id: int) -> RunSummary:
+    """What `energyprof job --run-id N` does: claim the queued run, run its params, stop on SIGTERM."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise JobError(f"Run {run_id} does not exist in {store.path}; check --run-id and --db.")
+    if not store.claim_run(run_id, os.getpid()):
+        raise JobError(f"Run {run_id} is {run['status']}, not queued; only a queued run can be started.")
+    try:
+        params = ProfileParams.from_dict(run["params"])
+        params.validate()
+    except (ValueError, TypeError) as exc:
+        summary = RunSummary(run_id=run_id, kind="profile", status="failed", error=user_message(exc))
+        store.finish_run(run_id, "failed", error=summary.error, summary=summary.to_dict())
+        return summary
+    switch = CancelSwitch()
+    with cancel_on_signals(switch, (signal.SIGTERM, signal.SIGINT)):
+        return run_profile(store, run_id, params, cancel=switch)
+
+
+def profile_foreground(store: Store, params: ProfileParams,
+                       on_progress: ProgressCallback | None = None) -> RunSummary:
+    """What `energyprof profile` does: create a running run row and run it here (Ctrl-C cancels).
+
+    Raises JobAlreadyRunning when another profiling job is active."""
+    run_id = store.create_run("profile", source=params.source, model=params.model, device=params.device,
+                              dtype=params.dtype, params=params.to_dict())
+    switch = CancelSwitch()
+    with cancel_on_signals(switch, (signal.SIGTERM, signal.SIGINT)):
+        return run_profile(store, run_id, params, cancel=switch, on_progress=on_progress)
