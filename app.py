@@ -27,6 +27,7 @@ if runs.empty:
     st.stop()
 
 summaries = [RunSummary.from_dict(s) for s in runs["summary"]]
+active = {r["id"]: ui.shown_status(r) for r in store.active_runs()}  # "running · not responding, …" from job_health
 table = pd.DataFrame({
     "run": [f"run?run={i}" for i in runs["id"]],
     "kind": runs["kind"],
@@ -34,7 +35,9 @@ table = pd.DataFrame({
     "device": runs["device"],
     "dtype": runs["dtype"],
     "source": [ui.source_label(s, m) for s, m in zip(runs["source"], runs["measured"], strict=True)],
-    "status": runs["status"],
+    "status": [active.get(i, s) for i, s in zip(runs["id"], runs["status"], strict=True)],
+    "sweep": [None if pd.isna(w) else f"{w} · point {int(p) + 1}"
+              for w, p in zip(runs["sweep_id"], runs["sweep_point"].fillna(-1), strict=True)],
     "tokens": [s.tokens_per_repeat or t or None for s, t in zip(summaries, runs["tokens_done"], strict=True)],
     "J/token (decode)": [s.per_token("decode").mean for s in summaries],
     "tokens/s": [s.tokens_per_s for s in summaries],
@@ -44,7 +47,7 @@ table = pd.DataFrame({
 })
 
 f1, f2, f3 = st.columns(3)
-status_pick = f1.multiselect("Status", sorted(table["status"].dropna().unique()), key="f_status", placeholder="All")
+status_pick = f1.multiselect("Status", sorted(runs["status"].dropna().unique()), key="f_status", placeholder="All")
 source_pick = f2.multiselect("Source", sorted(runs["source"].dropna().unique()), key="f_source", placeholder="All")
 model_pick = f3.multiselect("Model", sorted(runs["model"].dropna().unique()), key="f_model", placeholder="All")
 keep = pd.Series(True, index=runs.index)
@@ -63,7 +66,9 @@ st.dataframe(shown, hide_index=True, width="stretch", key="runs_table", column_c
     "device": st.column_config.TextColumn("Device"),
     "dtype": st.column_config.TextColumn("Dtype"),
     "source": st.column_config.TextColumn("Source", help="measured: read from the hardware; estimated: a model"),
-    "status": st.column_config.TextColumn("Status"),
+    "status": st.column_config.TextColumn("Status", help="not responding: the job's process exists but is stopped "
+                                          "or stuck (no heartbeat)"),
+    "sweep": st.column_config.TextColumn("Sweep", help="The sweep this run is a point of (open it on the Sweeps page)"),
     "tokens": st.column_config.NumberColumn("Tokens", format="%d", help="Generated tokens per repeat"),
     "J/token (decode)": st.column_config.NumberColumn("J/token (decode)", format="%.4g J",
                                                       help="Whole-system energy per decode token"),

@@ -459,31 +459,37 @@ def replay_kind_bars(summary: pd.DataFrame, *, phase: str | None = None, estimat
 PREFILL_PER_PROMPT_TOKEN = "prefill (per prompt token)"
 
 
-def _count_scale(values: pd.Series) -> alt.Scale:
-    """A log-2 scale for counts that span a factor of 4 or more (batch 1, 2, 4, 8), else a linear one."""
+def _count_scale(values: pd.Series, log2: bool = False) -> alt.Scale:
+    """A log-2 scale for counts asked to have one (batch sizes) or that span a factor of 4 or more, else linear."""
     numbers = pd.to_numeric(values, errors="coerce").dropna()
-    if not numbers.empty and numbers.min() > 0 and numbers.max() / numbers.min() >= 4:
+    if not numbers.empty and numbers.min() > 0 and (log2 or numbers.max() / numbers.min() >= 4):
         return alt.Scale(type="log", base=2)
     return alt.Scale(zero=False)
 
 
-def sweep_curves(curves: pd.DataFrame, x_title: str, *, estimated: bool = False) -> alt.FacetChart | alt.Chart:
+def sweep_curves(curves: pd.DataFrame, x_title: str, *, estimated: bool = False,
+                 log2: bool = False) -> alt.FacetChart | alt.Chart:
     """J/token (decode and prefill side by side, each on its own scale) with 95% CIs against a swept count (batch
-    size or prompt tokens); columns x, phase, mean, ci95, series (one line per series)."""
+    size or prompt tokens; `log2`: on a log-2 axis); columns x, phase, mean, ci95, series (one line per series).
+
+    Energy cannot be negative: a CI wider than its mean is drawn from 0 J (`lo` clipped; the page says which points
+    were cut, sweep_table.wide_ci_points), never below. The x axis shows whole numbers."""
     data = curves.dropna(subset=["mean"]).head(MAX_ROWS) if not curves.empty else curves
     what = f"Energy per token against {x_title.split(' (')[0].lower()}"
     if data.empty:
         return _empty(title(f"No finished points to draw {what.lower()}", estimated))
-    data = data.assign(lo=data["mean"] - data["ci95"].fillna(0), hi=data["mean"] + data["ci95"].fillna(0),
+    data = data.assign(lo=(data["mean"] - data["ci95"].fillna(0)).clip(lower=0.0),
+                       hi=data["mean"] + data["ci95"].fillna(0),
                        phase=data["phase"].replace({"prefill": PREFILL_PER_PROMPT_TOKEN}))
-    scale = _count_scale(data["x"])
+    scale = _count_scale(data["x"], log2)
     ticks = sorted(data["x"].unique().tolist())
+    axis = alt.Axis(values=ticks, format="d") if len(ticks) <= 12 else alt.Axis(format="d")
     base = alt.Chart().encode(
-        x=alt.X("x:Q", title=x_title, scale=scale, axis=alt.Axis(values=ticks) if len(ticks) <= 12 else alt.Axis()),
+        x=alt.X("x:Q", title=x_title, scale=scale, axis=axis),
         color=alt.Color("series:N", title="Points", scale=RUN_SCALE,
                         legend=alt.Legend(orient="bottom", columns=2, labelLimit=400)),
         tooltip=[alt.Tooltip("series:N", title="Point"), alt.Tooltip("phase:N", title="Phase"),
-                 alt.Tooltip("x:Q", title=x_title),
+                 alt.Tooltip("x:Q", title=x_title, format="d"),
                  alt.Tooltip("mean:Q", title="Energy per token (J)", format=".4g"),
                  alt.Tooltip("ci95:Q", title="95% CI ± (J)", format=".3g")])
     line = base.mark_line(point=True).encode(y=alt.Y("mean:Q", title="Energy per token (J)",

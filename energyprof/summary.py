@@ -17,11 +17,15 @@ from typing import Any
 
 from energyprof.components import ordered, whole_system
 from energyprof.provenance import Provenance, source_provenance
+from energyprof.textsafe import terminal_text
 
 ComponentValues = dict[str, float | None]
 """A figure per component (J or W, as the field name says); None = unknown, never 0."""
 
 PHASES: tuple[str, ...] = ("prefill", "decode", "forward")
+CLOSURE_FAR: tuple[float, float] = (0.5, 2.0)
+"""A replay closure outside this range is flagged with its likely cause (summary.replay_closure_problem): a layer
+alone in a loop differs from the real step by tens of percent (README), not by a factor of two."""
 DISTURBED_CORES = 0.10
 """A run whose other processes used this many more (or fewer) CPU cores during the workload than during the idle
 baseline is *disturbed*: the baseline no longer describes what the rest of the machine drew."""
@@ -38,8 +42,9 @@ class ProcessCpu:
     """The process belongs to the dashboard (the Streamlit server or a browser), recognised by its command line."""
 
     def describe(self) -> str:
+        """For people: name (escaped, bounded: energyprof.textsafe), pid and cores."""
         tag = ", dashboard" if self.dashboard else ""
-        return f"{self.name} (pid {self.pid}{tag}) {self.cores:.2f} cores"
+        return f"{terminal_text(self.name, 60)} (pid {self.pid}{tag}) {self.cores:.2f} cores"
 
     @classmethod
     def from_value(cls, value: Any) -> ProcessCpu | None:
@@ -200,6 +205,11 @@ class RunSummary:
     """Per phase: replay_sum_j / replay_step_j, the replay's own closure check (gross, whole system)."""
     replay_closure_net: dict[str, float | None] = field(default_factory=dict)
     """The same ratio net of the idle baseline."""
+    replay_disturbed: bool | None = None
+    """True when other processes' CPU during the replay differed from the baseline's by more than DISTURBED_CORES
+    (the background monitor covers the replay as it covers the repeats)."""
+    replay_background_top: list[ProcessCpu] = field(default_factory=list)
+    """The busiest other processes during the replay."""
     # -- the rest of the machine (energyprof.runner.background)
     background_cpu: dict[str, float | None] = field(default_factory=dict)
     """Mean CPU cores used by other processes: {"baseline": …, "workload": …}."""
@@ -240,7 +250,10 @@ class RunSummary:
     ttft_s: MeanCI | None = None
     """Time to first token (the prefill step: request sent to first text received), mean and 95% CI over repeats."""
     tokens_approximate: bool = False
-    """The server sent no `usage`: token counts are counted stream chunks, not tokens."""
+    """The server sent no (believable) `usage`: token counts are counted stream chunks, not tokens."""
+    usage_rejected: str | None = None
+    """Why the server's usage was not believed (e.g. more completion tokens than max_tokens); None when it was, or
+    when it sent none (energyprof.runtimes.endpoint.workload.checked_usage)."""
     stream_chunks: list[int] = field(default_factory=list)
     """Chunks with text streamed in each measured repeat; fewer than `new_tokens` when the server sends several
     tokens in one chunk (the per-step token counts are then spread over the chunks; phase totals stay exact)."""
@@ -332,6 +345,8 @@ class RunSummary:
     def notes(self, run_power_incomplete: bool = False) -> str:
         """Flags a reader must see next to the run's numbers: disturbed by other processes, power incomplete."""
         flags = ["disturbed"] if self.disturbed else []
+        if self.replay_disturbed:
+            flags.append("replay disturbed")
         if run_power_incomplete or self.power_incomplete:
             flags.append("power incomplete")
         return ", ".join(flags)
@@ -351,11 +366,47 @@ class RunSummary:
         """One sentence when the run was disturbed by other processes (None otherwise)."""
         if not self.disturbed:
             return None
-        base, work = self.background_cpu.get("baseline"), self.background_cpu.get("workload")
+        base, work = self.background_cpu.get("baseline") or 0.0, self.background_cpu.get("workload") or 0.0
         busiest = "; ".join(p.describe() for p in self.background_top[:3]) or "none could be named"
-        return (f"Disturbed: other processes used {work or 0:.2f} CPU cores during the workload against "
-                f"{base or 0:.2f} during the idle baseline, so the net energy is not the workload's alone. "
-                f"Busiest: {busiest}. Close them (or the dashboard's live view) and profile again.")
+        if work >= base:
+            effect = ("the background rose during the workload, so the net energy is too high (it holds the other "
+                      "processes' extra work)")
+        else:
+            effect = ("the background fell during the workload, so the idle baseline over-subtracts and the net "
+                      "energy is too low")
+        return (f"Disturbed: other processes used {work:.2f} CPU cores during the workload against {base:.2f} during "
+                f"the idle baseline: {effect}. Busiest: {busiest}. Close them (or the dashboard's live view) and "
+                "profile again.")
+
+    def replay_disturbance(self) -> str | None:
+        """One sentence when the replay ran on a machine busier (or quieter) than during the idle baseline."""
+        if not self.replay_disturbed:
+            return None
+        base, replay = self.background_cpu.get("baseline") or 0.0, self.background_cpu.get("replay") or 0.0
+        busiest = "; ".join(p.describe() for p in self.replay_background_top[:3]) or "none could be named"
+        return (f"Replay disturbed: other processes used {replay:.2f} CPU cores during the replay against {base:.2f} "
+                f"during the idle baseline, so the replayed layers' net energy is not theirs alone. Busiest: "
+                f"{busiest}. Replay on a quiet machine.")
+
+    def replay_closure_problem(self) -> str | None:
+        """One sentence when a phase's replay closure is far from 1 (outside CLOSURE_FAR), with its likely cause."""
+        low, high = CLOSURE_FAR
+        far = {p: c for p, c in (self.replay_closure or {}).items() if c is not None and not low <= c <= high}
+        if not far:
+            return None
+        shown = ", ".join(f"{c:.3g} ({p})" for p, c in far.items())
+        if self.replay_disturbed:
+            base, replay = self.background_cpu.get("baseline") or 0.0, self.background_cpu.get("replay") or 0.0
+            cause = (f"the machine was busy during the replay (other processes {replay:.2f} CPU cores against "
+                     f"{base:.2f} in the baseline), so the replayed loops' energy holds their work; replay on a "
+                     "quiet machine")
+        elif self.estimated:
+            cause = ("the estimate source turns the whole machine's CPU utilisation into watts, which a layer in a "
+                     "tight loop does not change as the real step does; use a measured source")
+        else:
+            cause = ("a layer alone in a tight loop is not the layer inside a real step (warm caches, no Python or "
+                     "sampling between layers, fused work serialised); read the replayed figures as relative costs")
+        return f"Replay closure {shown} is far from 1: most likely {cause}."
 
     def server_activity(self) -> str | None:
         """One sentence on the server process's CPU and memory during the repeats (endpoint runs only)."""
@@ -377,6 +428,9 @@ class RunSummary:
         """One sentence when an endpoint run's token counts are approximate or spread over chunks (None otherwise)."""
         if self.endpoint is None:
             return None
+        if self.usage_rejected:
+            return (f"Token counts are approximate: {self.usage_rejected.rstrip('.')}, which cannot be true of this "
+                    "stream, so each streamed chunk was counted as one token instead.")
         if self.tokens_approximate:
             return ("Token counts are approximate: the server sent no usage, so each streamed chunk was counted as "
                     "one token.")

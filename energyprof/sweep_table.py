@@ -25,7 +25,43 @@ COLUMNS: tuple[str, ...] = (
 """A sweep row: the point's values, then its run's figures (decode J/token and its units unless named prefill;
 new_tokens per repeat, every sequence counted; label: the point for people)."""
 AXIS_COLUMNS: dict[str, str] = {"batch": "Batch size (sequences)", "prompt_tokens": "Prompt tokens per sequence"}
-"""The x axes of the sweep curves: column -> axis title."""
+"""The x axes of the sweep curves: column -> axis title (a chart only for an axis the sweep varies)."""
+LOG2_AXES: tuple[str, ...] = ("batch",)
+"""Axes drawn on a log-2 scale: batch sizes go 1, 2, 4, 8…"""
+AXIS_NAMES: dict[str, str] = {"model": "model", "device": "device", "dtype": "dtype", "batch": "batch",
+                              "prompt_tokens": "prompt tokens", "max_new_tokens": "new tokens"}
+"""Sweepable parameters as people name them."""
+
+
+def swept_text(spec: SweepSpec) -> str:
+    """The axes a sweep varies, for people: "batch 1, 2, 4 · prompt tokens 16, 64" ("one point" when none)."""
+    parts = [f"{AXIS_NAMES.get(name, name.replace('_', ' '))} "
+             f"{', '.join('own length' if v is None else str(v) for v in spec.axes[name])}" for name in spec.varied()]
+    return " · ".join(parts) or "one point"
+
+
+def sweep_list_frame(sweeps: pd.DataFrame, status_of: Any = None) -> pd.DataFrame:
+    """The list of sweeps for people: sweep, status, model(s), what was swept, points done, created, error (empty
+    text, never None); `status_of(row)` may turn an active sweep's status into its health (not responding)."""
+    columns = ["Sweep", "Status", "Model", "Swept", "Points done", "Created", "Error"]
+    if sweeps.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for row in sweeps.to_dict(orient="records"):
+        spec = SweepSpec.from_dict(row.get("spec") or {})
+        rows.append({"Sweep": row["id"], "Status": status_of(row) if status_of else row["status"],
+                     "Model": ", ".join(str(m) for m in spec.axes.get("model", [])),
+                     "Swept": swept_text(spec), "Points done": f"{int(row['done'] or 0)} of {int(row['points'] or 0)}",
+                     "Created": pd.to_datetime(row["created_at"], unit="s", utc=True).tz_convert(None),
+                     "Error": row.get("error") if isinstance(row.get("error"), str) else ""})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def wide_ci_points(curves: pd.DataFrame) -> int:
+    """Points of the curves whose 95 % CI is wider than their mean (their bars would reach below 0 J)."""
+    if curves.empty:
+        return 0
+    return int((curves["ci95"].fillna(0) > curves["mean"].abs()).sum())
 
 
 def sweep_rows(store: Store, sweep_id: str) -> list[dict[str, Any]]:

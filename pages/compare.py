@@ -16,7 +16,9 @@ if runs.empty:
     st.page_link(ui.NEW_PAGE, label="New profile", icon=":material/play_arrow:")
     st.stop()
 
-names = {int(r.id): f"#{r.id} {r.model} · {r.device} · {r.dtype} · {r.status}" for r in runs.itertuples()}
+names = {int(r.id): " · ".join([f"#{r.id} {r.model}", *(str(v) for v in (r.device, r.dtype) if not pd.isna(v)),
+                                  r.status]) for r in runs.itertuples()}
+"""A run's name in the picker: what it has (an endpoint run has no dtype: none shown, never "nan")."""
 wanted = ui.query_run_ids("runs")
 if "compare_pick" not in st.session_state:
     st.session_state["compare_pick"] = [i for i in wanted if i in names]
@@ -33,7 +35,7 @@ rows, jpt, power, layers, replays = [], [], [], [], {}
 for run in chosen:
     s = ui.summary_of(run)
     tag = f"#{run['id']} {run.get('model')}"
-    rows.append({"run": tag, "device": run.get("device"), "dtype": run.get("dtype"),
+    rows.append({"run": tag, "device": run.get("device") or "—", "dtype": run.get("dtype") or "—",
                  "source": ui.source_label(run.get("source"), run.get("measured")), "status": run["status"],
                  "J/token prefill": ui.fmt_ci(s.per_token("prefill")),
                  "J/token decode": ui.fmt_ci(s.per_token("decode")), "tokens/s": s.tokens_per_s,

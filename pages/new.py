@@ -5,6 +5,7 @@ import streamlit as st
 
 from energyprof import ui
 from energyprof.spec.params import ProfileParams, not_in_mode
+from energyprof.spec.replay_plan import REPLAY_WITH_ESTIMATE, replay_measures_time
 from energyprof.spec.sweep import (
     SWEEP_DEFAULTS,
     SweepSpec,
@@ -31,7 +32,7 @@ elif last is not None:
             st.success(f"Job #{last} is done.")
         else:
             st.error(f"Job #{last} {finished['status']}: "
-                     f"{ui.md_escape(finished.get('error') or 'no reason was recorded.')}")
+                     f"{ui.md_escape(ui.run_error(finished) or 'no reason was recorded.')}")
         ui.run_link(int(last), f"Open run #{last}")
 
 statuses, auto = ui.source_statuses()
@@ -53,6 +54,9 @@ with one, st.form("profile"):
     if unavailable:
         st.caption("Not available here:\n" + "\n".join(f"- **{ui.md_escape(s.name)}**: {ui.md_escape(s.reason)}"
                                                      for s in unavailable))
+    if mode == "local" and "estimate" in available:
+        picked = " (what auto picks here)" if auto == "estimate" else ""
+        st.caption(f"Per-layer energy *replay* with the estimate source{picked}: {ui.md_escape(REPLAY_WITH_ESTIMATE)}")
     submitted = st.form_submit_button("Launch profile", type="primary", key="launch")
 
 with many, st.form("sweep"):
@@ -75,7 +79,9 @@ if submitted:
         run_id = ui.launch(store, params.to_dict())
         if run_id is not None:
             st.session_state["job_run"] = run_id
-            ui.flash(f"Job #{run_id} started.")
+            times = params.layer_energy == "replay" and replay_measures_time(auto if params.source == "auto"
+                                                                             else params.source)
+            ui.flash(f"Job #{run_id} started." + (f" Note: {REPLAY_WITH_ESTIMATE}" if times else ""))
             st.rerun()
 
 if sweep_submitted:

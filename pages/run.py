@@ -5,6 +5,7 @@ import streamlit as st
 
 from energyprof import charts, ui
 from energyprof.components import whole_system
+from energyprof.runner.jobs import job_health, log_path
 from energyprof.spec.params import not_in_mode
 from energyprof.store import ACTIVE_STATUSES
 
@@ -33,7 +34,9 @@ st.title(f"Run #{run['id']} · {ui.md_escape(run.get('model') or run['kind'])}")
 facts = [f"source **{ui.md_escape(run.get('source') or '—')}**", ui.md_escape(run["kind"])]
 facts += [f"{name} **{ui.md_escape(run[name])}**" for name in ("device", "dtype") if run.get(name)]
 facts += ui.endpoint_facts(summary)
-st.markdown(f"{ui.status_badge(run['status'])} {ui.measured_badge(run)} " + " · ".join(
+state = "not responding" if run["status"] in ACTIVE_STATUSES and job_health(run).state == "not responding" else \
+    run["status"]
+st.markdown(f"{ui.status_badge(state)} {ui.measured_badge(run)} " + " · ".join(
     [*facts, ui.fmt_date(run.get("created_at"))]))
 ui.show_flash()
 if run.get("sweep_id"):
@@ -43,15 +46,15 @@ if est:
     st.caption(f"{ui.estimated_badge()} These power figures come from a model of CPU utilisation, not a "
                "reading of the hardware: use them to compare runs on this machine, not as joules.")
 if run["status"] == "failed":
-    st.error(f"This run failed: {ui.md_escape(run.get('error') or 'no reason was recorded.')}")
+    st.error(f"This run failed: {ui.md_escape(ui.run_error(run) or 'no reason was recorded.')}")
 elif run["status"] == "cancelled":
-    st.warning(f"This run was cancelled: {ui.md_escape(run.get('error') or 'stopped before it finished.')}")
+    st.warning(f"This run was cancelled: {ui.md_escape(ui.run_error(run) or 'stopped before it finished.')}")
 if run.get("power_incomplete") or summary.power_incomplete:
     st.warning("Power data is incomplete: the source stopped or skipped samples during the run, so some windows "
                "are unknown and the energy figures cover only the known part.")
-if run.get("traceback"):
-    with st.expander("Error details"):
-        st.code(run["traceback"], language="text")
+log = log_path(store, run["id"])
+if run["status"] in ("failed", "cancelled") and run.get("traceback") and log.exists():
+    st.caption(f"For developers: the traceback is in the job log, {ui.md_escape(log)}")
 if run["status"] in ACTIVE_STATUSES:
     ui.live_job(run["id"])
     st.stop()

@@ -11,7 +11,17 @@ from energyprof import charts, ui
 from energyprof.analysis.quoted import grid_label
 from energyprof.spec.sweep import SweepSpec, describe, sweep_id_error
 from energyprof.store import ACTIVE_STATUSES
-from energyprof.sweep_table import AXIS_COLUMNS, curve_frame, sweep_csv, sweep_frame, sweep_rows
+from energyprof.sweep_table import (
+    AXIS_COLUMNS,
+    LOG2_AXES,
+    curve_frame,
+    sweep_csv,
+    sweep_frame,
+    sweep_list_frame,
+    sweep_rows,
+    swept_text,
+    wide_ci_points,
+)
 
 store = ui.page_setup("Sweeps")
 asked = st.query_params.get("sweep")
@@ -35,14 +45,16 @@ if sweep is None:
                 "`energyprof sweep --model small --batch 1,2,4,8`.")
         st.page_link(ui.NEW_PAGE, label="New profile or sweep", icon=":material/play_arrow:")
         st.stop()
-    names = {str(r.id): f"{r.id} ({r.status}, {r.done} of {r.points} points done)" for r in sweeps.itertuples()}
+    listed = sweep_list_frame(sweeps, ui.shown_status)
+    names = {str(r["Sweep"]): f"{r['Sweep']} ({r['Status']}, {r['Model']}, {r['Swept']}, {r['Points done']} points "
+                              "done)" for r in listed.to_dict(orient="records")}
     pick = st.selectbox("Open a sweep", list(names), format_func=names.get, index=None, key="open_sweep")
     if pick is not None:
         st.query_params["sweep"] = pick
         st.rerun()
-    st.dataframe(sweeps.assign(created_at=pd.to_datetime(sweeps["created_at"], unit="s", utc=True)
-                               .dt.tz_convert(None))[["id", "status", "points", "done", "created_at", "error"]],
-                 hide_index=True, width="stretch", key="sweeps_table")
+    st.dataframe(listed, hide_index=True, width="stretch", key="sweeps_table", column_config={
+        "Swept": st.column_config.TextColumn("Swept", help="The values each swept parameter took"),
+        "Created": st.column_config.DatetimeColumn("Created (UTC)", format="YYYY-MM-DD HH:mm")})
     st.stop()
 
 sweep_id = sweep["id"]
@@ -52,10 +64,13 @@ frame = sweep_frame(rows)
 done = int((frame["status"] == "done").sum())
 est = bool(frame["estimated"].fillna(False).astype(bool).any())
 st.title(f"Sweep {ui.md_escape(sweep_id)}")
-varied = ", ".join(f"{name.replace('_', ' ')} {', '.join('—' if v is None else str(v) for v in spec.axes[name])}"
-                   for name in spec.varied()) or "one point"
-st.markdown(f"{ui.status_badge(sweep['status'])} · {done} of {len(frame)} points done · swept: "
-            f"{ui.md_escape(varied)} · {ui.fmt_date(sweep.get('created_at'))}")
+state = ui.shown_status(sweep)
+st.markdown(f"{ui.status_badge('not responding' if 'not responding' in state else sweep['status'])} · {done} of "
+            f"{len(frame)} points done · swept: {ui.md_escape(swept_text(spec))} · "
+            f"{ui.fmt_date(sweep.get('created_at'))}")
+if "not responding" in state:
+    st.warning(f"Sweep {ui.md_escape(sweep_id)} is **not responding** ({ui.md_escape(state.split(' · ', 1)[1])}): "
+               "its process exists but is stopped or stuck. Continue it or cancel it.", icon=":material/pause_circle:")
 ui.show_flash()
 if est:
     st.caption(f"{ui.estimated_badge()} These figures come from a model of CPU utilisation, not a reading of the "
@@ -89,14 +104,21 @@ def sweep_progress(sweep_id: str, total: int, done: int) -> None:
 if sweep["status"] in ACTIVE_STATUSES:
     sweep_progress(sweep_id, len(frame), done)
 
-for column, axis_title in AXIS_COLUMNS.items():
+swept_axes = [column for column in AXIS_COLUMNS if column in spec.varied()]  # a chart only for a swept axis
+for column in swept_axes:
+    axis_title = AXIS_COLUMNS[column]
     st.subheader(ui.label(axis_title.split(" (")[0].replace(" per sequence", ""), est))
     curves = curve_frame(frame, column)
-    ui.chart(charts.sweep_curves(curves, axis_title, estimated=est), key=f"chart_{column}")
-    if not curves.empty and curves["x"].nunique() == 1:
-        st.caption(f"This sweep has one {axis_title.split(' (')[0].lower()}: each line is a single point.")
-st.caption("Decode: whole-system energy per generated token, every sequence of a batch counted. Prefill: the prompt's "
-           "forward pass per prompt token. Bars: 95% CI over each point's repeats.")
+    ui.chart(charts.sweep_curves(curves, axis_title, estimated=est, log2=column in LOG2_AXES), key=f"chart_{column}")
+    wide = wide_ci_points(curves)
+    if wide:
+        st.caption(f"{wide} of these figures have a 95% CI wider than their mean (too few repeats, or a busy "
+                   "machine, for the figure to be pinned down): their bars are cut at 0 J, since energy cannot be "
+                   "negative. More repeats (or a target CI) narrow them.")
+if swept_axes:
+    st.caption("Decode: whole-system energy per generated token, every sequence of a batch counted. Prefill: the "
+               "prompt's forward pass per prompt token. Bars: 95% CI over each point's repeats"
+               + (" (batch on a log-2 axis)." if "batch" in swept_axes else "."))
 
 st.subheader(ui.label("Speed against energy", est))
 ui.chart(charts.sweep_pareto(frame, estimated=est), key="chart_pareto")
@@ -105,14 +127,25 @@ st.caption("Red diamonds: the Pareto front, points that no other point beats on 
 st.subheader(ui.label("Points", est))
 grid = frame["grid_g_co2e_per_kwh"].dropna()
 table = frame.assign(run=[f"run?run={int(r)}" if pd.notna(r) else None for r in frame["run_id"]],
-                     point=frame["point"] + 1)
+                     point=frame["point"] + 1, error=frame["error"].map(lambda e: e if isinstance(e, str) else ""),
+                     prompt_tokens=frame["prompt_tokens"].map(lambda v: "own length" if pd.isna(v) else f"{v:.0f}"))
 shown = ["point", "run", "status", "model", "device", "dtype", "batch", "prompt_tokens", "max_new_tokens",
          "new_tokens", "repeats", "j_per_token", "j_per_token_ci95", "prefill_j_per_token", "tokens_per_s",
          "tokens_per_j", "wh_per_1000_tokens", "pareto", "target_ci_met", "error"]
 if not grid.empty:
     shown.insert(shown.index("pareto"), "g_co2e_per_1000_tokens")
 st.dataframe(table[shown], hide_index=True, width="stretch", key="table_points", column_config={
+    "point": st.column_config.NumberColumn("Point", format="%d"),
     "run": st.column_config.LinkColumn("Run", display_text=r"run\?run=(\d+)", help="Open the point's run"),
+    "status": st.column_config.TextColumn("Status"),
+    "model": st.column_config.TextColumn("Model"),
+    "device": st.column_config.TextColumn("Device"),
+    "dtype": st.column_config.TextColumn("Dtype"),
+    "batch": st.column_config.NumberColumn("Batch", format="%d"),
+    "prompt_tokens": st.column_config.TextColumn("Prompt tokens"),
+    "max_new_tokens": st.column_config.NumberColumn("Max new tokens", format="%d"),
+    "repeats": st.column_config.NumberColumn("Repeats", format="%d"),
+    "error": st.column_config.TextColumn("Error"),
     "new_tokens": st.column_config.NumberColumn("New tokens", help="Per repeat, every sequence of the batch"),
     "j_per_token": st.column_config.NumberColumn("J/token (decode)", format="%.4g J"),
     "j_per_token_ci95": st.column_config.NumberColumn("95% CI ±", format="%.2g J"),

@@ -132,8 +132,8 @@ def test_prompt_tokens_through_the_cli_for_a_gpt2_folder(db_path: Path, tmp_path
     assert main([*base, "--prompt-tokens", "250", "--max-new-tokens", "10"]) == 1
     out = json.loads(capsys.readouterr().out)
     assert out["status"] == "failed"
-    assert out["error"] == ("The prompt (250 tokens) plus max-new-tokens (10) is longer than the model's 256 "
-                            "positions; ask for fewer prompt or new tokens.")
+    assert out["error"] == ("The prompt (250 tokens) plus max-new-tokens (10) is longer than the model's context of "
+                            "256 tokens; ask for fewer prompt or new tokens.")
 
 
 def test_prompt_file_formats(tmp_path: Path) -> None:

@@ -1,10 +1,11 @@
 """Precision on request: keep adding repeats until the decode J/token is known to a stated 95 % CI, within a time cap.
 
-After the minimum number of repeats (the `repeats` parameter), the engine asks `PrecisionGoal.decide` before
-each further repeat. The figure checked is the J/token of the decode phase (the forward pass for an encoder),
-from the power windows that already cover whole repeats (a repeat whose end no window covers yet waits for the
-next check, so the loop never idles waiting for the source). The final summary states the outcome from the
-run's own attribution: `target_ci_met`, the CI reached and why the repeats stopped.
+The engine asks `PrecisionGoal.decide` before each repeat: after the minimum number (the `repeats` parameter)
+whether the CI is met; before and after it, whether the time cap has come (it bounds every repeat, so a minimum
+of 1,000 repeats under a 5 s cap stops after about 5 s). The figure checked is the J/token of the decode phase
+(the forward pass for an encoder), from the power windows that already cover whole repeats (a repeat whose end
+no window covers yet waits for the next check, so the loop never idles waiting for the source). The final summary
+states the outcome from the run's own attribution: `target_ci_met`, the CI reached and why the repeats stopped.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from energyprof.summary import MeanCI
 MET = "met"
 TIME_CAP = "time cap"
 REPEAT_CAP = "repeat cap"
+MIN_CI_REPEATS = 2
+"""Repeats a confidence interval needs: the time cap never stops the repeats before this many."""
 
 
 def relative_ci_pct(stat: MeanCI | None) -> float | None:
@@ -47,14 +50,15 @@ class PrecisionGoal:
 
     def decide(self, stat: MeanCI | None, done: int, elapsed_s: float) -> str | None:
         """None to run another repeat, else why to stop (MET, TIME_CAP, REPEAT_CAP); `done` repeats took
-        `elapsed_s` seconds, and the next is expected to take as long as their mean."""
-        if done < self.min_repeats:
-            return None
-        if self.met(stat):
+        `elapsed_s` seconds, and the next is expected to take as long as their mean.
+
+        The time cap bounds every repeat, the least number included (`--repeats 1000 --max-seconds 5` stops after
+        about 5 s), once MIN_CI_REPEATS are done; the goal counts as met only after the least number."""
+        if done >= self.min_repeats and self.met(stat):
             return MET
         if done >= self.max_repeats:
             return REPEAT_CAP
-        if done and elapsed_s + elapsed_s / done > self.max_seconds:
+        if done >= MIN_CI_REPEATS and elapsed_s + elapsed_s / done > self.max_seconds:
             return TIME_CAP
         return None
 

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from energyprof.textsafe import terminal_text
+
 
 def _number(kind: type, text: str, *, minimum: float | None, maximum: float | None, strict: bool) -> Any:
     try:
@@ -65,10 +67,20 @@ def print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
+SENTENCE_CHARS = 2000
+"""Longest sentence printed on stderr (one may quote outside text: a server's error, a process name)."""
+
+
 def fail(message: str, code: int = 1) -> int:
-    """Print one sentence for people on stderr and return the exit status."""
-    print(f"energyprof: {message}", file=sys.stderr)
+    """Print one sentence for people on stderr (control characters escaped, secrets redacted, bounded: it may quote
+    outside text) and return the exit status."""
+    print(f"energyprof: {terminal_text(message, SENTENCE_CHARS)}", file=sys.stderr)
     return code
+
+
+def usage_error(parser: argparse.ArgumentParser, message: str) -> None:
+    """argparse's usage error (exit status 2) with a sentence that may quote outside text, made terminal-safe."""
+    parser.error(terminal_text(message, SENTENCE_CHARS))
 
 
 def add_param_options(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = (),

@@ -8,6 +8,9 @@ from dataclasses import asdict
 from energyprof.commands.args import add_json_option, float_range, print_json
 from energyprof.power.counter import DEFAULT_PROBE_S, describe_counter
 from energyprof.power.registry import all_statuses, auto_name, probe_counters
+from energyprof.textsafe import terminal_text
+
+REASON_CHARS = 500
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         kind = "measured" if s.measured else "estimated"
         comps = ", ".join(s.components) or "-"
         print(f"{s.name:<13} {state:<14} {kind:<10} every {s.interval_ms} ms  components: {comps}")
-        print(f"{'':<13} {s.reason}")
+        print(f"{'':<13} {terminal_text(s.reason, REASON_CHARS)}")  # may quote a command's own output
         if s.name in counters:
             print(f"{'':<13} {describe_counter(counters[s.name])}")
     print(f"auto picks: {auto}")

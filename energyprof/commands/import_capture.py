@@ -10,6 +10,7 @@ from energyprof.commands.args import add_db_option, add_json_option, fail, print
 from energyprof.commands.sample import open_store
 from energyprof.power.powermetrics_parse import Capture, PowermetricsParseError, macos_version, read_capture
 from energyprof.power.summary import format_summary, summarise_windows
+from energyprof.textsafe import terminal_text
 
 RECORD_HINT = ("record one with `sudo powermetrics -f plist --samplers cpu_power,gpu_power,thermal "
                "-i 100 -o FILE`")
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                     "os_build": capture.os_build})
         return 0
     where = f"{capture.hw_model or 'unknown Mac'}, macOS {macos_version(capture.os_build) or '?'}"
-    print(f"run {run_id}: imported {summary.windows} samples ({summary.duration_s:.2f} s, {capture.fmt}, {where}) "
-          f"from {path}; {capture.skipped} skipped")
-    print("\n".join(format_summary(summary)))
+    print(terminal_text(f"run {run_id}: imported {summary.windows} samples ({summary.duration_s:.2f} s, "
+                        f"{capture.fmt}, {terminal_text(where, 120)}) from {path}; {capture.skipped} skipped", None))
+    print("\n".join(terminal_text(line, None) for line in format_summary(summary)))
     return 0

@@ -8,15 +8,23 @@ from pathlib import Path
 
 from energyprof.analysis.precision import checked_phase
 from energyprof.analysis.quoted import grid_label, quote_summary
-from energyprof.commands.args import add_db_option, add_json_option, add_param_options, fail, print_json
+from energyprof.commands.args import (
+    add_db_option,
+    add_json_option,
+    add_param_options,
+    fail,
+    print_json,
+    usage_error,
+)
 from energyprof.commands.progress import terminal_progress
 from energyprof.commands.prompt_file import add_prompt_file_options, prompt_values
 from energyprof.provenance import labelled
 from energyprof.runner.job import profile_foreground
 from energyprof.spec.params import MAX_PROMPT_CHARS, ProfileParams
-from energyprof.spec.replay_plan import plan_replay
+from energyprof.spec.replay_plan import REPLAY_WITH_ESTIMATE, plan_replay, replay_measures_time
 from energyprof.store import JobAlreadyRunning, Store
 from energyprof.summary import MeanCI, RunSummary
+from energyprof.textsafe import terminal_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,8 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run, parser=parser)
 
 
+BYTE_ORDER_MARK = "\ufeff"
+
+
 def read_prompt_file(path: Path, limit: int = MAX_PROMPT_CHARS) -> str:
-    """The file's text; ValueError with one sentence when it is unreadable, too long or not UTF-8.
+    """The file's text (without a leading UTF-8 byte-order mark); ValueError with one sentence when it is
+    unreadable, too long or not UTF-8.
 
     At most limit × 4 + 1 bytes are read (a UTF-8 character has at most 4 bytes), so /dev/zero or a huge file
     cannot exhaust memory."""
@@ -51,7 +63,7 @@ def read_prompt_file(path: Path, limit: int = MAX_PROMPT_CHARS) -> str:
                          "UTF-8.") from None
     if len(text) > limit:
         raise ValueError(f"the prompt file {path} is longer than {limit:,} characters; shorten it.")
-    return text
+    return text.removeprefix(BYTE_ORDER_MARK)
 
 
 def params_from_args(args: argparse.Namespace) -> ProfileParams:
@@ -61,7 +73,7 @@ def params_from_args(args: argparse.Namespace) -> ProfileParams:
         try:
             values.update(prompt_values(args.prompt_file, args.prompt_format))
         except ValueError as exc:
-            args.parser.error(str(exc))
+            usage_error(args.parser, str(exc))
     return ProfileParams(**values)
 
 
@@ -69,10 +81,12 @@ def run(args: argparse.Namespace) -> int:
     params = params_from_args(args)
     problems = params.errors()
     if problems:
-        args.parser.error(problems[0])
+        usage_error(args.parser, problems[0])
     store = Store(args.db)
     if params.layer_energy == "replay":
         print(f"energyprof: {plan_replay(params).describe()}", file=sys.stderr)
+        if replay_measures_time(_resolved_source(params.source)):
+            fail(f"note: {REPLAY_WITH_ESTIMATE}")
     try:
         with terminal_progress() as progress:
             summary = profile_foreground(store, params, on_progress=progress)
@@ -91,6 +105,15 @@ def run(args: argparse.Namespace) -> int:
     if summary.disturbed:
         fail(f"warning: {summary.disturbance()}")
     return 0
+
+
+def _resolved_source(name: str) -> str:
+    """The source a run will use: `auto` resolved as the engine will resolve it."""
+    if name != "auto":
+        return name
+    from energyprof.power.registry import all_statuses, auto_name
+
+    return auto_name(all_statuses())
 
 
 def _j(value: float | None, unit: str = "J") -> str:
@@ -129,6 +152,7 @@ def _replay_lines(s: RunSummary) -> list[str]:
                      "`energyprof export RUN --what layer-replay`); replay longer (--replay-s) or more often "
                      "(--replay-trials).")
     lines.extend(f"Replay skipped {skipped}" for skipped in s.replay_skipped)
+    lines.extend(f"Warning: {note}" for note in (s.replay_closure_problem(), s.replay_disturbance()) if note)
     return lines
 
 
@@ -137,9 +161,26 @@ def _ratio(value: float | None) -> str:
 
 
 def _prompt_tokens(s: RunSummary) -> str:
-    """Prompt tokens per sequence: one number, or each sequence's when they differ."""
+    """Prompt tokens per sequence: one number, each sequence's when they differ, or "unknown"."""
     each = s.prompt_tokens_each
-    return ", ".join(map(str, each)) if len(set(each)) > 1 else str(s.prompt_tokens)
+    if len(set(each)) > 1:
+        return _counts(each)
+    return "unknown" if s.prompt_tokens is None else str(s.prompt_tokens)
+
+
+LISTED_COUNTS = 10
+"""Per-repeat counts beyond this are summarised (a thousand repeats must not print a thousand numbers)."""
+
+
+def _counts(values: list[int]) -> str:
+    """Counts for people: "8, 8, 7", "8 each (1,000 repeats)" or "5 to 8 (1,000 repeats, mean 7.6)"."""
+    if not values:
+        return "none"
+    if len(values) <= LISTED_COUNTS:
+        return ", ".join(map(str, values))
+    if len(set(values)) == 1:
+        return f"{values[0]} each ({len(values):,} repeats)"
+    return f"{min(values)} to {max(values)} ({len(values):,} repeats, mean {sum(values) / len(values):.3g})"
 
 
 def _quoted_line(s: RunSummary, est: str) -> str:
@@ -165,15 +206,18 @@ def _target_line(s: RunSummary) -> str:
 def format_summary(s: RunSummary) -> str:
     """A run's summary for people; estimated figures are labelled as such."""
     est = s.provenance
-    lines = [f"Run {s.run_id} {s.status}: {s.model} on {s.device} ({s.dtype}), {s.repeats} repeat(s), "
+    model = terminal_text(s.model)
+    lines = [f"Run {s.run_id} {s.status}: {model} on {s.device} ({s.dtype}), {s.repeats} repeat(s), "
              f"layers {s.layers}",
              labelled(f"Power source: {s.source}", est)]
     if s.endpoint is not None:
-        lines[0] = f"Run {s.run_id} {s.status}: {s.model} at the endpoint {s.endpoint} ({s.api}), {s.repeats} repeat(s)"
-        lines.append(f"Server model: {s.server_model or 'not reported'}   time to first token: {_seconds(s.ttft_s)}")
+        lines[0] = (f"Run {s.run_id} {s.status}: {model} at the endpoint {terminal_text(s.endpoint)} ({s.api}), "
+                    f"{s.repeats} repeat(s)")
+        lines.append(f"Server model: {terminal_text(s.server_model) or 'not reported'}   time to first token: "
+                     f"{_seconds(s.ttft_s)}")
     if s.new_tokens or s.prompt_tokens:
         lines.append(f"Prompt tokens: {_prompt_tokens(s)}{' per sequence' if (s.batch or 1) > 1 else ''}   "
-                     f"new tokens per repeat: {', '.join(map(str, s.new_tokens)) or 'none'}"
+                     f"new tokens per repeat: {_counts(s.new_tokens)}"
                      + (f" (batch of {s.batch} sequences: every sequence's tokens counted)"
                         if (s.batch or 1) > 1 else ""))
     if s.profiled:
@@ -209,7 +253,9 @@ def format_summary(s: RunSummary) -> str:
         lines.append(f"Warning: {warning}")
     if s.disturbed:
         lines.append(f"Warning: {s.disturbance()}")
-    return "\n".join(lines)
+    if s.layer_energy == "replay" and s.replay_layers and replay_measures_time(s.source):
+        lines.append(f"Note: {REPLAY_WITH_ESTIMATE}")
+    return "\n".join(terminal_text(line, None) for line in lines)
 
 
 def _how_lines(s: RunSummary) -> list[str]:

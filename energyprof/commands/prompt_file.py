@@ -2,7 +2,8 @@
 
 Formats: `text` (the whole file is one prompt, copied to each sequence), `lines` (one prompt per non-blank line)
 and `jsonl` (one JSON object per non-blank line, its "prompt" a string). `auto`, the default, is `jsonl` for a
-file whose name ends in .jsonl and `text` for any other. The file is read bounded (commands/profile.py
+file whose name ends in .jsonl and `text` for any other. A UTF-8 byte-order mark at the start (Windows editors
+write one) is not part of the prompt. The file is read bounded (commands/profile.py
 `read_prompt_file`: at most MAX_PROMPT_CHARS characters in all), so a huge file cannot exhaust memory.
 """
 
@@ -47,7 +48,7 @@ def parse_prompts(text: str, fmt: str, name: str = "the prompt file") -> list[st
     for number, line in lines:
         try:
             value = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # deeply nested arrays exhaust the parser's recursion
             value = None
         if not isinstance(value, dict) or not isinstance(value.get("prompt"), str):
             raise ValueError(f'line {number} of {name} is not a JSON object with a "prompt" string; write one '

@@ -9,7 +9,15 @@ import os
 import sys
 from typing import Any
 
-from energyprof.commands.args import add_db_option, add_json_option, add_param_options, fail, print_json
+from energyprof.commands.args import (
+    SENTENCE_CHARS,
+    add_db_option,
+    add_json_option,
+    add_param_options,
+    fail,
+    print_json,
+    usage_error,
+)
 from energyprof.commands.prompt_file import add_prompt_file_options, prompt_values
 from energyprof.spec.params import ProfileParams
 from energyprof.spec.sweep import (
@@ -22,6 +30,7 @@ from energyprof.spec.sweep import (
 )
 from energyprof.store import JobAlreadyRunning, Store
 from energyprof.summary import RunSummary
+from energyprof.textsafe import terminal_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,7 +74,7 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
         try:
             values.update(prompt_values(args.prompt_file, args.prompt_format))
         except ValueError as exc:
-            args.parser.error(str(exc))
+            usage_error(args.parser, str(exc))
     return SweepSpec(ProfileParams(**values), axes)
 
 
@@ -77,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sweep_id is not None and sweep_id_error(args.sweep_id):
         problems.insert(0, sweep_id_error(args.sweep_id))
     if problems:
-        args.parser.error(problems[0])
+        usage_error(args.parser, problems[0])
     sweep_id = args.sweep_id or new_sweep_id()
     store = Store(args.db)
     try:
@@ -122,7 +131,8 @@ def _point_line(index: int, total: int, summary: RunSummary, out: Any) -> None:
     decode = summary.per_token("decode").mean
     figure = "" if decode is None else f", decode {decode:.4g} J/token" + (" (estimated)" if summary.estimated else "")
     reason = f": {summary.error}" if summary.status != "done" and summary.error else ""
-    print(f"Point {index + 1} of {total}: run {summary.run_id} {summary.status}{figure}{reason}", file=out, flush=True)
+    print(terminal_text(f"Point {index + 1} of {total}: run {summary.run_id} {summary.status}{figure}{reason}",
+                        SENTENCE_CHARS), file=out, flush=True)
 
 
 def _report(store: Store, sweep_id: str, status: str, error: str | None, as_json: bool) -> int:
@@ -148,7 +158,7 @@ def format_table(sweep_id: str, status: str, rows: list[dict[str, Any]]) -> str:
         lines.append(f"{r['point'] + 1:>5}  {r['run_id'] or '—':>5}  {r['status']:<9}  {jpt:>14}  "
                      f"{_g(r['tokens_per_j']):>9}  {_g(r['wh_per_1000_tokens']):>9}  {_g(r['tokens_per_s']):>9}  "
                      f"{describe({k: r[k] for k in sweepable_names()})}")
-    return "\n".join(lines)
+    return "\n".join(terminal_text(line, None) for line in lines)
 
 
 def _g(value: float | None) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from energyprof.summary import ProcessCpu
+from energyprof.textsafe import terminal_text
 
 TOP_PROCESSES = 5
 DASHBOARD_WORDS = ("streamlit", "chromium", "chrome", "firefox", "safari", "webkit", "msedge")
@@ -52,15 +53,23 @@ def _mine() -> set[int]:
 INTERPRETERS = ("python", "node", "ruby", "java", "perl", "sh", "bash", "zsh")
 
 
+LABEL_CHARS = 60
+
+
 def process_label(name: str, cmdline: list[str] | None) -> str:
-    """The process name, and for an interpreter the script or module it runs (`python -m pytest`)."""
+    """The process name, and for an interpreter the script or module it runs (`python -m pytest`); another
+    program's text, so control characters are escaped and the length bounded (energyprof.textsafe)."""
+    return terminal_text(_label(name, cmdline), LABEL_CHARS)
+
+
+def _label(name: str, cmdline: list[str] | None) -> str:
     args = list(cmdline or [])[1:]
     if not args or not name.lower().startswith(INTERPRETERS):
         return name
-    if args[0] == "-m" and len(args) > 1:
-        return f"{name} -m {args[1]}"[:60]
+    if args[0] in ("-m", "-c") and len(args) > 1:
+        return f"{name} {args[0]} {args[1]}"
     script = next((a for a in args if not a.startswith("-")), "")
-    return f"{name} {script.rsplit('/', 1)[-1]}"[:60] if script else name
+    return f"{name} {script.rsplit('/', 1)[-1]}" if script else name
 
 
 def _is_dashboard(cmdline: list[str] | None, name: str) -> bool:

@@ -35,12 +35,14 @@ from energyprof.errors import EnergyprofError
 from energyprof.power.base import PolledSource, PowerSource, PowerSourceError, PowerWindow, now_ns
 from energyprof.power.sampler import Sampler
 from energyprof.provenance import source_provenance
-from energyprof.runner import boundary_reads
+from energyprof.redact import redact
+from energyprof.runner import boundary_reads, jobs
 from energyprof.runner.background import BackgroundMonitor
 from energyprof.runner.boundary_reads import BoundaryClock, CounterProbe
 from energyprof.runner.cancel import CancelSwitch, JobCancelled
 from energyprof.runner.cross_check_run import CrossCheck
 from energyprof.runner.monitor import Monitor
+from energyprof.runner.reserve import DiskReserve
 from energyprof.runtimes import workload_for
 from energyprof.runtimes.base import Workload
 from energyprof.spec.params import NO_CROSS_CHECK, ProfileParams
@@ -111,6 +113,8 @@ class ProfileEngine:
         self.cross: CrossCheck | None = None
         self.replay: Any = None
         """The ReplayOutcome of a run with layer_energy=replay (its finished trials, also when cancelled)."""
+        self.reserve = DiskReserve(jobs.reserve_path(store, run_id))
+        """Disk space held back for the run's final write (released when the disk fills: energyprof.runner.reserve)."""
 
     # -- the workload's parts (a model loaded here; None / empty for an endpoint) -----------------
     @property
@@ -156,6 +160,7 @@ class ProfileEngine:
         """Measure, then attribute and finish the run row; never raises for a failed or cancelled run."""
         outcome = Outcome()
         try:
+            self.reserve.take()
             self.store.update_run(self.run_id, pid=os.getpid(), clock_t0_ns=now_ns(), phase="starting")
             self.monitor.start()
             self.cancel.arm()
@@ -168,7 +173,10 @@ class ProfileEngine:
         finally:
             self.cancel.disarm()
             self._stop_power(wait=outcome.status == "done")
-        return self._finish(outcome)
+        try:
+            return self._finish(outcome)
+        finally:
+            self.reserve.release()
 
     def _measure(self) -> None:
         self._start_power()
@@ -177,16 +185,27 @@ class ProfileEngine:
         self._baseline()
         self._warmup()
         repeat = 0
-        while repeat < self.params.repeats or self._more_repeats():
+        while self._another_repeat(repeat):
             self._repeat(repeat)
             repeat += 1
         if self.params.layer_energy == "replay" and self.layers:
             self._replay()
 
+    def _another_repeat(self, done: int) -> bool:
+        """Whether to run repeat `done` (0-based): the fixed count, or with a target CI the goal's decision, whose
+        time cap also ends the least number of repeats (a cap of 5 s never runs 1,000 repeats)."""
+        if self.precision is None:
+            return done < self.params.repeats
+        return self._more_repeats()
+
     def _more_repeats(self) -> bool:
         """With a target CI (energyprof.analysis.precision): whether to add another repeat."""
         if self.precision is None:
             return False
+        if len(self.generations) < self.precision.min_repeats:  # the least: only the time cap can end them
+            elapsed = time.monotonic() - (self.repeats_started_at or time.monotonic())
+            self.repeats_stop = self.precision.decide(None, len(self.generations), elapsed)
+            return self.repeats_stop is None
         stat = covered_stat(list(self.windows), self.generations, self._components(), self.max_t1)
         if self.precision.met(stat) and self.max_t1 < self.workload_end:
             self._await_window(self.workload_end)  # met without the latest repeats: check with them all
@@ -284,7 +303,8 @@ class ProfileEngine:
         replayer = Replayer(self.loaded, self.layers, seconds=seconds, trials=self.params.replay_trials,
                             source=self.source, on_phase=self._phase, on_trial=self._store_trial)
         self.replay = replayer.outcome
-        replayer.run(self.prompt_ids, self.params.loop_options(), replay_step_of(self.params))
+        with self.background.span("replay"):  # a busy machine disturbs the replay as it disturbs the repeats
+            replayer.run(self.prompt_ids, self.params.loop_options(), replay_step_of(self.params))
         self.workload_end = max(self.workload_end, self.replay.ended_ns)
 
     def _store_trial(self, trial: Any) -> None:
@@ -360,12 +380,11 @@ class ProfileEngine:
         """The run's final row in one write. When the run was marked failed meanwhile (reaped while stopped), nothing
         is changed and the summary says so; when the database cannot take the summary (disk full), at least the
         status and the sentence; when it cannot take even that, the sentence on stderr (the next look reaps it)."""
+        if outcome.traceback:
+            jobs.append_to_log(self.store, self.run_id, f"Run {self.run_id} {outcome.status}: {summary.error}\n"
+                               f"{outcome.traceback}")
         try:
-            written = self.store.finish_run(
-                self.run_id, outcome.status, error=summary.error, traceback=outcome.traceback,
-                summary=summary.to_dict(), power_incomplete=int(summary.power_incomplete),
-                samples_skipped=summary.samples_skipped,
-                progress=self.progress() if outcome.status != "done" else 1.0, tokens_done=self.tokens_done())
+            written = self._final_row(summary, outcome)
             if not written:
                 lost = self.store.not_active(self.run_id)
                 summary.status, summary.error = lost.status or "failed", str(lost)
@@ -375,9 +394,26 @@ class ProfileEngine:
                 outcome.status = "failed"
             summary.status, summary.error = outcome.status, _finish_failure(exc, self.store)
         with suppress(Exception):
+            self.reserve.release()
             if self.store.finish_run(self.run_id, summary.status, error=summary.error):
                 return
-        print(f"energyprof: run {self.run_id}: {summary.error}", file=sys.stderr)
+        print(f"energyprof: run {self.run_id}: {redact(summary.error or '')}", file=sys.stderr)
+        jobs.append_to_log(self.store, self.run_id, f"{jobs.UNRECORDED_END} {summary.error}\n")
+
+    def _final_row(self, summary: RunSummary, outcome: Outcome) -> bool:
+        """finish_run with everything; on a full disk, once more after releasing the space held back for it."""
+        def write() -> bool:
+            return self.store.finish_run(
+                self.run_id, outcome.status, error=summary.error, traceback=outcome.traceback,
+                summary=summary.to_dict(), power_incomplete=int(summary.power_incomplete),
+                samples_skipped=summary.samples_skipped,
+                progress=self.progress() if outcome.status != "done" else 1.0, tokens_done=self.tokens_done())
+        try:
+            return write()
+        except Exception as exc:
+            if not is_disk_full(exc) or not self.reserve.release():
+                raise
+            return write()
 
     def _write_leftover_steps(self) -> None:
         """Steps (and the calls still in the recorder) of a repeat that was cut short."""
@@ -440,6 +476,12 @@ class ProfileEngine:
         summary.background_top = workload.top if workload else []
         if baseline is not None and workload is not None:
             summary.disturbed = abs(workload.cores - baseline.cores) > DISTURBED_CORES
+        replay = self.background.mean("replay")
+        if replay is not None:
+            summary.background_cpu["replay"] = replay.cores
+            summary.replay_background_top = replay.top
+            if baseline is not None:
+                summary.replay_disturbed = abs(replay.cores - baseline.cores) > DISTURBED_CORES
 
     def _counter_figures(self, summary: RunSummary) -> None:
         """The counter's characteristics and boundary reads, and the cross-check source's figures."""

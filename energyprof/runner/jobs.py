@@ -23,6 +23,7 @@ import stat
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 import psutil
 
 from energyprof.errors import EnergyprofError
+from energyprof.redact import redact
 from energyprof.store import ACTIVE_STATUSES, Store
 
 HEARTBEAT_STALE_S = 60.0
@@ -98,6 +100,47 @@ def job_command(run_id: int, db_path: Path) -> list[str]:
 def log_path(store: Store, run_id: int) -> Path:
     """Where a launched job's stdout/stderr go (beside the database)."""
     return store.path.parent / LOG_DIR_NAME / f"run-{run_id}.log"
+
+
+def reserve_path(store: Store, run_id: int) -> Path:
+    """Where a job holds disk space back for its final write (energyprof.runner.reserve), beside its log."""
+    return store.path.parent / LOG_DIR_NAME / f"run-{run_id}.reserve"
+
+
+UNRECORDED_END = "energyprof: the run's end could not be recorded:"
+"""How a job's log line starts when the job could not write its final status (the disk was full): the reaper then
+marks the run failed with the sentence after it instead of "killed or crashed"."""
+LOG_TAIL_BYTES = 64 * 1024
+
+
+def append_to_log(store: Store, run_id: int, text: str) -> bool:
+    """Append `text` (secrets redacted) to the run's job log, for developers (a traceback) or for the reaper; False
+    when it cannot be written (the disk is full, the folder is read-only): the job goes on."""
+    try:
+        fd = open_log(log_path(store, run_id))
+    except JobLaunchError:
+        return False
+    try:
+        os.write(fd, redact(text).encode("utf-8", "replace"))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def unrecorded_end(store: Store, run_id: int) -> str | None:
+    """The sentence a job left in its log when it could not record its own end, or None."""
+    try:
+        with open(log_path(store, run_id), "rb") as log:
+            log.seek(max(0, os.fstat(log.fileno()).st_size - LOG_TAIL_BYTES))
+            tail = log.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    lines = [line for line in tail.splitlines() if line.startswith(UNRECORDED_END)]
+    if not lines:
+        return None
+    return lines[-1][len(UNRECORDED_END):].strip() or None
 
 
 def sweep_command(sweep_id: str, db_path: Path) -> list[str]:
@@ -213,15 +256,20 @@ def _ask_to_stop(pid: int | None, row: dict[str, Any], timeout_s: float) -> None
 
 def reap_dead_jobs(store: Store) -> list[int]:
     """Mark active runs (and sweeps) whose process is gone (killed, crashed, machine rebooted) as failed; returns
-    the runs' ids.
+    the runs' ids. A profiling job that could not record its own end (a full disk) left the reason in its log
+    (UNRECORDED_END): that sentence is the run's error, not "killed or crashed".
 
     Only the process's absence counts: a live process (same pid and start time) is never reaped."""
     reaped = []
     for run in store.active_runs():
         if job_health(run).state != "dead":
             continue
-        if store.finish_run(run["id"], "failed", error=DEAD_SENTENCES.get(run["kind"], DEAD_SENTENCES["profile"])):
+        reason = unrecorded_end(store, run["id"]) if run["kind"] == "profile" else None
+        if store.finish_run(run["id"], "failed",
+                            error=reason or DEAD_SENTENCES.get(run["kind"], DEAD_SENTENCES["profile"])):
             reaped.append(run["id"])
+        with suppress(OSError):
+            reserve_path(store, run["id"]).unlink(missing_ok=True)
     for sweep in store.active_sweeps():
         if job_health(sweep).state == "dead":
             store.finish_sweep(sweep["id"], "failed", DEAD_SENTENCES["sweep"])

@@ -83,7 +83,8 @@ class ParamSpec:
     cli: bool = True
     form: bool = True
     modes: tuple[str, ...] = MODES
-    """The modes the parameter applies to (the form shows it only there; elsewhere it is ignored)."""
+    """The modes the parameter applies to: the form shows it only there, and a value other than its default in
+    another mode is refused (`mode_errors`: one sentence naming every such parameter)."""
     sweepable: bool = False
     """`energyprof sweep` (and the form's sweep tab) takes a list of values for it (energyprof.spec.sweep)."""
 
@@ -107,6 +108,7 @@ class ProfileParams:
     prompt: str = param(DEFAULT_PROMPT, label="Prompt", group="model", widget="text_area",
                         help="the prompt text")
     prompts: list[str] | None = param(None, label="Prompts", group="model", cli=False, form=False,
+                                      modes=("local",),
                                       help="one prompt per sequence of the batch, in order (from --prompt-file in "
                                            "lines or JSONL form); unset or one prompt: the prompt, copied")
     prompt_tokens: int | None = param(None, label="Prompt tokens", group="model", minimum=1, modes=("local",),
@@ -160,19 +162,19 @@ class ProfileParams:
                                     "this many seconds after the first began")
     warmup: int = param(1, label="Warm-up runs", group="profiling", minimum=0, maximum=100,
                         help="unmeasured warm-up runs before the repeats")
-    layer_energy: str = param("apportioned", label="Per-layer energy", group="profiling",
+    layer_energy: str = param("apportioned", label="Per-layer energy", group="profiling", modes=("local",),
                               choices=LAYER_ENERGY_METHODS,
                               help="apportioned (a time share of each power window) or replay (after the repeats, "
                                    "each hooked layer is called alone in a loop until the meter can see it: "
                                    "measured, but takes longer)")
-    replay_step: int | None = param(None, label="Replay decode step", group="profiling", minimum=1,
+    replay_step: int | None = param(None, label="Replay decode step", group="profiling", modes=("local",), minimum=1,
                                     maximum=100_000, none_means="the middle decode step",
                                     help="with replay: the decode step whose layer inputs are replayed")
-    replay_s: float | None = param(None, label="Replay seconds per trial", group="profiling", minimum=0.01,
-                                   maximum=600.0, step=0.1,
+    replay_s: float | None = param(None, label="Replay seconds per trial", group="profiling", modes=("local",),
+                                   minimum=0.01, maximum=600.0, step=0.1,
                                    none_means="10 counter updates or sample windows, at least 1 s",
                                    help="with replay: seconds each layer is called in a loop per trial")
-    replay_trials: int = param(3, label="Replay trials", group="profiling", minimum=1, maximum=100,
+    replay_trials: int = param(3, label="Replay trials", group="profiling", modes=("local",), minimum=1, maximum=100,
                                help="with replay: trials per layer and phase (mean and 95% CI over them)")
     temperature: float = param(0.0, label="Temperature", group="sampling", minimum=0.0, maximum=100.0, step=0.1,
                                help="sampling temperature (0: greedy)")
@@ -245,12 +247,19 @@ class ProfileParams:
         if self.cross_check != NO_CROSS_CHECK and self.cross_check == self.source:
             problems.append(f"The cross-check source {self.cross_check} is the run's own source; choose another one, "
                             "or none.")
+        problems += self.mode_errors()
         problems += self._prompts_errors()
         skip = set() if check_model else {"device", "dtype"}
         for name, spec in param_specs():
             if name not in skip and name not in ("endpoint", "api_key_env"):
                 problems += _value_errors(name, getattr(self, name), spec, field_types()[name])
         return problems + self._replay_errors()
+
+    def mode_errors(self) -> list[str]:
+        """One sentence naming every parameter set (to other than its default) that does not apply to this run's
+        mode, e.g. --batch or --device with an endpoint: refused rather than silently ignored."""
+        given = [name for name in not_in_mode(self.mode) if getattr(self, name) != _default_of(name)]
+        return [mode_sentence(given, self.mode)] if given else []
 
     def _replay_errors(self) -> list[str]:
         """Replay needs layer hooks, and a decode step the generation reaches."""
@@ -310,6 +319,32 @@ def not_in_mode(mode: str) -> tuple[str, ...]:
     return tuple(name for name, spec in param_specs() if mode not in spec.modes)
 
 
+def option_name(name: str) -> str:
+    """How people set a parameter: its CLI option (prompts: several prompts of a --prompt-file)."""
+    return "several prompts from --prompt-file" if name == "prompts" else "--" + name.replace("_", "-")
+
+
+def mode_sentence(names: list[str], mode: str) -> str:
+    """The one sentence refusing parameters that do not apply to `mode` (each named by label and option)."""
+    named = [f"{_label_in_sentence(spec_of(n).label)} ({option_name(n)})" for n in names]
+    listed = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+    verb, them = ("applies", "it") if len(named) == 1 else ("apply", "them")
+    if mode == "endpoint":
+        return (f"{listed[0].upper()}{listed[1:]} {verb} only to a model loaded here, not to an endpoint (the server "
+                f"decides {them}); leave {them} out, or profile without --endpoint.")
+    return (f"{listed[0].upper()}{listed[1:]} {verb} only to an endpoint run; leave {them} out, or give --endpoint.")
+
+
+def _label_in_sentence(label: str) -> str:
+    """A form label inside a sentence: its unit left off, lower case unless it is an acronym (API)."""
+    label = label.split(" (")[0]
+    return label if label[:2].isupper() else label[:1].lower() + label[1:]
+
+
+def _default_of(name: str) -> Any:
+    return _DEFAULTS[name]
+
+
 def spec_of(name: str) -> ParamSpec:
     return dict(param_specs())[name]
 
@@ -317,6 +352,9 @@ def spec_of(name: str) -> ParamSpec:
 def defaults() -> dict[str, Any]:
     """Every parameter's default."""
     return ProfileParams().to_dict()
+
+
+_DEFAULTS = defaults()
 
 
 def field_types() -> dict[str, type]:

@@ -31,6 +31,19 @@ BUILTIN_BLOCKS: dict[str, int] = {"tiny": 4, "small": 12, "medium": 24}
 checks they match)."""
 
 
+ESTIMATE_SOURCE = "estimate"
+REPLAY_WITH_ESTIMATE = ("the estimate source turns CPU utilisation into watts, so a replay with it measures how long "
+                        "each layer runs, not how much power it draws: read the replayed figures as time, not as "
+                        "module power (a measured source, e.g. ioreport, nvml or rapl, measures power).")
+"""Said before a replay with the estimate source starts (CLI, form) and on its results (summary, run page)."""
+
+
+def replay_measures_time(source: str | None) -> bool:
+    """True when a replay with this (resolved) source measures time only: the estimate's power follows CPU
+    utilisation, which a busy loop keeps at the same level whatever the layer does."""
+    return source == ESTIMATE_SOURCE
+
+
 def default_replay_step(max_new_tokens: int) -> int | None:
     """The middle decode step of a generation of max_new_tokens tokens (steps 1..N-1), None without one."""
     return max_new_tokens // 2 if max_new_tokens >= 2 else None

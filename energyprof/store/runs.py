@@ -18,6 +18,7 @@ import pandas as pd
 import psutil
 
 from energyprof.errors import EnergyprofError
+from energyprof.redact import redact
 from energyprof.store.db import FINAL_STATUSES, StoreCore, require_active
 from energyprof.store.errors import RunNotActive, not_active_sentence
 
@@ -101,7 +102,8 @@ class RunsMixin(StoreCore):
 
     def finish_run(self, run_id: int, status: str, *, error: str | None = None, traceback: str | None = None,
                    summary: dict[str, Any] | None = None, **fields: Any) -> bool:
-        """Move a run to a final status, with any last run fields (e.g. tokens_done), in one write.
+        """Move a run to a final status, with any last run fields (e.g. tokens_done), in one write. The error, the
+        traceback and the summary pass the secret scrubber (energyprof.redact) on their way in.
 
         True when written; False, and nothing written, when the run already has a final status (it is never
         overwritten; RunNotActive(...) from `not_active` says why in one sentence)."""
@@ -116,8 +118,10 @@ class RunsMixin(StoreCore):
                f"phase = CASE WHEN :status = 'done' THEN 'done' ELSE phase END{extra} "
                "WHERE id = :run_id AND status IN ('queued', 'running')")
         cur = self.execute_write(sql, {
-            **values, "status": status, "ended_at": time.time(), "error": error, "traceback": traceback,
-            "summary": json.dumps(summary, sort_keys=True) if summary is not None else None, "run_id": run_id})
+            **values, "status": status, "ended_at": time.time(), "error": _scrubbed(error),
+            "traceback": _scrubbed(traceback),
+            "summary": _scrubbed(json.dumps(summary, sort_keys=True)) if summary is not None else None,
+            "run_id": run_id})
         return cur.rowcount > 0
 
     def not_active(self, run_id: int) -> RunNotActive:
@@ -136,16 +140,16 @@ class RunsMixin(StoreCore):
         return _decode_run(row) if row else None
 
     def job_progress(self, run_id: int | None = None) -> dict[str, Any] | None:
-        """The live view's one narrow read: a run's id, kind, status, phase, progress, tokens done and times (no
-        params, no summary); `run_id` None: the active profiling job. None when there is no such run."""
+        """The live view's one narrow read: a run's id, kind, status, phase, progress, tokens done, times and its
+        process (pid and start time, for energyprof.runner.jobs.job_health; no params, no summary); `run_id` None:
+        the active profiling job. None when there is no such run."""
+        columns = ("id, kind, status, phase, progress, tokens_done, created_at, started_at, heartbeat_at, pid, "
+                   "pid_started_at")
         if run_id is None:
-            row = self.query_one(
-                "SELECT id, kind, status, phase, progress, tokens_done, created_at, started_at, heartbeat_at "
-                "FROM runs WHERE kind = 'profile' AND status IN ('queued', 'running')")
+            row = self.query_one(f"SELECT {columns} FROM runs "  # noqa: S608 - fixed column list
+                                 "WHERE kind = 'profile' AND status IN ('queued', 'running')")
         else:
-            row = self.query_one(
-                "SELECT id, kind, status, phase, progress, tokens_done, created_at, started_at, heartbeat_at "
-                "FROM runs WHERE id = ?", (run_id,))
+            row = self.query_one(f"SELECT {columns} FROM runs WHERE id = ?", (run_id,))  # noqa: S608
         return dict(row) if row else None
 
     def active_runs(self) -> list[dict[str, Any]]:
@@ -155,7 +159,8 @@ class RunsMixin(StoreCore):
         """All runs, newest first, with the columns the runs table shows."""
         df = self.frame(
             "SELECT id, kind, status, model, device, dtype, source, measured, created_at, started_at, "
-            "ended_at, tokens_done, phase, error, power_incomplete, summary FROM runs ORDER BY id DESC")
+            "ended_at, tokens_done, phase, error, power_incomplete, summary, sweep_id, sweep_point FROM runs "
+            "ORDER BY id DESC")
         if df.empty:
             return df
         df["measured"] = df["measured"].map(lambda v: None if pd.isna(v) else bool(v))
@@ -188,13 +193,23 @@ def process_start_time(pid: int | None) -> float | None:
         return None
 
 
+SCRUBBED_FIELDS = frozenset({"error", "traceback", "summary"})
+"""Run columns whose text may quote a secret (an exception's message): scrubbed before they are stored."""
+
+
+def _scrubbed(text: str | None) -> str | None:
+    return None if text is None else redact(text)
+
+
 def _column_values(fields: dict[str, Any]) -> dict[str, Any]:
-    """Run fields as column values (dicts as JSON); ValueError for a name that is not a run column."""
+    """Run fields as column values (dicts as JSON, error/traceback/summary scrubbed of secrets); ValueError for a
+    name that is not a run column."""
     unknown = set(fields) - RUN_FIELDS
     if unknown:
         raise ValueError(f"unknown run fields: {sorted(unknown)}")
-    return {k: json.dumps(v, sort_keys=True) if k in ("params", "summary") and v is not None else v
-            for k, v in fields.items()}
+    values = {k: json.dumps(v, sort_keys=True) if k in ("params", "summary") and v is not None else v
+              for k, v in fields.items()}
+    return {k: _scrubbed(v) if k in SCRUBBED_FIELDS and isinstance(v, str) else v for k, v in values.items()}
 
 
 def _decode_run(row: sqlite3.Row) -> dict[str, Any]:

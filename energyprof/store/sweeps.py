@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from energyprof.redact import redact
 from energyprof.store.db import FINAL_STATUSES, StoreCore
 from energyprof.store.runs import JobAlreadyRunning, _decode_run, process_start_time
 
@@ -74,12 +75,13 @@ class SweepsMixin(StoreCore):
                            (pid, process_start_time(pid), sweep_id))
 
     def finish_sweep(self, sweep_id: str, status: str, error: str | None = None) -> bool:
-        """Move an active sweep to a final status; False (nothing written) when it is not active."""
+        """Move an active sweep to a final status (its error scrubbed of secrets); False (nothing written) when it is
+        not active."""
         if status not in FINAL_STATUSES:
             raise ValueError(f"not a final status: {status}")
         cur = self.execute_write(
             "UPDATE sweeps SET status = ?, ended_at = ?, error = ? WHERE id = ? AND status IN ('queued', 'running')",
-            (status, time.time(), error, sweep_id))
+            (status, time.time(), None if error is None else redact(error), sweep_id))
         return cur.rowcount > 0
 
     def get_sweep(self, sweep_id: str) -> dict[str, Any] | None:
@@ -95,11 +97,15 @@ class SweepsMixin(StoreCore):
         return found[0] if found else None
 
     def list_sweeps(self) -> pd.DataFrame:
-        """Every sweep, newest first: id, status, points, runs done, created_at, ended_at, error."""
-        return self.frame(
+        """Every sweep, newest first: id, status, points, runs done, created_at, ended_at, error, spec (decoded), pid
+        and pid_started_at (for energyprof.runner.jobs.job_health)."""
+        frame = self.frame(
             "SELECT s.id, s.status, s.points, (SELECT COUNT(DISTINCT r.sweep_point) FROM runs r WHERE "
-            "r.sweep_id = s.id AND r.status = 'done') AS done, s.created_at, s.ended_at, s.error FROM sweeps s "
-            "ORDER BY s.created_at DESC, s.id")
+            "r.sweep_id = s.id AND r.status = 'done') AS done, s.created_at, s.ended_at, s.error, s.spec, s.pid, "
+            "s.pid_started_at FROM sweeps s ORDER BY s.created_at DESC, s.id")
+        if not frame.empty:
+            frame["spec"] = frame["spec"].map(lambda text: json.loads(text) if isinstance(text, str) else {})
+        return frame
 
     def sweep_runs(self, sweep_id: str) -> list[dict[str, Any]]:
         """The runs of a sweep (params and summary decoded), by point, then oldest first."""

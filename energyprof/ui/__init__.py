@@ -57,6 +57,9 @@ from energyprof.ui.live import (
     launch_sweep,
     live_job,
     live_job_body,
+    not_responding_sentence,
+    run_error,
+    shown_status,
 )
 from energyprof.ui.nav import (
     COMPARE_PAGE,
@@ -91,5 +94,5 @@ __all__ = [
     "source_statuses", "status_badge", "store_error", "store_errors", "summary_of", "token_text_html",
     "trace_download", "workload_components",
     "LIVE_REFRESH_S", "SWEEP_PAGE", "cancel_sweep", "launch_sweep", "live_job_body", "per_step_label",
-    "quoted_metrics", "sweep_link",
+    "quoted_metrics", "sweep_link", "not_responding_sentence", "run_error", "shown_status",
 ]

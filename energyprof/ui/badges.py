@@ -20,7 +20,8 @@ APPORTIONED = ("time-apportioned: layer calls are shorter than the sampling wind
 APPORTIONED_TOKENS = ("time-apportioned: some tokens cover only part of a sampling window (or are shorter than the "
                       "counter's update period), their energy is a share of a longer window, not a measurement")
 STATUS_BADGES = {"done": ":green-badge[done]", "running": ":blue-badge[running]", "queued": ":gray-badge[queued]",
-                 "failed": ":red-badge[failed]", "cancelled": ":orange-badge[cancelled]"}
+                 "failed": ":red-badge[failed]", "cancelled": ":orange-badge[cancelled]",
+                 "not responding": ":red-badge[not responding]"}
 
 
 def estimated_badge() -> str:

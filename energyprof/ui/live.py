@@ -13,6 +13,7 @@ from typing import Any
 import streamlit as st
 
 from energyprof import charts
+from energyprof.redact import redact, secret_from_env
 from energyprof.runner import jobs
 from energyprof.spec.params import ProfileParams
 from energyprof.spec.sweep import SweepSpec
@@ -65,15 +66,25 @@ def live_job_body(run_id: int, cancel: bool = True) -> None:
     if job is None or job["status"] not in ACTIVE_STATUSES:
         st.rerun(scope="app")
     phase = job.get("phase") or "starting"
+    health = jobs.job_health(job)
+    stalled = health.state == "not responding"
     elapsed = time.time() - (job.get("started_at") or job["created_at"])
     progress = min(1.0, max(0.0, float(job.get("progress") or 0.0)))
-    st.markdown(f"**Job #{run_id}** {status_badge(job['status'])} · phase **{md_escape(phase)}**")
+    st.markdown(f"**Job #{run_id}** {status_badge('not responding' if stalled else job['status'])} · phase "
+                f"**{md_escape(phase)}**")
+    if stalled:
+        st.warning(not_responding_sentence(run_id, health, job.get("pid")), icon=":material/pause_circle:")
     st.progress(progress, text=f"{progress:.0%}")
     a, b, c = st.columns(3)
     a.metric("Tokens done", f"{job.get('tokens_done') or 0:,}")
-    b.metric("Elapsed", fmt_seconds(elapsed))
+    if stalled and health.heartbeat_age_s is not None:
+        b.metric("Last heartbeat", f"{fmt_seconds(health.heartbeat_age_s)} ago")
+    else:
+        b.metric("Elapsed", fmt_seconds(elapsed))
     c.metric("Phase", md_escape(phase))
-    if is_measured_phase(phase):
+    if stalled:
+        wanted = False
+    elif is_measured_phase(phase):
         wanted = st.toggle("Show the live power chart during measurement", key=f"live-chart-{run_id}",
                            help=CHART_COST)
         if not wanted:
@@ -89,6 +100,33 @@ def live_job_body(run_id: int, cancel: bool = True) -> None:
         chart(charts.power_timeline(timeline, None, estimated=is_estimated(run), height=220))
     if cancel and st.button("Cancel job", key=f"cancel-{run_id}", type="secondary"):
         cancel_job(store, run_id)
+
+
+def not_responding_sentence(run_id: int, health: jobs.JobHealth, pid: int | None) -> str:
+    """What a job that does not respond means and what to do (Markdown-safe)."""
+    resume = f" (`kill -CONT {int(pid)}`)" if pid else ""
+    return (f"Job #{run_id} is **not responding** ({md_escape(health.label())}): its process exists but is stopped "
+            f"or stuck, so the progress shown is where it stopped. Continue it{resume} or cancel it.")
+
+
+def shown_status(row: dict[str, Any]) -> str:
+    """A run's or sweep's status for people, from energyprof.runner.jobs.job_health for an active one: "running", or
+    "running · not responding, no heartbeat for 86 s" (row: the store's full row, with pid and times)."""
+    status = row.get("status") or ""
+    if status not in ACTIVE_STATUSES:
+        return status
+    health = jobs.job_health(row)
+    return status if health.state == "alive" else f"{status} · {health.label()}"
+
+
+def run_error(run: dict[str, Any]) -> str | None:
+    """A run's error sentence for the page, through the secret scrubber (energyprof.redact): the key of the run's
+    --api-key-env, when this process has it, and any `Bearer` credential are redacted."""
+    name = (run.get("params") or {}).get("api_key_env")
+    if isinstance(name, str) and name:
+        secret_from_env(name)
+    error = run.get("error")
+    return redact(error) if isinstance(error, str) else None
 
 
 def cancel_job(store: Store, run_id: int) -> None:

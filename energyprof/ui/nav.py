@@ -98,8 +98,11 @@ def sidebar_job() -> None:
         job = store.job_progress()
     if job and job["status"] in ACTIVE_STATUSES:
         pct = int(round(100 * (job.get("progress") or 0)))
-        st.page_link(RUN_PAGE, label=f"Job #{job['id']}: {md_escape(job.get('phase') or job['status'])} {pct}%",
-                     icon=":material/hourglass_top:", query_params={"run": str(job["id"])})
+        health = jobs.job_health(job)
+        state = "not responding" if health.state == "not responding" else job.get("phase") or job["status"]
+        st.page_link(RUN_PAGE, label=f"Job #{job['id']}: {md_escape(state)} {pct}%",
+                     icon=":material/pause_circle:" if health.state == "not responding" else
+                     ":material/hourglass_top:", query_params={"run": str(job["id"])})
     else:
         st.caption("No profiling job running.")
 
@@ -141,8 +144,10 @@ def query_run_id(name: str = "run") -> int | None:
 
 
 def query_run_ids(name: str = "runs") -> list[int]:
-    """The run numbers in the URL (?runs=3,4); pieces that are not run numbers are named in one warning."""
-    ids, bad = parse_run_ids(st.query_params.get(name))
+    """The run numbers in the URL (?runs=3,4), each once, in order; pieces that are not run numbers are named in one
+    warning."""
+    found, bad = parse_run_ids(st.query_params.get(name))
+    ids = list(dict.fromkeys(found))  # ?runs=1,1,1 is run 1, once
     if bad:
         shown = md_escape(", ".join(bad)[:80])
         st.warning(f"The link's {name}= holds {shown}, which {'is' if len(bad) == 1 else 'are'} not a run "

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from energyprof import charts
+from energyprof.spec.replay_plan import REPLAY_WITH_ESTIMATE, replay_measures_time
 from energyprof.summary import RunSummary
 from energyprof.ui.badges import label
 from energyprof.ui.drawing import chart
@@ -28,6 +29,11 @@ def replay_section(replay: pd.DataFrame, summary: RunSummary, estimated: bool,
         return
     st.subheader(label("Measured per layer (replay)", estimated))
     st.caption(EXPLAINED)
+    if replay_measures_time(summary.source):
+        st.warning(md_escape(REPLAY_WITH_ESTIMATE[0].upper() + REPLAY_WITH_ESTIMATE[1:]), icon=":material/timer:")
+    for note in (summary.replay_closure_problem(), summary.replay_disturbance()):
+        if note:
+            st.warning(md_escape(note), icon=":material/group:")
     phases = [p for p in PHASES if p in set(replay["phase"])]
     phase = st.segmented_control("Replayed step", phases, default=phases[-1], key="replay_phase",
                                  format_func=lambda p: _step_name(p, summary)) or phases[-1]

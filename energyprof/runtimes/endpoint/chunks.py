@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from energyprof.errors import EnergyprofError
+from energyprof.textsafe import terminal_text
 
 DONE = "[DONE]"
 TEXT_KEYS: tuple[str, ...] = ("content", "reasoning_content", "reasoning")
@@ -44,10 +45,9 @@ class StreamChunk:
 
 
 def shown(text: object, limit: int = SHOWN_CHARS) -> str:
-    """A server's text for a sentence: one line, at most `limit` characters, no trailing period."""
-    line = " ".join(str(text).split())
-    line = line if len(line) <= limit else line[:limit - 1] + "…"
-    return line.rstrip(".")
+    """A server's text for a sentence: control characters escaped (energyprof.textsafe), so it stays one inert
+    line, at most `limit` characters, no trailing period."""
+    return terminal_text(str(text).strip(), limit).rstrip(".")
 
 
 def error_text(body: Any) -> str | None:
@@ -72,18 +72,18 @@ def parse_chunk(data: str) -> StreamChunk | None:
     try:
         body = json.loads(data)
     except ValueError:
-        raise EndpointError(f"The server streamed an event that is not JSON ({shown(data, 80)!r}); check that the "
+        raise EndpointError(f"The server streamed an event that is not JSON ('{shown(data, 80)}'); check that the "
                             "URL is an OpenAI-compatible API base (e.g. ending in /v1).") from None
     if not isinstance(body, dict):
         raise EndpointError(f"The server streamed {type(body).__name__} data instead of an OpenAI chunk "
-                            f"({shown(data, 80)!r}); check that the URL is an OpenAI-compatible API base.")
+                            f"('{shown(data, 80)}'); check that the URL is an OpenAI-compatible API base.")
     message = error_text(body) if "error" in body else None
     if message is not None:
         raise EndpointError(f"The server reported an error during the stream: {shown(message)}.")
     choices = body.get("choices")
     if not isinstance(choices, list) and "usage" not in body:
         raise EndpointError(f"The server streamed an event that is not an OpenAI chunk (no choices: "
-                            f"{shown(data, 80)!r}); check that the URL is an OpenAI-compatible API base.")
+                            f"'{shown(data, 80)}'); check that the URL is an OpenAI-compatible API base.")
     texts, finish = [], None
     for choice in choices or []:
         if not isinstance(choice, dict):

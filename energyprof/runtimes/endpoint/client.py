@@ -3,14 +3,15 @@ way it can fail turned into one sentence (EndpointError): connection refused, un
 with the server's own message, unknown model, a server that ignores `stream`, malformed events, a stall.
 
 The body is read with `raw.read1` (whatever one socket read brings, chunked or not), so a chunk is stamped when
-it arrives, not when a buffer fills. The API key is read from the environment variable the user named, kept in
-this object's request headers only, and appears in no message.
+it arrives, not when a buffer fills. The API key is read from the environment variable the user named, stripped of
+surrounding whitespace, kept in this object's request headers only, and redacted from every message, log line and
+traceback (energyprof.redact). A server that ignores `max_tokens` is not followed for ever: a stream that goes past
+`STREAM_CAP_FACTOR` × max_tokens chunks (or the characters that many tokens could hold) ends the run.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import requests
 import urllib3
 
+from energyprof.redact import secret_from_env
 from energyprof.runtimes.endpoint.chunks import EndpointError, StreamChunk, Usage, error_text, parse_chunk, shown
 from energyprof.runtimes.endpoint.sse import SseError, SseParser
 from energyprof.runtimes.endpoint.url import api_url, is_loopback, local_port, models_url, parse
@@ -26,6 +28,20 @@ READ_BYTES = 64 * 1024
 MAX_BODY_BYTES = 1024 * 1024
 """Most of a non-stream answer (an error, a JSON body) that is read."""
 MODELS_TIMEOUT_S = 5.0
+STREAM_CAP_FACTOR = 4
+"""A stream may carry at most this many times max_tokens chunks of text (plus STREAM_CAP_SLACK): a server that
+honours max_tokens sends at most one chunk per token, so more means it ignores the limit and would be followed for
+ever."""
+STREAM_CAP_SLACK = 16
+MAX_CHARS_PER_TOKEN = 64
+"""Most characters one token's text is taken to hold (the longest tokens of real vocabularies are far shorter): the
+text cap is STREAM_CAP_FACTOR × max_tokens × this."""
+
+
+def stream_cap(max_tokens: int) -> tuple[int, int]:
+    """The most text chunks and characters a stream asked for `max_tokens` tokens may carry."""
+    chunks = STREAM_CAP_FACTOR * max_tokens + STREAM_CAP_SLACK
+    return chunks, chunks * MAX_CHARS_PER_TOKEN
 
 
 @dataclass(frozen=True)
@@ -60,11 +76,14 @@ class EndpointClient:
         self.session = requests.Session()
         self.session.trust_env = not is_loopback(self.base)  # no proxy (or .netrc) between us and a local server
         self.session.headers.update({"Accept": "text/event-stream", "Accept-Encoding": "identity"})
-        key = os.environ.get(params.api_key_env) if params.api_key_env else None
+        key = secret_from_env(params.api_key_env) if params.api_key_env else None
         if params.api_key_env and not key:
             raise EndpointError("The environment variable named by --api-key-env is not set (or empty) for the job; "
                                 "export it where energyprof runs.")
         if key:
+            if not key.isprintable() or any(ch.isspace() for ch in key):
+                raise EndpointError("The API key in the environment variable named by --api-key-env has a space, "
+                                    "line break or control character inside it; export the key alone, on one line.")
             self.session.headers["Authorization"] = f"Bearer {key}"
 
     def close(self) -> None:
@@ -95,6 +114,8 @@ class EndpointClient:
         stream keeps what came). EndpointError (one sentence) for every failure."""
         t0 = clock()
         result = StreamResult(t0)
+        cap_chunks, cap_chars = stream_cap(max_tokens)
+        chunks_seen, chars_seen = 0, 0
         with self._post(self.body(max_tokens)) as response:
             self._check(response)
             last_text_ns = t0
@@ -105,6 +126,12 @@ class EndpointClient:
                     result.usage = chunk.usage or result.usage
                     result.model = result.model or chunk.model
                     result.finish_reason = chunk.finish_reason or result.finish_reason
+                chunks_seen, chars_seen = chunks_seen + pieces, chars_seen + len(text)
+                if chunks_seen > cap_chunks or chars_seen > cap_chars:
+                    raise EndpointError(
+                        f"The server at {self.where} kept streaming past {cap_chunks:,} chunks ({chars_seen:,} "
+                        f"characters) when asked for at most {max_tokens:,} tokens, so it ignores max_tokens; the run "
+                        "stopped there (what came before is kept): check the server's settings.")
                 if text:
                     result.arrivals.append(Arrival(t_ns, text, pieces))
                     if on_text is not None:
@@ -174,7 +201,7 @@ class EndpointClient:
         if status in (400, 404, 422) and (model in message or (status == 404 and "model" in message.lower())):
             served = self.models()
             listed = f" It serves: {shown(', '.join(served))}." if served else ""
-            return f"The server at {self.where} does not serve the model {shown(model, 80)!r} ({said}).{listed}"
+            return f"The server at {self.where} does not serve the model '{shown(model, 80)}' ({said}).{listed}"
         if status in (401, 403):
             how = ("check the key in the environment variable named by --api-key-env" if self.params.api_key_env
                    else "give --api-key-env with the name of an environment variable holding the key")

@@ -46,6 +46,9 @@ class StreamedGeneration(Generation):
     server_rss_bytes: int | None = None
     server_wall_s: float | None = None
 
+    usage_problem: str | None = None
+    """Why the server's usage was not believed (then the chunks are counted), or None."""
+
     @property
     def new_tokens(self) -> int:
         if self.usage is not None and self.usage.completion_tokens is not None:
@@ -71,9 +74,11 @@ class StreamedGeneration(Generation):
         self.texts.append(arrival.text)
         self.pieces += arrival.pieces
 
-    def count_tokens(self, result: StreamResult) -> None:
-        """Set each step's token count from the server's usage (prompt tokens on the prefill)."""
-        self.usage, self.server_model, self.finish_reason = result.usage, result.model, result.finish_reason
+    def count_tokens(self, result: StreamResult, max_tokens: int, prompt: str) -> None:
+        """Set each step's token count from the server's usage (prompt tokens on the prefill), when the usage is
+        possible for what was asked and received (see `checked_usage`); otherwise from the chunks, flagged."""
+        self.usage, self.usage_problem = checked_usage(result.usage, self.pieces, max_tokens, prompt)
+        self.server_model, self.finish_reason = result.model, result.finish_reason
         if not self.steps:
             return
         prompt = result.usage.prompt_tokens if result.usage is not None else None
@@ -82,6 +87,35 @@ class StreamedGeneration(Generation):
         decode = spread(max(0, self.new_tokens - first), weights)
         self.steps = [(idx, phase, t0, t1, (prompt or 0) if idx == 0 else decode[idx - 1], tok)
                       for idx, phase, t0, t1, _, tok in self.steps]
+
+
+MAX_TEMPLATE_TOKENS = 8192
+"""Most tokens a server's chat template and system prompt may add to the prompt; more prompt tokens than the
+prompt's UTF-8 bytes plus this is not a count of this request."""
+
+
+def checked_usage(usage: Usage | None, chunks: int, max_tokens: int, prompt: str) -> tuple[Usage | None, str | None]:
+    """The server's usage as far as it can be true, and why a figure was dropped (a sentence fragment), or None.
+
+    A server that honours max_tokens generates at most max_tokens tokens, and every chunk of text it streams holds
+    at least one token: completion tokens above max_tokens or below the chunks received are not this stream's
+    count (the chunks are counted instead, flagged approximate). Prompt tokens above the prompt's UTF-8 bytes plus
+    MAX_TEMPLATE_TOKENS are dropped (unknown)."""
+    if usage is None:
+        return None, None
+    completion, prompt_tokens, problems = usage.completion_tokens, usage.prompt_tokens, []
+    if completion is not None and (completion > max_tokens or completion < chunks):
+        why = f"above the max_tokens {max_tokens:,} asked for" if completion > max_tokens else \
+            f"fewer than the {chunks:,} chunks of text it streamed"
+        problems.append(f"the server reported {completion:,} completion tokens, {why}")
+        completion = None
+    prompt_bound = len(prompt.encode("utf-8")) + MAX_TEMPLATE_TOKENS
+    if prompt_tokens is not None and prompt_tokens > prompt_bound:
+        problems.append(f"the server reported {prompt_tokens:,} prompt tokens for a prompt of "
+                        f"{len(prompt.encode('utf-8')):,} bytes")
+        prompt_tokens = None
+    checked = Usage(prompt_tokens, completion) if prompt_tokens is not None or completion is not None else None
+    return checked, "; ".join(problems) or None
 
 
 def spread(total: int, weights: list[int]) -> list[int]:
@@ -142,7 +176,7 @@ class EndpointWorkload:
         t_wall = time.monotonic()
         result = self.client.stream(self.params.max_new_tokens, clock, lambda t0, a: gen.add(t0, a))
         after = self.server.use() if before is not None else None
-        gen.count_tokens(result)
+        gen.count_tokens(result, self.params.max_new_tokens, self.params.prompt)
         if before is not None and after is not None:
             gen.server_cpu_s = max(0.0, after.cpu_s - before.cpu_s)
             gen.server_rss_bytes = after.rss_bytes
@@ -164,6 +198,7 @@ class EndpointWorkload:
         prompts = [g.usage.prompt_tokens for g in done if g.usage is not None and g.usage.prompt_tokens is not None]
         summary.prompt_tokens = prompts[0] if prompts else None
         summary.tokens_approximate = any(g.approximate for g in done)
+        summary.usage_rejected = next((g.usage_problem for g in done if g.usage_problem), None)
         summary.stream_chunks = [g.pieces for g in done]
         ttft = [g.ttft_s for g in done if g.ttft_s is not None]
         if ttft:

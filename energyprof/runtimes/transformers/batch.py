@@ -59,16 +59,18 @@ def model_context(model: Any) -> int | None:
 
 
 def check_context(model: Any, prompt_tokens: int, max_new_tokens: int) -> None:
-    """ValueError (one sentence) when the longest prompt does not fit the model's context, or with the new tokens
-    does not fit a model with learned positions."""
+    """ValueError (one sentence) when the longest prompt, or the prompt with the new tokens, does not fit the
+    model's context (checked when the model loads, before any measuring: a rotary model such as Llama would run
+    past its context, only producing text it was never trained for, and a learned-position model would fail)."""
     limit = model_context(model)
     if limit is not None and prompt_tokens > limit:
         raise ValueError(f"The prompt ({prompt_tokens} tokens) is longer than the model's context of {limit} tokens; "
                          "ask for fewer prompt tokens.")
     learned = getattr(getattr(model, "config", None), LEARNED_POSITIONS, None)
-    if isinstance(learned, int) and prompt_tokens + max_new_tokens > learned:
+    limit = learned if isinstance(learned, int) else limit
+    if limit is not None and prompt_tokens + max_new_tokens > limit:
         raise ValueError(f"The prompt ({prompt_tokens} tokens) plus max-new-tokens ({max_new_tokens}) is longer than "
-                         f"the model's {learned} positions; ask for fewer prompt or new tokens.")
+                         f"the model's context of {limit} tokens; ask for fewer prompt or new tokens.")
 
 
 def pad_token_id(tokenizer: Any, model: Any) -> int:
