@@ -391,7 +391,9 @@ class RunSummary:
     def replay_closure_problem(self) -> str | None:
         """One sentence when a phase's replay closure is far from 1 (outside CLOSURE_FAR), with its likely cause."""
         low, high = CLOSURE_FAR
-        far = {p: c for p, c in (self.replay_closure or {}).items() if c is not None and not low <= c <= high}
+        closure = self.replay_closure or {}
+        far = {p: c for p, c in sorted(closure.items(), key=lambda item: _phase_order(item[0]))
+               if c is not None and not low <= c <= high}
         if not far:
             return None
         shown = ", ".join(f"{c:.3g} ({p})" for p, c in far.items())
@@ -447,6 +449,11 @@ class RunSummary:
 
 
 _DROP = object()
+
+
+def _phase_order(phase: str) -> int:
+    """Phases in the order of a generation (prefill, decode, forward), others after."""
+    return PHASES.index(phase) if phase in PHASES else len(PHASES)
 
 
 def _percent(share: float | None) -> str:

@@ -97,7 +97,7 @@ def test_job_progress_reads_only_the_live_columns(store: Store) -> None:
     run_id = running(store, "repeat 1 of 3")
     job = store.job_progress(run_id)
     assert set(job) == {"id", "kind", "status", "phase", "progress", "tokens_done", "created_at", "started_at",
-                        "heartbeat_at"}
+                        "heartbeat_at", "pid", "pid_started_at"}  # the process: for jobs.job_health
     assert (job["phase"], job["progress"], job["tokens_done"]) == ("repeat 1 of 3", 0.4, 7)
     assert store.job_progress() == job
     assert store.job_progress(run_id + 1) is None

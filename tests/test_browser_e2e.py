@@ -256,3 +256,48 @@ def test_sweep_deep_link_draws_the_curves(server: tuple[str, Store, Path]) -> No
         finally:
             context.close()
             browser.close()
+
+
+def test_a_real_two_repeat_sweep_on_the_sweeps_page(server: tuple[str, Store, Path]) -> None:
+    """A real sweep (`energyprof sweep`, tiny model, batch 1 and 2, 2 repeats per point: t-based CIs as wide as they
+    come) opened in Chromium: only the swept axis (batch) is charted, a CI wider than its mean is said and cut at
+    0 J, the Pareto chart draws, and the list of sweeps shows it."""
+    import subprocess
+    import sys
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright")
+    from energyprof.sweep_table import curve_frame, sweep_frame, sweep_rows, wide_ci_points
+
+    url, store, tmp = server
+    done = subprocess.run([sys.executable, "-m", "energyprof", "sweep", "--model", "tiny", "--device", "cpu",
+                           "--batch", "1,2", "--repeats", "2", "--no-target-ci", "--source", "estimate",
+                           "--max-new-tokens", "4", "--warmup", "0", "--baseline-s", "0.2", "--sweep-id", "real-sweep",
+                           "--db", str(store.path)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    wide = wide_ci_points(curve_frame(sweep_frame(sweep_rows(store, "real-sweep")), "batch"))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 2200})
+        try:
+            page = context.new_page()
+            page.goto(f"{url}/sweep?sweep=real-sweep")
+            page.get_by_text("Sweep real-sweep").first.wait_for(timeout=30_000)
+            assert _wait_for_charts(page, 2) >= 2
+            main = page.locator("[data-testid='stMain']")
+            headings = main.locator("h3").all_inner_texts()
+            assert any(h.startswith("Batch size") for h in headings), headings
+            assert not any(h.startswith("Prompt tokens") for h in headings), headings  # not swept: no chart
+            body = main.inner_text()
+            assert "2 of 2 points done" in body and "swept: batch 1, 2" in body
+            assert ("cut at 0 J" in body) == bool(wide)
+            assert "(batch on a log-2 axis)" in body
+            page.screenshot(path=str(tmp / "screenshot-real-sweep.png"), full_page=True)
+            page.goto(f"{url}/sweep")
+            page.get_by_text("Open a sweep").first.wait_for(timeout=30_000)
+            assert page.locator("[data-testid='stDataFrame']").count() == 1
+        finally:
+            context.close()
+            browser.close()

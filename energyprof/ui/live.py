@@ -105,8 +105,8 @@ def live_job_body(run_id: int, cancel: bool = True) -> None:
 def not_responding_sentence(run_id: int, health: jobs.JobHealth, pid: int | None) -> str:
     """What a job that does not respond means and what to do (Markdown-safe)."""
     resume = f" (`kill -CONT {int(pid)}`)" if pid else ""
-    return (f"Job #{run_id} is **not responding** ({md_escape(health.label())}): its process exists but is stopped "
-            f"or stuck, so the progress shown is where it stopped. Continue it{resume} or cancel it.")
+    return (f"Job #{run_id} is **{md_escape(health.label())}**: its process exists but is stopped or stuck, so the "
+            f"progress shown is where it stopped. Continue it{resume} or cancel it.")
 
 
 def shown_status(row: dict[str, Any]) -> str:
