@@ -5,7 +5,6 @@ import streamlit as st
 
 from energyprof import ui
 from energyprof.spec.params import ProfileParams, not_in_mode
-from energyprof.spec.replay_plan import REPLAY_WITH_ESTIMATE, replay_measures_time
 from energyprof.spec.sweep import (
     SWEEP_DEFAULTS,
     SweepSpec,
@@ -56,7 +55,8 @@ with one, st.form("profile"):
                                                      for s in unavailable))
     if mode == "local" and "estimate" in available:
         picked = " (what auto picks here)" if auto == "estimate" else ""
-        st.caption(f"Per-layer energy *replay* with the estimate source{picked}: {ui.md_escape(REPLAY_WITH_ESTIMATE)}")
+        st.caption(f"Per-layer energy *replay* with the estimate source{picked}: "
+                   f"{ui.md_escape(ui.REPLAY_WITH_ESTIMATE)}")
     submitted = st.form_submit_button("Launch profile", type="primary", key="launch")
 
 with many, st.form("sweep"):
@@ -79,9 +79,9 @@ if submitted:
         run_id = ui.launch(store, params.to_dict())
         if run_id is not None:
             st.session_state["job_run"] = run_id
-            times = params.layer_energy == "replay" and replay_measures_time(auto if params.source == "auto"
-                                                                             else params.source)
-            ui.flash(f"Job #{run_id} started." + (f" Note: {REPLAY_WITH_ESTIMATE}" if times else ""))
+            times = params.layer_energy == "replay" and ui.replay_measures_time(auto if params.source == "auto"
+                                                                                else params.source)
+            ui.flash(f"Job #{run_id} started." + (f" Note: {ui.REPLAY_WITH_ESTIMATE}" if times else ""))
             st.rerun()
 
 if sweep_submitted:

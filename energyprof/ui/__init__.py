@@ -77,7 +77,13 @@ from energyprof.ui.nav import (
     show_flash,
     sweep_link,
 )
-from energyprof.ui.replay_view import compare_replays, replay_section, replay_table
+from energyprof.ui.replay_view import (
+    REPLAY_WITH_ESTIMATE,
+    compare_replays,
+    replay_measures_time,
+    replay_section,
+    replay_table,
+)
 from energyprof.ui.summary import per_step_label, summary_of, workload_components
 
 __all__ = [
@@ -94,5 +100,6 @@ __all__ = [
     "source_statuses", "status_badge", "store_error", "store_errors", "summary_of", "token_text_html",
     "trace_download", "workload_components",
     "LIVE_REFRESH_S", "SWEEP_PAGE", "cancel_sweep", "launch_sweep", "live_job_body", "per_step_label",
-    "quoted_metrics", "sweep_link", "not_responding_sentence", "run_error", "shown_status",
+    "quoted_metrics", "sweep_link", "not_responding_sentence", "run_error", "shown_status", "REPLAY_WITH_ESTIMATE",
+    "replay_measures_time",
 ]
