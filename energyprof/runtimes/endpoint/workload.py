@@ -4,8 +4,10 @@ The request is sent at the start of the prefill step; the first arrival of text 
 and every later arrival of text is one decode step, each boundary read from the engine's clock as the data
 arrives. Token counts come from the server's `usage` (asked for with `stream_options.include_usage`): the
 completion tokens after the first arrival are spread over the decode steps by the chunks each carried, so the
-phase totals (J/token, tokens/s) are exact; without `usage` the chunks are counted as tokens and the summary
-says the counts are approximate. The prefill's tokens are the prompt's (unknown without `usage`).
+phase totals (J/token, tokens/s) are exact; without `usage`, or with one that cannot be true of the stream
+(`checked_usage`: more tokens than max_tokens, fewer than the chunks of text), the chunks are counted as tokens and
+the summary says the counts are approximate and why. The prefill's tokens are the prompt's (unknown without a
+believable `usage`).
 
 `load` sends one 1-token request, so the server loads the model before the idle baseline (Ollama and LM
 Studio load on first use) and a bad endpoint fails before any time is spent measuring.
@@ -20,7 +22,7 @@ from typing import Any
 from energyprof.analysis.attribution import mean_ci95
 from energyprof.power.base import now_ns
 from energyprof.runtimes.base import Clock
-from energyprof.runtimes.endpoint.chunks import EndpointError, Usage
+from energyprof.runtimes.endpoint.chunks import EndpointError, Usage, shown
 from energyprof.runtimes.endpoint.client import Arrival, EndpointClient, StreamResult
 from energyprof.runtimes.endpoint.server import ServerProcess, find_server
 from energyprof.spec.params import ProfileParams
@@ -139,7 +141,7 @@ def no_text(where: str, result: StreamResult) -> str:
     if generated:
         return (f"The server at {where} generated {generated} tokens but streamed no text (only special tokens or "
                 "incomplete characters); raise --max-new-tokens or change the prompt.")
-    said = f" (finish reason: {result.finish_reason})" if result.finish_reason else ""
+    said = f" (finish reason: {shown(result.finish_reason, 60)})" if result.finish_reason else ""
     return (f"The stream from {where} ended before any token{said}; check the model name and the prompt, or try "
             "--api completions.")
 
