@@ -66,7 +66,7 @@ def test_bad_links_are_one_sentence_and_the_list_follows(store: Store, text: str
     at = open_page(PAGE, {"sweep": text})
     assert not at.exception
     assert len(at.error) == 1 and sentence in texts(at, "error")[0]
-    assert at.selectbox(key="open_sweep").options == ["batch-study (done, 1 of 1 points done)"]
+    assert at.selectbox(key="open_sweep").options == ["batch-study (done, tiny, one point, 1 of 1 points done)"]
 
 
 def test_no_sweeps_yet(store: Store) -> None:

@@ -380,8 +380,8 @@ class ProfileEngine:
         """The run's final row in one write. When the run was marked failed meanwhile (reaped while stopped), nothing
         is changed and the summary says so; when the database cannot take the summary (disk full), at least the
         status and the sentence; when it cannot take even that, the sentence on stderr (the next look reaps it)."""
-        if outcome.traceback:
-            jobs.append_to_log(self.store, self.run_id, f"Run {self.run_id} {outcome.status}: {summary.error}\n"
+        if outcome.traceback:  # for developers: in the job log, never on the page
+            jobs.append_to_log(self.store, self.run_id, f"Traceback of run {self.run_id}, for developers:\n"
                                f"{outcome.traceback}")
         try:
             written = self._final_row(summary, outcome)

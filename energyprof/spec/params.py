@@ -151,7 +151,8 @@ class ProfileParams:
                         help="layer hooks: none, blocks (embedding, each block, norm, lm_head) or modules (also "
                              "attention and MLP)")
     repeats: int = param(3, label="Repeats", group="profiling", minimum=1, maximum=MAX_REPEATS,
-                         help="measured repeats (mean and 95% CI over them); with a target CI, the least")
+                         help="measured repeats (mean and 95% CI over them); with a target CI, the least (unless "
+                              "the max-seconds cap comes first)")
     target_ci: float | None = param(None, label="Target CI (%)", group="profiling", minimum=0.1, maximum=100.0,
                                     step=0.5, none_means="a fixed number of repeats",
                                     help="keep adding repeats until the decode J/token 95% CI half-width is at most "
@@ -159,7 +160,7 @@ class ProfileParams:
     max_seconds: float = param(60.0, label="Max seconds of repeats", group="profiling", minimum=1.0,
                                maximum=86_400.0, step=5.0,
                                help="with a target CI: no repeat starts that would end the repeats later than "
-                                    "this many seconds after the first began")
+                                    "this many seconds after the first began (at least 2 repeats run)")
     warmup: int = param(1, label="Warm-up runs", group="profiling", minimum=0, maximum=100,
                         help="unmeasured warm-up runs before the repeats")
     layer_energy: str = param("apportioned", label="Per-layer energy", group="profiling", modes=("local",),
