@@ -193,7 +193,7 @@ def test_sigterm_cancels_keeps_rows_and_stops_powermetrics(store: Store, tmp_pat
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     pidfile = tmp_path / "pm.pid"
     use_fake_powermetrics(monkeypatch, pidfile)
-    params = fast_params(source="powermetrics", interval_ms=50, max_new_tokens=100_000, repeats=3, warmup=0,
+    params = fast_params(source="powermetrics", interval_ms=50, max_new_tokens=8_000, repeats=3, warmup=0,
                          baseline_s=0, layers="blocks")
     run_id = jobs.launch_job(store, params.to_dict())
     wait_for(lambda: (store.get_run(run_id)["tokens_done"] or 0) >= 20, what="tokens to be generated")
