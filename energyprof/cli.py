@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "doctor",
     "sample",
     "import_capture",
+    "import_bundle",
     "export",
     "profile",
     "sweep",

@@ -129,6 +129,12 @@ st.dataframe(table[shown], hide_index=True, width="stretch", key="table_points",
 })
 if not grid.empty:
     st.caption(ui.md_escape(f"CO2e {grid_label(float(grid.iloc[0]))}."))
-st.download_button("⬇ Sweep table (CSV)", data=partial(sweep_csv, store, sweep_id),
-                   file_name=f"energyprof-sweep-{sweep_id}.csv", mime="text/csv", on_click="ignore",
-                   key=f"dl-sweep-{sweep_id}")
+dl_csv, dl_bundle = st.columns(2)
+dl_csv.download_button("⬇ Sweep table (CSV)", data=partial(sweep_csv, store, sweep_id),
+                       file_name=f"energyprof-sweep-{sweep_id}.csv", mime="text/csv", on_click="ignore",
+                       key=f"dl-sweep-{sweep_id}")
+with dl_bundle:
+    if sweep["status"] in ACTIVE_STATUSES:
+        st.caption("The bundle download appears when the sweep has finished.")
+    else:
+        ui.bundle_download(store, sweep_id=sweep_id, label="⬇ Sweep as a bundle (SQLite)")
