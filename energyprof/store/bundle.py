@@ -186,6 +186,15 @@ class BundleMixin(StoreCore):
         row = cur.fetchone()
         return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
 
+    def record_node(self, run_id: int, node: RayNode) -> None:
+        """Record the Ray node a run made here is about (a sweep point that failed on it, with no run to bring
+        home): an origin with no original run id, hashed from the run's own rows."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO run_origins (run_id, content_hash, ray_node_id, ray_node_ip, ray_node_name, imported_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (run_id, content_hash(conn, run_id, run_tables(conn)), node.node_id,
+                                              node.node_ip, node.node_name, time.time()))
+
     # -- reads ---------------------------------------------------------------------------------
     def run_origin(self, run_id: int) -> dict[str, Any] | None:
         """Where an imported run came from (run_origins' columns), or None for a run made here."""

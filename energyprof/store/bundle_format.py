@@ -80,12 +80,16 @@ def write_bundle_file(path: str | Path, data: bytes) -> Path:
 
 # -- the schema, read from the database ---------------------------------------------------------------------------
 def run_tables(conn: sqlite3.Connection) -> list[str]:
-    """Every table whose rows belong to one run (a foreign key to runs), the run's own data only, sorted."""
+    """Every table whose rows belong to one run (run_id, a foreign key to runs that deletes them with the run), the
+    run's own data only (not NOT_RUN_DATA), sorted."""
     names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
     out = []
     for name in names:
-        keys = conn.execute("SELECT \"table\", \"from\" FROM pragma_foreign_key_list(?)", (name,)).fetchall()
-        if any(table == "runs" and column == "run_id" for table, column in keys) and name not in NOT_RUN_DATA:
+        keys = conn.execute("SELECT \"table\", \"from\", on_delete FROM pragma_foreign_key_list(?)",
+                            (name,)).fetchall()
+        owned = any(table == "runs" and column == "run_id" and str(rule).upper() == "CASCADE"
+                    for table, column, rule in keys)
+        if owned and name not in NOT_RUN_DATA:
             out.append(name)
     return out
 

@@ -72,7 +72,7 @@ def origin_caption(origin: dict[str, Any] | None) -> None:
     """Where an imported run came from (nothing for a run made here)."""
     if not origin:
         return
-    parts = [f"imported: run #{origin.get('origin_run_id')} of another database"]
+    parts = [f"imported: run #{origin['origin_run_id']} of another database"] if origin.get("origin_run_id") else []
     if origin.get("exported_on"):
         parts.append(f"exported on {origin['exported_on']}")
     if origin.get("exported_at"):
@@ -83,4 +83,5 @@ def origin_caption(origin: dict[str, Any] | None) -> None:
         node = origin.get("ray_node_name") or origin.get("ray_node_ip")
         ip = f" ({origin['ray_node_ip']})" if origin.get("ray_node_ip") and origin.get("ray_node_ip") != node else ""
         parts.append(f"ran on Ray node {node}{ip}, id {str(origin.get('ray_node_id') or '?')[:12]}…")
-    st.caption(md_escape("; ".join(parts) + "."))
+    if parts:
+        st.caption(md_escape("; ".join(parts) + "."))

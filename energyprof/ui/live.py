@@ -107,11 +107,12 @@ def action_error(exc: BaseException) -> str:
     return md_escape(text if text.endswith(".") else text + ".")
 
 
-def launch_sweep(store: Store, spec: SweepSpec, sweep_id: str) -> str | None:
-    """Start a sweep job and return its id; None (with the reason shown) when it cannot start."""
+def launch_sweep(store: Store, spec: SweepSpec, sweep_id: str, ray: dict[str, Any] | None = None) -> str | None:
+    """Start a sweep job (its points on the Ray cluster `ray` names, when given) and return its id; None (with the
+    reason shown) when it cannot start."""
     with store_errors(store.path):
         try:
-            jobs.launch_sweep(store, spec.to_dict(), spec.size, sweep_id)
+            jobs.launch_sweep(store, spec.to_dict(), spec.size, sweep_id, ray=ray)
         except (JobAlreadyRunning, OSError, ValueError) as exc:  # the database's own errors: store_errors
             st.error(action_error(exc))
             return None
