@@ -178,7 +178,7 @@ def test_a_bundle_that_fails_halfway_imports_nothing(source, target, tmp_path: P
     conn.execute("INSERT INTO steps SELECT * FROM steps2")
     conn.execute("INSERT INTO steps SELECT * FROM steps2 WHERE run_id = ? AND idx = 0", (max(ids),))
     conn.execute("DROP TABLE steps2")
-    tables = run_tables(conn)
+    tables = run_tables(a.conn)  # what holds a run's rows is the importing database's schema, not the file's
     for run_id in ids:
         conn.execute("UPDATE bundle_runs SET content_hash = ? WHERE run_id = ?",
                      (content_hash(conn, run_id, tables), run_id))

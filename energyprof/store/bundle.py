@@ -46,6 +46,7 @@ from energyprof.store.bundle_format import (
     run_tables,
 )
 from energyprof.store.db import ACTIVE_STATUSES, FINAL_STATUSES, StoreCore
+from energyprof.store.errors import translated
 from energyprof.store.schema import MIGRATIONS
 
 __all__ = ["BundleError", "BundleMixin", "ExportedBundle", "ImportResult", "RayNode"]
@@ -99,12 +100,10 @@ class BundleMixin(StoreCore):
     # -- export --------------------------------------------------------------------------------
     def export_bundle(self, run_ids: Iterable[int] = (), sweep_ids: Iterable[str] = ()) -> ExportedBundle:
         """The runs (and every run of the sweeps) as a bundle; BundleError for a run or sweep that does not
-        exist or has not finished, or for nothing to export."""
-        from energyprof import __version__
-
+        exist or has not finished, or for nothing to export. Read in one read transaction (a consistent state)."""
         wanted, sweeps = sorted(set(run_ids)), list(dict.fromkeys(sweep_ids))
         conn = self.conn
-        with _snapshot(conn):
+        with translated(self.path), _snapshot(conn):
             for sweep_id in sweeps:
                 row = conn.execute("SELECT status FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
                 if row is None:
@@ -120,41 +119,45 @@ class BundleMixin(StoreCore):
             sweeps = list(dict.fromkeys([*sweeps, *self._finished_sweeps(conn, runs)]))
             out = sqlite3.connect(":memory:")
             try:
-                create_bundle_schema(out)
-                tables = run_tables(conn)
-                for run in runs:
-                    _copy_rows(conn, out, "runs", "id", run["id"])
-                    for table in tables:
-                        _copy_rows(conn, out, table, "run_id", run["id"])
-                kept_sweeps = {run["sweep_id"] for run in runs if run["sweep_id"] in sweeps}
-                out.execute("UPDATE runs SET pid = NULL, pid_started_at = NULL")
-                out.executemany("UPDATE runs SET sweep_id = NULL, sweep_point = NULL WHERE sweep_id = ?",
-                                [(r["sweep_id"],) for r in runs if r["sweep_id"] and r["sweep_id"] not in kept_sweeps])
-                for sweep_id in sweeps:
-                    _copy_rows(conn, out, "sweeps", "id", sweep_id)
-                out.execute("UPDATE sweeps SET pid = NULL, pid_started_at = NULL")
-                bundle_tables = run_tables(out)
-                database_id = _meta_value(conn, "database_id")
-                for run in runs:
-                    origin = self._origin_row(conn, run["id"]) or {}
-                    out.execute(
-                        "INSERT INTO bundle_runs (run_id, content_hash, origin_run_id, origin_database_id, machine_id, "
-                        "ray_node_id, ray_node_ip, ray_node_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (run["id"], content_hash(out, run["id"], bundle_tables),
-                         origin.get("origin_run_id") or run["id"],
-                         origin.get("origin_database_id") or database_id,
-                         origin.get("machine_id") or machine_id_of(run),
-                         origin.get("ray_node_id"), origin.get("ray_node_ip"), origin.get("ray_node_name")))
-                meta = {"format_version": BUNDLE_FORMAT, "schema_version": len(MIGRATIONS),
-                        "energyprof_version": __version__, "database_id": database_id,
-                        "exported_at": repr(time.time()), "exported_on": exporting_platform(),
-                        "runs": len(runs), "sweeps": ",".join(sweeps)}
-                out.executemany("INSERT INTO bundle_meta (key, value) VALUES (?, ?)",
-                                [(k, None if v is None else str(v)) for k, v in meta.items()])
-                out.commit()
+                self._write_bundle(conn, out, runs, sweeps)
                 return ExportedBundle(out.serialize(), [r["id"] for r in runs], sweeps)
             finally:
                 out.close()
+
+    def _write_bundle(self, conn: sqlite3.Connection, out: sqlite3.Connection, runs: list[dict[str, Any]],
+                      sweeps: list[str]) -> None:
+        """Every row of the runs and sweeps from conn into the empty bundle out, then its hashes and meta."""
+        from energyprof import __version__
+
+        create_bundle_schema(out)
+        tables = run_tables(conn)
+        for run in runs:
+            _copy_rows(conn, out, "runs", "id", run["id"])
+            for table in tables:
+                _copy_rows(conn, out, table, "run_id", run["id"])
+        for sweep_id in sweeps:
+            _copy_rows(conn, out, "sweeps", "id", sweep_id)
+        out.execute("UPDATE runs SET pid = NULL, pid_started_at = NULL")
+        out.execute("UPDATE sweeps SET pid = NULL, pid_started_at = NULL")
+        out.executemany("UPDATE runs SET sweep_id = NULL, sweep_point = NULL WHERE sweep_id = ?",
+                        [(r["sweep_id"],) for r in runs if r["sweep_id"] and r["sweep_id"] not in sweeps])
+        bundle_tables = run_tables(out)
+        database_id = _meta_value(conn, "database_id")
+        for run in runs:
+            origin = self._origin_row(conn, run["id"]) or {}
+            out.execute(
+                "INSERT INTO bundle_runs (run_id, content_hash, origin_run_id, origin_database_id, machine_id, "
+                "ray_node_id, ray_node_ip, ray_node_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run["id"], content_hash(out, run["id"], bundle_tables),
+                 origin.get("origin_run_id") or run["id"], origin.get("origin_database_id") or database_id,
+                 origin.get("machine_id") or machine_id_of(run), origin.get("ray_node_id"), origin.get("ray_node_ip"),
+                 origin.get("ray_node_name")))
+        meta = {"format_version": BUNDLE_FORMAT, "schema_version": len(MIGRATIONS), "energyprof_version": __version__,
+                "database_id": database_id, "exported_at": repr(time.time()), "exported_on": exporting_platform(),
+                "runs": len(runs), "sweeps": ",".join(sweeps)}
+        out.executemany("INSERT INTO bundle_meta (key, value) VALUES (?, ?)",
+                        [(k, None if v is None else str(v)) for k, v in meta.items()])
+        out.commit()
 
     def _runs_to_export(self, conn: sqlite3.Connection, run_ids: list[int]) -> list[dict[str, Any]]:
         runs = []
@@ -216,7 +219,9 @@ class BundleMixin(StoreCore):
         BundleError (one sentence, nothing imported) for anything that is not a bundle this energyprof can take."""
         bundle = OpenedBundle.open(data, name)
         try:
-            bundle.check()
+            with translated(self.path):
+                tables = run_tables(self.conn)
+            bundle.check(tables)
             return self._merge(bundle, sweep, ray_node)
         finally:
             bundle.close()

@@ -208,8 +208,9 @@ class OpenedBundle:
             raise BundleError(f"{self.name} is damaged or is not a complete energyprof bundle ({exc}); export it "
                               "again.") from None
 
-    def check(self) -> None:
-        """Read the bundle's meta, runs, origins and sweeps and check them all, hashes included."""
+    def check(self, tables: Sequence[str]) -> None:
+        """Read the bundle's meta, runs, origins and sweeps and check them all, hashes included. `tables`: the tables
+        that hold a run's rows in the database importing it (the bundle's own schema is not trusted for that)."""
         names = {r["name"] for r in self._rows("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "bundle_meta" not in names or "bundle_runs" not in names:
             what = "an energyprof database" if "schema_version" in names else "an SQLite file of another program"
@@ -228,7 +229,7 @@ class OpenedBundle:
             self.exported_at = float(self.meta.get("exported_at") or "")
         except ValueError:
             self.exported_at = None
-        self.tables = run_tables(self.conn)
+        self.tables = [t for t in tables if t in names]
         self._check_runs()
         self.sweeps = self._rows("SELECT * FROM sweeps") if "sweeps" in names else []
         self.sweep_columns = columns(self.conn, "sweeps")
