@@ -54,12 +54,12 @@ def jobs_of_ray_tasks() -> list[psutil.Process]:
 
 
 def ray_task_workers() -> list[str]:
-    """Ray workers busy with a sweep point (their process title names the task's function)."""
+    """Ray workers busy with a sweep point (Ray titles a worker with its task's name while it runs it)."""
     names = []
     for proc in psutil.process_iter(["name", "cmdline"]):
         title = " ".join(proc.info["cmdline"] or [proc.info["name"] or ""])
-        if "ray::run_point" in title:
-            names.append(title)
+        if "ray::energyprof point" in title:
+            names.append(title.strip())
     return names
 
 
@@ -160,6 +160,7 @@ def test_cancel_leaves_no_running_task_and_no_half_written_run(cluster: str, db_
     sweep = driver(db_path, cluster, "--batch", "1,2,3", "--sweep-id", "stop")
     try:
         wait_for(lambda: jobs_of_ray_tasks() or sweep.poll() is not None, 120, "a point's job to start")
+        assert ray_task_workers()  # a task is running on a node
         sweep.send_signal(signal.SIGTERM)  # what the dashboard's Cancel sweep does
         stdout, _ = sweep.communicate(timeout=180)
     finally:

@@ -95,3 +95,18 @@ def test_the_cli_and_the_dashboard_do_not_import_ray() -> None:
               "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_rays_processes_are_named_and_counted_apart_in_the_disturbed_check() -> None:
+    from energyprof.runner.background import RAY_TAG, compare, is_ray
+
+    assert is_ray("raylet", ["/venv/lib/python3.11/site-packages/ray/core/src/ray/raylet/raylet", "--x"])
+    assert is_ray("ray::energyprof point 1", ["ray::energyprof point 1"]) and is_ray("gcs_server", [])
+    assert is_ray("python", ["/venv/bin/python", "-u", "/venv/lib/site-packages/ray/_private/log_monitor.py"])
+    assert not is_ray("python", ["/venv/bin/python", "-m", "pytest"]) and not is_ray("Xorg", ["/usr/bin/Xorg"])
+    before = {(1, 0.0): (f"raylet{RAY_TAG}", 1.0, False), (2, 0.0): ("browser", 1.0, True)}
+    after = {(1, 0.0): (f"raylet{RAY_TAG}", 1.2, False), (2, 0.0): ("browser", 2.0, True)}
+    span = compare(before, after, 2.0, "repeat 0")
+    assert span.cores == pytest.approx(0.6) and span.ray_cores == pytest.approx(0.1)
+    assert compare({(2, 0.0): ("browser", 1.0, True)}, {(2, 0.0): ("browser", 2.0, True)}, 2.0, "x").ray_cores is None
+

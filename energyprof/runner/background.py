@@ -92,7 +92,7 @@ def snapshot() -> Snapshot:
         times = info.get("cpu_times")
         if info["pid"] in mine or times is None:
             continue
-        name = info.get("name") or f"pid {info['pid']}"
+        name = (info.get("name") or "").strip() or f"pid {info['pid']}"  # Ray pads the titles it sets
         label = process_label(name, info.get("cmdline"))
         if is_ray(name, info.get("cmdline")):
             label += RAY_TAG

@@ -96,6 +96,7 @@ class RaySweepDriver:
         self.switch, self.on_point = switch, on_point
         self.ray = cluster.ray
         self.board: Any = None
+        self._remote: Any = None
         self.total = 0
         """Tasks of this run of the sweep (points, or points × nodes when replicated, without a done run)."""
         self.points = 0
@@ -137,8 +138,9 @@ class RaySweepDriver:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(task.pinned.node_id, soft=False)
-        remote = self.ray.remote(run_point).options(**options)
-        return remote.remote(task.params.to_dict(), task.key, self.board)
+        if self._remote is None:
+            self._remote = self.ray.remote(run_point)
+        return self._remote.options(**options).remote(task.params.to_dict(), task.key, self.board)
 
     def _read_board(self, tasks: Any) -> None:
         """Copy where each task runs and its job's phase from the board into sweep_tasks (the Sweeps page)."""
