@@ -27,8 +27,10 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_the_issue_sweep_runs_as_ray_tasks_and_brings_each_run_home(db_path: Path,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_issue_sweep_runs_as_ray_tasks_and_brings_each_run_home(db_path: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # a local Ray instance writes its auth token to ~/.ray: not the user's
     code = main(["sweep", *TINY, "--batch", "1,2", "--ray", "local", "--sweep-id", "on-ray", "--json",
                  "--db", str(db_path)])
     out = json.loads(capsys.readouterr().out)
