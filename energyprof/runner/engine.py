@@ -31,8 +31,8 @@ from typing import Any
 from energyprof.analysis.precision import checked_phase, covered_stat, goal_of, relative_ci_pct
 from energyprof.analysis.quoted import fill_quoted
 from energyprof.components import ordered
-from energyprof.errors import EnergyprofError
-from energyprof.power.base import PolledSource, PowerSource, PowerSourceError, PowerWindow, now_ns
+from energyprof.errors import EnergyprofError, is_disk_full, user_message
+from energyprof.power.base import PolledSource, PowerSource, PowerWindow, now_ns
 from energyprof.power.sampler import Sampler
 from energyprof.provenance import source_provenance
 from energyprof.runner import boundary_reads
@@ -164,7 +164,7 @@ class ProfileEngine:
             outcome = Outcome("cancelled", "The run was cancelled; the steps and power samples recorded so far "
                                            "are kept.")
         except Exception as exc:
-            outcome = Outcome("failed", user_message(exc, self.store), traceback.format_exc())
+            outcome = Outcome("failed", user_message(exc, db_path=self.store.path), traceback.format_exc())
         finally:
             self.cancel.disarm()
             self._stop_power(wait=outcome.status == "done")
@@ -515,37 +515,6 @@ def _stop_powermetrics() -> None:
         stop_all()
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """True for SQLite's 'database or disk is full' and the OS's 'No space left on device' (ENOSPC)."""
-    text = str(exc).lower()
-    return "disk is full" in text or "no space left" in text or getattr(exc, "errno", None) == 28
-
-
-def disk_full_message(store: Store) -> str:
-    return (f"The disk holding the database {store.path} is full; free some space and run the profile again "
-            "(what was recorded before is kept).")
-
-
 def _finish_failure(exc: BaseException, store: Store) -> str:
     """The sentence for a failure while writing the run's results."""
-    if is_disk_full(exc):
-        return disk_full_message(store)
-    detail = (str(exc).strip().splitlines() or ["no details"])[0][:300].rstrip(".")
-    return (f"Attributing the energy failed with {type(exc).__name__}: {detail}; the steps and power samples are "
-            "kept.")
-
-
-def user_message(exc: BaseException, store: Store | None = None) -> str:
-    """One sentence for people about an exception (our own errors already are one)."""
-    from energyprof.runtimes.transformers.models import ModelLoadError
-
-    if store is not None and is_disk_full(exc):
-        return disk_full_message(store)
-    text = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else ""
-    if isinstance(exc, ModelLoadError | PowerSourceError | JobError | ValueError) and text:
-        sentence = text[0].upper() + text[1:]
-        return sentence if sentence.endswith((".", "!", "?")) else sentence + "."
-    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
-        return "The model ran out of memory; try a smaller model, a shorter prompt or --dtype float16."
-    first = text[:300] if text else "no details"
-    return f"The profiling job failed with {type(exc).__name__}: {first.rstrip('.')}."
+    return user_message(exc, "Attributing the energy", db_path=store.path, kept="the steps and power samples are kept")

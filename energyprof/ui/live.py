@@ -13,6 +13,7 @@ from typing import Any
 import streamlit as st
 
 from energyprof import charts
+from energyprof.errors import user_message
 from energyprof.runner import jobs
 from energyprof.spec.params import ProfileParams
 from energyprof.spec.sweep import SweepSpec
@@ -103,8 +104,7 @@ def cancel_job(store: Store, run_id: int) -> None:
 
 def action_error(exc: BaseException) -> str:
     """One sentence for a failed action (Markdown-escaped: it may quote user input)."""
-    text = str(exc).strip() or exc.__class__.__name__
-    return md_escape(text if text.endswith(".") else text + ".")
+    return md_escape(user_message(exc, "Starting the job"))
 
 
 def launch_sweep(store: Store, spec: SweepSpec, sweep_id: str) -> str | None:

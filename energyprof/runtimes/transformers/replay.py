@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from energyprof.errors import ControlFlow, detail
 from energyprof.power.base import CounterReading, PowerSource, PowerSourceError, now_ns
 from energyprof.power.counter import probe_counter
 from energyprof.runtimes.transformers.models import synchronize
@@ -34,8 +35,9 @@ from energyprof.spec.replay_plan import WARMUP_CALLS, default_replay_step, trial
 from energyprof.store.replay import RESTORE_LAYER_ID, RESTORE_NAME
 
 
-class _CaptureDone(Exception):
-    """Raised from a capture hook once every wanted step has been captured: the capture generation stops early."""
+class _CaptureDone(ControlFlow, Exception):
+    """Control flow, not an error: raised from a capture hook once every wanted step has been captured, so the
+    capture generation stops early."""
 
 
 # -- cache state ---------------------------------------------------------------------------------------------
@@ -318,7 +320,7 @@ class Replayer:
                     captured = capture_inputs(self.loaded, self.layers, prompt_ids, options, decode_step)
                 except Exception as exc:  # the measured repeats stand; the replay says why it has nothing
                     self.outcome.skipped.append(f"No layer could be replayed: capturing their inputs failed with "
-                                                f"{type(exc).__name__}: {_first_line(exc)}.")
+                                                f"{type(exc).__name__}: {detail(exc, 200)}.")
                     return self.outcome
                 self.outcome.steps = {c.phase: c.step for c in captured}
                 for c in captured:
@@ -357,7 +359,7 @@ class Replayer:
         """Leave a module (or the reference) out of the rest of the replay, with one sentence saying why."""
         self._broken.add((layer_id, phase))
         self.outcome.skipped.append(f"{name} ({phase}) could not be replayed alone: {type(exc).__name__}: "
-                                    f"{_first_line(exc)}.")
+                                    f"{detail(exc, 200)}.")
 
     def _trial(self, c: Captured, trial: int, *, reference: bool = False) -> None:
         name = RESTORE_NAME if reference else c.layer.name
@@ -387,10 +389,6 @@ class Replayer:
             call(*args, **kwargs)
             restore()
         synchronize(self.loaded.device)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or ["no details"])[0][:200].rstrip(".")
 
 
 def replay_step_of(params: Any) -> int | None:
