@@ -262,6 +262,16 @@ class RunSummary:
     block_t1_ns: int | None = None
 
     # -- JSON ---------------------------------------------------------------------------------
+    def take(self, figures: Any) -> RunSummary:
+        """Copy a figure record's fields (a dataclass whose every field names a RunSummary field) into this summary;
+        a field RunSummary lacks raises, so a misspelt figure is never a silent hole."""
+        known = {f.name for f in dataclasses.fields(self)}
+        for f in dataclasses.fields(figures):
+            if f.name not in known:
+                raise AttributeError(f"{type(figures).__name__}.{f.name} is not a RunSummary field")
+            setattr(self, f.name, getattr(figures, f.name))
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON object stored in the run row and printed by `--json` (flat, units in the key names)."""
         return dataclasses.asdict(self)

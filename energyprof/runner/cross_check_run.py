@@ -8,13 +8,24 @@ start, or stops mid-run, leaves a sentence in `error` (RunSummary.cross_check_er
 from __future__ import annotations
 
 from contextlib import suppress
-from typing import Any
+from dataclasses import dataclass, field
 
 from energyprof.analysis.cross_check import agreements
 from energyprof.power.base import PowerSourceError, PowerWindow
 from energyprof.power.sampler import Sampler
 from energyprof.store import Store
 from energyprof.store.writer import WindowWriter
+from energyprof.summary import Agreement
+
+
+@dataclass
+class CrossCheckFigures:
+    """The cross-check source's figures; every field is a RunSummary field of the same name (RunSummary.take)."""
+
+    cross_check: str | None = None
+    cross_check_error: str | None = None
+    cross_check_windows: int = 0
+    cross_check_agreement: dict[str, Agreement] = field(default_factory=dict)
 
 
 class CrossCheck:
@@ -59,12 +70,11 @@ class CrossCheck:
             self.error = (f"The cross-check source {self.name} stopped during the run "
                           f"({self.sampler.error.rstrip('.')}); its figures cover only the time before.")
 
-    def summary_fields(self, primary: list[PowerWindow], spans: list[tuple[int, int]]) -> dict[str, Any]:
-        """RunSummary fields: which source, its windows, why it failed, and the agreement per component."""
+    def figures(self, primary: list[PowerWindow], spans: list[tuple[int, int]]) -> CrossCheckFigures:
+        """Which source, its windows, why it failed, and the agreement per component."""
         try:
             agreement = agreements(primary, self.windows, spans)
         except Exception as exc:  # a second opinion must never cost the run its result
             agreement = {}
             self.error = self.error or f"Comparing the cross-check source {self.name} failed ({exc})."
-        return {"cross_check": self.name, "cross_check_error": self.error, "cross_check_windows": len(self.windows),
-                "cross_check_agreement": agreement}
+        return CrossCheckFigures(self.name, self.error, len(self.windows), agreement)

@@ -412,8 +412,7 @@ class ProfileEngine:
             self.store.add_layer_calls(self.run_id, done.layer_call_rows[i:i + CALL_ROWS_PER_BATCH])
         if done.layer_energy_rows:
             self.store.add_layer_energy(self.run_id, done.layer_energy_rows)
-        for name, value in done.figures.items():
-            setattr(summary, name, value)
+        summary.take(done.figures)
 
     def _attribute_replay(self, summary: RunSummary) -> None:
         """Figures of the replayed layers (the trials that finished, when the run was cancelled)."""
@@ -429,8 +428,7 @@ class ProfileEngine:
         self.store.add_replay_trials(self.run_id, done.trial_rows)
         self.store.add_layer_replay(self.run_id, done.layer_rows)
         self.store.add_layer_replay_energy(self.run_id, done.energy_rows)
-        for name, value in done.figures.items():
-            setattr(summary, name, value)
+        summary.take(done.figures)
 
     def _background_figures(self, summary: RunSummary) -> None:
         """Other processes' CPU during the baseline and the workload, and whether that disturbed the run."""
@@ -445,13 +443,10 @@ class ProfileEngine:
         """The counter's characteristics and boundary reads, and the cross-check source's figures."""
         if self.boundary is not None:
             characteristics = self.probe.result(0) if self.probe is not None else None
-            for name, value in boundary_reads.summary_fields(self.boundary, characteristics,
-                                                             self._components()).items():
-                setattr(summary, name, value)
+            summary.take(boundary_reads.figures(self.boundary, characteristics, self._components()))
         if self.cross is not None:
             spans = [g.span_ns for g in self.generations if g.steps]
-            for name, value in self.cross.summary_fields(list(self.windows), spans).items():
-                setattr(summary, name, value)
+            summary.take(self.cross.figures(list(self.windows), spans))
 
     def _precision_figures(self, summary: RunSummary) -> None:
         """The CI reached and, under a target CI, whether it was met and why the repeats stopped."""
