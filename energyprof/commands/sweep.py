@@ -11,6 +11,7 @@ from typing import Any
 
 from energyprof.commands.args import add_db_option, add_json_option, add_param_options, fail, print_json
 from energyprof.commands.prompt_file import add_prompt_file_options, prompt_values
+from energyprof.log import JOB_LEVEL
 from energyprof.spec.params import ProfileParams
 from energyprof.spec.sweep import (
     SWEEP_DEFAULTS,
@@ -51,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                             "SIGTERM cancels it and keeps what was recorded.")
     job.add_argument("--sweep-id", required=True, metavar="ID", help="the sweep's id")
     add_db_option(job)
-    job.set_defaults(func=run_job)
+    job.set_defaults(func=run_job, log_level_default=JOB_LEVEL)
 
 
 def spec_from_args(args: argparse.Namespace) -> SweepSpec:

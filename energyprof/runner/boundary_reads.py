@@ -9,6 +9,7 @@ the sampler's poll readings into each component's windows (energyprof.analysis.c
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from energyprof.summary import ComponentValues
 
 PROBE_S = 1.0
 """How long the counter is probed at the start of a run (while the model loads)."""
+
+log = logging.getLogger(__name__)
 
 
 class BoundaryClock:
@@ -38,6 +41,7 @@ class BoundaryClock:
                 reading = self.source.read_counter()
             except PowerSourceError as exc:
                 self.error = str(exc)
+                log.info("counter read at a step boundary failed, later boundaries use the plain clock: %s", exc)
             else:
                 self.readings.append(reading)
                 return reading.t_ns
@@ -61,6 +65,7 @@ class CounterProbe:
             self.characteristics = probe_counter(self.source, self.seconds)
         except Exception as exc:  # a failed probe leaves every component untimed, never the run failed
             self.error = str(exc)
+            log.info("counter probe of %s failed (every component untimed): %s", self.source.name, exc)
 
     @property
     def running(self) -> bool:

@@ -19,6 +19,7 @@ the same.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -50,6 +51,8 @@ from energyprof.summary import DISTURBED_CORES, RunSummary
 LAST_WINDOW_WAIT_S = 2.0
 """Longest wait (beyond 3 sampling intervals) for the window that covers the end of the workload."""
 CALL_ROWS_PER_BATCH = 100_000
+
+log = logging.getLogger(__name__)
 
 
 class JobError(EnergyprofError, RuntimeError):
@@ -156,15 +159,19 @@ class ProfileEngine:
         """Measure, then attribute and finish the run row; never raises for a failed or cancelled run."""
         outcome = Outcome()
         try:
+            log.info("run %d: starting (%s)", self.run_id, type(self.workload).__name__)
             self.store.update_run(self.run_id, pid=os.getpid(), clock_t0_ns=now_ns(), phase="starting")
             self.monitor.start()
             self.cancel.arm()
             self._measure()
         except (JobCancelled, KeyboardInterrupt):
+            log.info("run %d: cancelled", self.run_id)
             outcome = Outcome("cancelled", "The run was cancelled; the steps and power samples recorded so far "
                                            "are kept.")
         except Exception as exc:
             outcome = Outcome("failed", user_message(exc, db_path=self.store.path), traceback.format_exc())
+            log.info("run %d: failed with %s (its sentence and traceback are in the run row)", self.run_id,
+                     type(exc).__name__)
         finally:
             self.cancel.disarm()
             self._stop_power(wait=outcome.status == "done")
@@ -193,10 +200,13 @@ class ProfileEngine:
             stat = covered_stat(list(self.windows), self.generations, self._components(), self.max_t1)
         elapsed = time.monotonic() - (self.repeats_started_at or time.monotonic())
         self.repeats_stop = self.precision.decide(stat, len(self.generations), elapsed)
+        log.info("run %d: after %d repeats, CI %s %%: %s", self.run_id, len(self.generations),
+                 relative_ci_pct(stat), self.repeats_stop or "one more repeat")
         return self.repeats_stop is None
 
 
     def _phase(self, phase: str) -> None:
+        log.info("run %d: phase %s", self.run_id, phase)
         self.phase = phase
         self._report_progress()
         with self.cancel.shielded():
@@ -353,6 +363,7 @@ class ProfileEngine:
         summary.error = outcome.error or (" ".join(summary.warnings) if summary.warnings else None)
         summary.samples_skipped = self.source.skipped if self.source is not None else 0
         self._write_final(summary, outcome)
+        log.info("run %d: ended %s", self.run_id, summary.status)
         self._report_progress()
         return summary
 
@@ -438,6 +449,9 @@ class ProfileEngine:
         summary.background_top = workload.top if workload else []
         if baseline is not None and workload is not None:
             summary.disturbed = abs(workload.cores - baseline.cores) > DISTURBED_CORES
+            log.info("run %d: other processes used %.3f cores during the baseline, %.3f during the workload: %s "
+                     "(threshold %.2f cores)", self.run_id, baseline.cores, workload.cores,
+                     "disturbed" if summary.disturbed else "not disturbed", DISTURBED_CORES)
 
     def _counter_figures(self, summary: RunSummary) -> None:
         """The counter's characteristics and boundary reads, and the cross-check source's figures."""

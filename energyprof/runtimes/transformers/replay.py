@@ -20,6 +20,7 @@ layer long enough to measure instead (DESIGN.md, "Measured per-layer energy: rep
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,8 @@ from energyprof.runtimes.transformers.models import synchronize
 from energyprof.spec.records import Layer, ReplayOutcome, ReplayTrial
 from energyprof.spec.replay_plan import WARMUP_CALLS, default_replay_step, trial_seconds
 from energyprof.store.replay import RESTORE_LAYER_ID, RESTORE_NAME
+
+log = logging.getLogger(__name__)
 
 
 class _CaptureDone(ControlFlow, Exception):
@@ -319,10 +322,13 @@ class Replayer:
                 try:
                     captured = capture_inputs(self.loaded, self.layers, prompt_ids, options, decode_step)
                 except Exception as exc:  # the measured repeats stand; the replay says why it has nothing
+                    log.info("replay: capturing the layer inputs failed", exc_info=True)
                     self.outcome.skipped.append(f"No layer could be replayed: capturing their inputs failed with "
                                                 f"{type(exc).__name__}: {detail(exc, 200)}.")
                     return self.outcome
                 self.outcome.steps = {c.phase: c.step for c in captured}
+                log.info("replay: %d module inputs captured at steps %s; %d trials each", len(captured),
+                         self.outcome.steps, self.trials)
                 for c in captured:
                     self._learn(c)
                 for trial in range(1, self.trials + 1):
@@ -358,6 +364,7 @@ class Replayer:
     def _skip(self, layer_id: int, name: str, phase: str, exc: BaseException) -> None:
         """Leave a module (or the reference) out of the rest of the replay, with one sentence saying why."""
         self._broken.add((layer_id, phase))
+        log.info("replay: %s (%s) skipped: %s", name, phase, exc)
         self.outcome.skipped.append(f"{name} ({phase}) could not be replayed alone: {type(exc).__name__}: "
                                     f"{detail(exc, 200)}.")
 
@@ -406,6 +413,7 @@ def replay_seconds(replay_s: float | None, source: PowerSource | None, interval_
     """Seconds per trial: replay_s when set; else 10 sample windows or, for a counter source, 10 updates of its
     counter (probed now), at least 1 s (energyprof.spec.replay_plan.trial_seconds)."""
     if replay_s:
+        log.info("replay: %g s per trial (--replay-s)", replay_s)
         return float(replay_s)
     period = None
     if source is not None and source.is_counter:
@@ -413,6 +421,10 @@ def replay_seconds(replay_s: float | None, source: PowerSource | None, interval_
             on_phase("replay: timing the energy counter")
         try:
             period = probe_counter(source, COUNTER_PROBE_S).update_period_s
-        except PowerSourceError:
+        except PowerSourceError as exc:
+            log.info("replay: the counter could not be timed (%s)", exc)
             period = None
-    return trial_seconds(None, interval_ms, period)
+    seconds = trial_seconds(None, interval_ms, period)
+    log.info("replay: %g s per trial (sample interval %s ms, counter update period %s s)", seconds, interval_ms,
+             period)
+    return seconds
