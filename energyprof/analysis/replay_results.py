@@ -29,6 +29,7 @@ from energyprof.power.base import PowerWindow
 from energyprof.spec.records import Generation, Layer, ReplayOutcome, ReplayTrial
 from energyprof.store.replay import RESTORE_LAYER_ID
 from energyprof.summary import MeanCI
+from energyprof.units import finite_or_none
 
 COUNTER, WINDOWS, APPORTIONED = "counter", "windows", "apportioned"
 COVERED = 0.999
@@ -200,8 +201,8 @@ def replay_results(outcome: ReplayOutcome, windows: Sequence[PowerWindow], compo
 
 def _trial_rows(g: _Group) -> list[Row]:
     """(layer_id, phase, step_idx, trial, t0_ns, t1_ns, calls, energy_mj, net_energy_mj) per trial, whole loop."""
-    return [(t.layer_id, t.phase, t.step, t.trial, t.t0_ns, t.t1_ns, t.calls, _none(g.whole[i] * t.calls),
-             _none(g.net_whole[i] * t.calls)) for i, t in enumerate(g.trials)]
+    return [(t.layer_id, t.phase, t.step, t.trial, t.t0_ns, t.t1_ns, t.calls, finite_or_none(g.whole[i] * t.calls),
+             finite_or_none(g.net_whole[i] * t.calls)) for i, t in enumerate(g.trials)]
 
 
 def _layer_rows(layer_id: int, phase: str, g: _Group, reference: _Group | None,
@@ -234,10 +235,6 @@ def _power(energy_mj: float | None, time_ns: float | None) -> float | None:
     if energy_mj is None or time_ns is None or time_ns <= 0:
         return None
     return energy_mj * NS_PER_MJ_AT_1W / time_ns
-
-
-def _none(value: float) -> float | None:
-    return None if value is None or math.isnan(value) else float(value)
 
 
 def _figures(outcome: ReplayOutcome, layers: Sequence[Layer], generations: Sequence[Generation],

@@ -36,6 +36,7 @@ from energyprof.provenance import (
 )
 from energyprof.spec.records import Generation, Layer
 from energyprof.summary import ComponentValues, MeanCI
+from energyprof.units import plain_or_none
 
 Row = tuple[Any, ...]
 
@@ -274,14 +275,6 @@ def _other(steps: StepTable, step_e: Energies, calls: CallTable, call_e: Energie
     return Other(time, Energies(gross, net, whole, net_whole, resolution, resolution_by))
 
 
-def _none(value: Any) -> Any:
-    """NaN (unknown) as None for SQL and JSON; numpy scalars as python numbers."""
-    if value is None:
-        return None
-    value = value.item() if hasattr(value, "item") else value
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
 def _step_energy_rows(steps: StepTable, e: Energies, how: dict[str, np.ndarray]) -> list[Row]:
     """(repeat, idx, component, energy_mj, net_energy_mj, resolution, how) per step and component."""
     rows: list[Row] = []
@@ -339,7 +332,7 @@ def _aggregate(layer_id: int, n_calls: int, time: np.ndarray, gross: dict[str, n
     for comp in components:
         energy = float(gross[comp].sum()) if gross[comp].size else 0.0
         net = net_energy_mj(np.array([energy]), np.array([total_time]), (baseline or {}).get(comp))[0]
-        rows.append((layer_id, comp, n_calls, int(round(total_time)), _none(energy), _none(net), res))
+        rows.append((layer_id, comp, n_calls, int(round(total_time)), plain_or_none(energy), plain_or_none(net), res))
     return rows
 
 
@@ -377,7 +370,7 @@ def _energy_figures(windows: Sequence[PowerWindow], generations: Sequence[Genera
         peak_w=_peak_w(windows, spans, components),
         closure_error=max(checks) if checks else None,
         closure={"layers_vs_steps": layer_closure, "steps_vs_window": window_closure},
-        step_resolution_median=_none(float(np.nanmedian(e.resolution))) if np.any(~np.isnan(e.resolution))
+        step_resolution_median=plain_or_none(float(np.nanmedian(e.resolution))) if np.any(~np.isnan(e.resolution))
         else None,
         unknown_steps=int(np.isnan(e.whole).sum()),
     )
@@ -413,7 +406,7 @@ def _per_token(generations: Sequence[Generation], steps: StepTable, whole: np.nd
 
 def _mean_ci(values: list[float]) -> MeanCI:
     mean, half = mean_ci95(values)
-    return MeanCI(_none(mean), _none(half), sum(1 for v in values if not math.isnan(v)))
+    return MeanCI(plain_or_none(mean), plain_or_none(half), sum(1 for v in values if not math.isnan(v)))
 
 
 def _tokens_per_s(steps: StepTable) -> float | None:

@@ -43,7 +43,6 @@ from energyprof.ui.format import (
     fmt_power,
     fmt_rate,
     fmt_seconds,
-    fmt_seconds_ci,
     md_escape,
 )
 from energyprof.ui.live import (
@@ -78,7 +77,7 @@ from energyprof.ui.summary import per_step_label, summary_of, workload_component
 
 __all__ = [
     "APPORTIONED", "APPORTIONED_TOKENS", "COMPARE_PAGE", "DEMO_PARAMS",
-    "ENDPOINT_MODE_HELP", "NO_LAYERS", "endpoint_facts", "endpoint_section", "fmt_seconds_ci",
+    "ENDPOINT_MODE_HELP", "NO_LAYERS", "endpoint_facts", "endpoint_section",
     "NEW_PAGE", "PAGES", "RUNS_PAGE", "RUN_PAGE", "SOURCES_PAGE", "STORE_ERRORS", "action_error", "apportioned",
     "apportioned_note", "cancel", "chart", "clear_caches", "compare_replays", "csv_download", "db_path",
     "estimated_badge",
