@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from energyprof.analysis.quoted import quote_summary
+from energyprof.export import neutralise_formulas
 from energyprof.spec.sweep import SweepSpec, describe
 from energyprof.store import Store
 from energyprof.summary import RunSummary
@@ -123,7 +124,5 @@ def _plain(value: Any) -> Any:
 
 def sweep_csv(store: Store, sweep_id: str) -> str:
     """The sweep's table as CSV text (formula-like text neutralised, RFC 4180 line ends)."""
-    from energyprof.export import neutralise_formulas
-
     frame = sweep_frame(sweep_rows(store, sweep_id))
     return neutralise_formulas(frame).to_csv(index=False, lineterminator="\r\n")

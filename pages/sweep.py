@@ -84,7 +84,7 @@ def sweep_progress(sweep_id: str, total: int, done: int) -> None:
     else:
         st.caption("Starting the next point…")
     if st.button("Cancel sweep", key=f"cancel-sweep-{sweep_id}", type="secondary"):
-        ui.cancel(store, jobs.SWEEP, sweep_id)
+        ui.cancel_job(store, jobs.SWEEP, sweep_id)
 
 
 if sweep["status"] in ACTIVE_STATUSES:

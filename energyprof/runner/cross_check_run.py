@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from energyprof.analysis.cross_check import agreements
 from energyprof.power.base import PowerSourceError, PowerWindow
+from energyprof.power.registry import resolve_source
 from energyprof.power.sampler import Sampler
 from energyprof.store import Store
 from energyprof.store.writer import WindowWriter
@@ -40,8 +41,6 @@ class CrossCheck:
 
     def start(self, primary: str) -> None:
         """Start sampling beside the run's own source `primary`; a failure is kept in `error`, never raised."""
-        from energyprof.power.registry import resolve_source
-
         if self.name == primary:
             self.error = (f"The cross-check source {self.name} is the run's own source; choose another one to get a "
                           "second opinion.")

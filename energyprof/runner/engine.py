@@ -31,9 +31,13 @@ from typing import Any
 
 from energyprof.analysis.precision import checked_phase, covered_stat, goal_of, relative_ci_pct
 from energyprof.analysis.quoted import fill_quoted
+from energyprof.analysis.replay_results import replay_results
+from energyprof.analysis.results import HowContext, attribute_run, baseline_of
 from energyprof.components import ordered
 from energyprof.errors import EnergyprofError, is_disk_full, user_message
 from energyprof.power.base import PolledSource, PowerSource, PowerWindow, now_ns
+from energyprof.power.child_process import stop_all
+from energyprof.power.registry import resolve_source
 from energyprof.power.sampler import Sampler
 from energyprof.provenance import source_provenance
 from energyprof.runner import boundary_reads
@@ -213,8 +217,6 @@ class ProfileEngine:
             self.store.heartbeat(self.run_id, phase=phase)
 
     def _start_power(self) -> None:
-        from energyprof.power.registry import resolve_source
-
         self._phase("loading")
         self.source = resolve_source(self.params.source)
         with self.cancel.shielded():
@@ -406,8 +408,6 @@ class ProfileEngine:
         return ordered(named)
 
     def _attribute(self, summary: RunSummary) -> None:
-        from energyprof.analysis.results import HowContext, attribute_run
-
         components = self._components()
         kind = source_provenance(self.source.name, self.source.measured) if self.source is not None else None
         chains, periods = None, None
@@ -429,9 +429,6 @@ class ProfileEngine:
         """Figures of the replayed layers (the trials that finished, when the run was cancelled)."""
         if self.replay is None:
             return
-        from energyprof.analysis.replay_results import replay_results
-        from energyprof.analysis.results import baseline_of
-
         components = self._components()
         done = replay_results(self.replay, list(self.windows), components,
                               baseline_of(self.windows, self.baseline_span, components), self.layers,
@@ -516,10 +513,6 @@ def _text_of(generations: list[Any], limit: int = 2000) -> str | None:
 
 def _stop_powermetrics() -> None:
     """Kill any powermetrics child this process still has (it must never outlive the job)."""
-    try:
-        from energyprof.power.powermetrics import stop_all
-    except ImportError:
-        return
     with suppress(Exception):
         stop_all()
 

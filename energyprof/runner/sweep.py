@@ -18,6 +18,7 @@ from typing import Any
 from energyprof.errors import EnergyprofError, user_message
 from energyprof.runner.cancel import CancelSwitch, cancel_on_signals
 from energyprof.runner.engine import ProfileEngine, ProgressCallback
+from energyprof.runner.jobs import reap_dead_jobs
 from energyprof.spec.params import ProfileParams
 from energyprof.spec.sweep import SweepSpec
 from energyprof.store import Store
@@ -44,8 +45,6 @@ def start_sweep(store: Store, spec: SweepSpec, sweep_id: str) -> None:
     """Create the sweep (running for this process), or restart it for a resume when it exists with this spec.
 
     Raises SweepError for other options than it was started with, JobAlreadyRunning when a job is active."""
-    from energyprof.runner.jobs import reap_dead_jobs
-
     reap_dead_jobs(store)
     existing = store.get_sweep(sweep_id)
     if existing is None:

@@ -90,7 +90,7 @@ def live_job_body(run_id: int, cancel: bool = True) -> None:
             timeline = store.power_timeline(run_id, max_points=TIMELINE_ROWS // max(1, len(totals)))
         chart(charts.power_timeline(timeline, None, estimated=is_estimated(run), height=220))
     if cancel and st.button("Cancel job", key=f"cancel-{run_id}", type="secondary"):
-        cancel(store, jobs.RUN, run_id)
+        cancel_job(store, jobs.RUN, run_id)
 
 
 STOPPED = {jobs.RUN.name: "Job #{} cancelled; what it recorded is kept.",
@@ -98,7 +98,7 @@ STOPPED = {jobs.RUN.name: "Job #{} cancelled; what it recorded is kept.",
 """What the page says after cancelling a job of each kind."""
 
 
-def cancel(store: Store, kind: jobs.JobKind, job_id: Any) -> None:
+def cancel_job(store: Store, kind: jobs.JobKind, job_id: Any) -> None:
     """Stop a job or a sweep (SIGTERM; it keeps what it recorded) and say so."""
     with store_errors(store.path):
         cancelled = jobs.cancel(store, kind, job_id)

@@ -30,6 +30,7 @@ import torch
 from energyprof.errors import ControlFlow, detail
 from energyprof.power.base import CounterReading, PowerSource, PowerSourceError, now_ns
 from energyprof.power.counter import probe_counter
+from energyprof.runtimes.transformers.loop import forward_once, generate
 from energyprof.runtimes.transformers.models import synchronize
 from energyprof.spec.records import Layer, ReplayOutcome, ReplayTrial
 from energyprof.spec.replay_plan import WARMUP_CALLS, default_replay_step, trial_seconds
@@ -225,8 +226,6 @@ class Capturer:
 def capture_inputs(loaded: Any, layers: Sequence[Layer], prompt_ids: list[int], options: Any,
                    decode_step: int | None) -> list[Captured]:
     """Run one unmeasured generation (or forward pass) and return the captured inputs, in layer order per phase."""
-    from energyprof.runtimes.transformers.loop import forward_once, generate
-
     encoder = loaded.kind == "encoder"
     capturer = Capturer(layers, None if encoder else decode_step, "forward" if encoder else "prefill")
     try:
