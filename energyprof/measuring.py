@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from energyprof.analysis.attribution import attribute_intervals, whole_system_mj
+from energyprof.power import registry
 from energyprof.power.base import PolledSource, PowerSource, PowerWindow, now_ns
-from energyprof.power.registry import resolve_source
 from energyprof.power.sampler import Sampler
 from energyprof.store import Store
 from energyprof.summary import RunSummary
@@ -38,7 +38,7 @@ MIN_WAIT_S = 1.0
 def _resolve(source: str | PowerSource) -> PowerSource:
     if isinstance(source, PowerSource):
         return source
-    return resolve_source(source)
+    return registry.resolve_source(source)
 
 
 def _open_store(db: str | os.PathLike[str] | Store) -> Store:

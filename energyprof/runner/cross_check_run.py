@@ -11,8 +11,8 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 
 from energyprof.analysis.cross_check import agreements
+from energyprof.power import registry
 from energyprof.power.base import PowerSourceError, PowerWindow
-from energyprof.power.registry import resolve_source
 from energyprof.power.sampler import Sampler
 from energyprof.store import Store
 from energyprof.store.writer import WindowWriter
@@ -46,7 +46,7 @@ class CrossCheck:
                           "second opinion.")
             return
         try:
-            source = resolve_source(self.name)
+            source = registry.resolve_source(self.name)
             sampler = Sampler(source, self._on_windows, self.interval_ms)
             sampler.start()
         except (PowerSourceError, ValueError, OSError) as exc:

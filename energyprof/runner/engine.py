@@ -29,15 +29,15 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
+from energyprof.analysis import results
 from energyprof.analysis.precision import checked_phase, covered_stat, goal_of, relative_ci_pct
 from energyprof.analysis.quoted import fill_quoted
 from energyprof.analysis.replay_results import replay_results
-from energyprof.analysis.results import HowContext, attribute_run, baseline_of
 from energyprof.components import ordered
 from energyprof.errors import EnergyprofError, is_disk_full, user_message
+from energyprof.power import registry
 from energyprof.power.base import PolledSource, PowerSource, PowerWindow, now_ns
 from energyprof.power.child_process import stop_all
-from energyprof.power.registry import resolve_source
 from energyprof.power.sampler import Sampler
 from energyprof.provenance import source_provenance
 from energyprof.runner import boundary_reads
@@ -218,7 +218,7 @@ class ProfileEngine:
 
     def _start_power(self) -> None:
         self._phase("loading")
-        self.source = resolve_source(self.params.source)
+        self.source = registry.resolve_source(self.params.source)
         with self.cancel.shielded():
             self.store.update_run(self.run_id, source=self.source.name, measured=int(self.source.measured))
         if isinstance(self.source, PolledSource):
@@ -416,8 +416,8 @@ class ProfileEngine:
                 self.boundary, getattr(self.source, "poll_readings", None), list(self.windows),
                 self.probe.characteristics if self.probe else None, components,
                 [g.span_ns for g in self.generations if g.steps])
-        done = attribute_run(list(self.windows), self.generations, self.layers, components, self.baseline_span,
-                             chains=chains, how=HowContext(kind, periods) if kind is not None else None)
+        done = results.attribute_run(list(self.windows), self.generations, self.layers, components, self.baseline_span,
+                             chains=chains, how=results.HowContext(kind, periods) if kind is not None else None)
         self.store.add_step_energy(self.run_id, done.step_energy_rows)
         for i in range(0, len(done.layer_call_rows), CALL_ROWS_PER_BATCH):
             self.store.add_layer_calls(self.run_id, done.layer_call_rows[i:i + CALL_ROWS_PER_BATCH])
@@ -431,7 +431,7 @@ class ProfileEngine:
             return
         components = self._components()
         done = replay_results(self.replay, list(self.windows), components,
-                              baseline_of(self.windows, self.baseline_span, components), self.layers,
+                              results.baseline_of(self.windows, self.baseline_span, components), self.layers,
                               self.generations)
         self.store.add_replay_trials(self.run_id, done.trial_rows)
         self.store.add_layer_replay(self.run_id, done.layer_rows)
