@@ -11,6 +11,7 @@ import streamlit as st
 
 from energyprof import charts, ui
 from energyprof.analysis.quoted import grid_label
+from energyprof.runner import jobs
 from energyprof.spec.ray_cluster import RaySettings
 from energyprof.spec.sweep import SweepSpec, describe, sweep_id_error
 from energyprof.store import ACTIVE_STATUSES
@@ -104,7 +105,7 @@ def sweep_progress(sweep_id: str, total: int, done: int) -> None:
         else:
             st.caption("Starting the next point…")
     if st.button("Cancel sweep", key=f"cancel-sweep-{sweep_id}", type="secondary"):
-        ui.cancel_sweep(store, sweep_id)
+        ui.cancel_job(store, jobs.SWEEP, sweep_id)
 
 
 if ray is not None:

@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 
 from energyprof.commands.args import add_db_option, add_json_option, fail, int_range, print_json
-from energyprof.export import CSV_KINDS
+from energyprof.export import CSV_KINDS, UnknownRun, export_csv, trace_json
+from energyprof.spec.sweep import sweep_id_error
+from energyprof.store import Store, default_db_path
+from energyprof.store.bundle_format import BundleError, write_bundle_file
 
 FORMATS = ("csv", "trace", "bundle")
 
@@ -36,8 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from energyprof.store import Store, default_db_path
-
     if args.fmt == "bundle":
         if args.out is None:
             args.parser.error("--format bundle writes a file: give -o FILE")
@@ -60,9 +61,7 @@ def run(args: argparse.Namespace) -> int:
         store.close()
 
 
-def _one_run(store, args: argparse.Namespace, db: Path) -> int:
-    from energyprof.export import UnknownRun, export_csv, trace_json
-
+def _one_run(store: Store, args: argparse.Namespace, db: Path) -> int:
     run_id = args.runs[0]
     try:
         text = trace_json(store, run_id) + "\n" if args.fmt == "trace" else export_csv(store, run_id, args.what)
@@ -78,10 +77,7 @@ def _one_run(store, args: argparse.Namespace, db: Path) -> int:
     return 0
 
 
-def _bundle(store, args: argparse.Namespace) -> int:
-    from energyprof.spec.sweep import sweep_id_error
-    from energyprof.store.bundle_format import BundleError, write_bundle_file
-
+def _bundle(store: Store, args: argparse.Namespace) -> int:
     for sweep_id in args.sweep:
         if sweep_id_error(sweep_id):
             return fail(sweep_id_error(sweep_id))

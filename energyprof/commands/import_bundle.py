@@ -7,6 +7,8 @@ import argparse
 import time
 
 from energyprof.commands.args import add_db_option, add_json_option, fail, print_json
+from energyprof.store import Store
+from energyprof.store.bundle_format import BundleError, read_bundle_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,9 +24,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from energyprof.store import Store
-    from energyprof.store.bundle_format import BundleError, read_bundle_file
-
     try:
         data = read_bundle_file(args.file)
     except BundleError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from energyprof.commands.args import add_db_option, fail, int_range
+from energyprof.log import JOB_LEVEL
 from energyprof.runner.job import JobError, run_job
 from energyprof.store import Store
 
@@ -18,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="cancel the run as soon as process PID (the one that started this job, e.g. a Ray "
                              "task's worker) is no longer its parent")
     add_db_option(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, log_level_default=JOB_LEVEL)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,10 @@ from typing import Any
 from energyprof.commands.args import add_db_option, add_json_option, add_param_options, fail, print_json
 from energyprof.commands.prompt_file import add_prompt_file_options, prompt_values
 from energyprof.errors import EnergyprofError
+from energyprof.log import JOB_LEVEL
+from energyprof.runner.jobs import reap_dead_jobs
+from energyprof.runner.ray_cluster import ray_cluster
+from energyprof.runner.sweep import SweepError, SweepOutcome, run_sweep, start_sweep
 from energyprof.spec.params import ProfileParams
 from energyprof.spec.ray_cluster import RAY_ADDRESS_HELP, RAY_RESOURCE, RaySettings
 from energyprof.spec.sweep import (
@@ -26,6 +30,7 @@ from energyprof.spec.sweep import (
 )
 from energyprof.store import JobAlreadyRunning, Store
 from energyprof.summary import RunSummary
+from energyprof.sweep_table import sweep_rows
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                             "SIGTERM cancels it and keeps what was recorded.")
     job.add_argument("--sweep-id", required=True, metavar="ID", help="the sweep's id")
     add_db_option(job)
-    job.set_defaults(func=run_job)
+    job.set_defaults(func=run_job, log_level_default=JOB_LEVEL)
 
 
 def spec_from_args(args: argparse.Namespace) -> SweepSpec:
@@ -80,8 +85,6 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
 
 
 def run(args: argparse.Namespace) -> int:
-    from energyprof.runner.sweep import SweepError, SweepOutcome, run_sweep, start_sweep
-
     spec = spec_from_args(args)
     problems = spec.errors()
     if args.sweep_id is not None and sweep_id_error(args.sweep_id):
@@ -122,18 +125,11 @@ def _refused(sweep_id: str, sentence: str, as_json: bool) -> int:
 
 
 def _cluster(ray: RaySettings | None) -> Any:
-    """The connected Ray cluster for the block (None without --ray); Ray is imported only here."""
-    if ray is None:
-        return nullcontext(None)
-    from energyprof.runner.ray_cluster import ray_cluster
-
-    return ray_cluster(ray.address)
+    """The connected Ray cluster for the block (None without --ray); Ray itself is imported only then."""
+    return nullcontext(None) if ray is None else ray_cluster(ray.address)
 
 
 def run_job(args: argparse.Namespace) -> int:
-    from energyprof.runner.jobs import reap_dead_jobs
-    from energyprof.runner.sweep import SweepError, run_sweep
-
     error = sweep_id_error(args.sweep_id)
     if error:
         return fail(error)
@@ -169,8 +165,6 @@ def _point_line(index: int, total: int, summary: RunSummary, where: str | None =
 
 
 def _report(store: Store, sweep_id: str, status: str, error: str | None, as_json: bool) -> int:
-    from energyprof.sweep_table import sweep_rows
-
     rows = sweep_rows(store, sweep_id)
     if as_json:
         print_json({"sweep_id": sweep_id, "status": status, "error": error, "points": len(rows), "runs": rows})

@@ -25,6 +25,7 @@ from typing import Any
 from energyprof.errors import first_line
 from energyprof.runner.cancel import CancelSwitch
 from energyprof.runner.ray_cluster import RayCluster, RayNodeInfo
+from energyprof.runner.ray_task import SweepBoard, run_point
 from energyprof.spec.params import ProfileParams
 from energyprof.spec.ray_cluster import RAY_RESOURCE, RaySettings
 from energyprof.spec.sweep import SweepSpec
@@ -109,7 +110,7 @@ class RaySweepDriver:
         self.store.end_stale_tasks(self.sweep_id)
         if not tasks:
             return RayPointsOutcome(0, 0, False)
-        self.board = self.ray.remote(num_cpus=0)(_board_class()).remote()
+        self.board = self.ray.remote(num_cpus=0)(SweepBoard).remote()
         pending = {}
         for task in tasks:
             self.store.set_sweep_task(self.sweep_id, task.point, task.pin_name, "queued",
@@ -130,8 +131,6 @@ class RaySweepDriver:
         return RayPointsOutcome(self.total, self.failed, False)
 
     def _submit(self, task: RayTask) -> Any:
-        from energyprof.runner.ray_task import run_point
-
         options: dict[str, Any] = {"resources": {RAY_RESOURCE: 1}, "num_cpus": 0, "max_retries": 0,
                                    "retry_exceptions": False, "name": f"energyprof point {task.point + 1}"}
         if task.pinned is not None:
@@ -242,8 +241,3 @@ class RaySweepDriver:
         for task in tasks:
             self.store.set_sweep_task(self.sweep_id, task.point, task.pin_name, "cancelled")
 
-
-def _board_class() -> type:
-    from energyprof.runner.ray_task import SweepBoard
-
-    return SweepBoard

@@ -26,6 +26,9 @@ from typing import Any
 
 import psutil
 
+from energyprof.runner.jobs import reap_dead_jobs
+from energyprof.store import Store
+
 WAIT_POLL_S = 0.25
 """How often the worker checks whether its job ended (a cancel is noticed at once: it interrupts the wait)."""
 REPORT_EVERY_S = 2.5
@@ -54,9 +57,6 @@ def run_point(params: dict[str, Any], key: str, board: Any) -> dict[str, Any]:
     """Run one sweep point on this node; returns {bundle: the finished run as bundle bytes, node_id, node_ip,
     status}. Raises on a job that could not be started; KeyboardInterrupt (a cancel) after the job has stopped."""
     import ray
-
-    from energyprof.runner.jobs import reap_dead_jobs
-    from energyprof.store import Store
 
     context = ray.get_runtime_context()
     node = {"node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address()}

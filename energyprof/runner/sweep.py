@@ -16,9 +16,11 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from energyprof.errors import EnergyprofError
+from energyprof.errors import EnergyprofError, user_message
 from energyprof.runner.cancel import CancelSwitch, cancel_on_signals
-from energyprof.runner.engine import ProfileEngine, ProgressCallback, user_message
+from energyprof.runner.engine import ProfileEngine, ProgressCallback
+from energyprof.runner.jobs import reap_dead_jobs
+from energyprof.runner.ray_sweep import RaySweepDriver
 from energyprof.spec.params import ProfileParams
 from energyprof.spec.ray_cluster import RaySettings
 from energyprof.spec.sweep import SweepSpec
@@ -49,8 +51,6 @@ def start_sweep(store: Store, spec: SweepSpec, sweep_id: str, ray: RaySettings |
 
     Raises SweepError for other options than it was started with (a replicated sweep is resumed replicated),
     JobAlreadyRunning when a job is active."""
-    from energyprof.runner.jobs import reap_dead_jobs
-
     reap_dead_jobs(store)
     existing = store.get_sweep(sweep_id)
     if existing is None:
@@ -87,8 +87,9 @@ def run_sweep(store: Store, sweep_id: str, *, on_point: PointCallback | None = N
                 outcome = _run_points(store, sweep_id, switch, on_point, on_progress)
     except BaseException as exc:
         with suppress(Exception):  # the original error matters more than this write
-            store.finish_sweep(sweep_id, "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed",
-                               user_message(exc, store) if isinstance(exc, Exception) else "The sweep was cancelled.")
+            why = (user_message(exc, "The sweep", db_path=store.path) if isinstance(exc, Exception)
+                   else "The sweep was cancelled.")
+            store.finish_sweep(sweep_id, "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed", why)
         raise
     store.finish_sweep(sweep_id, outcome.status, outcome.error)
     return outcome
@@ -131,8 +132,6 @@ def _run_points(store: Store, sweep_id: str, switch: CancelSwitch, on_point: Poi
 
 def _run_on_ray(store: Store, sweep_id: str, cluster: Any, switch: CancelSwitch,
                 on_point: PointCallback | None) -> SweepOutcome:
-    from energyprof.runner.ray_sweep import RaySweepDriver
-
     sweep = store.get_sweep(sweep_id)
     if sweep is None:
         raise SweepError(f"There is no sweep {sweep_id} in {store.path}; check --sweep-id and --db.")

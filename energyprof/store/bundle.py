@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from energyprof import __version__
 from energyprof.store.bundle_format import (
     BUNDLE_FORMAT,
     BundleError,
@@ -127,8 +128,6 @@ class BundleMixin(StoreCore):
     def _write_bundle(self, conn: sqlite3.Connection, out: sqlite3.Connection, runs: list[dict[str, Any]],
                       sweeps: list[str]) -> None:
         """Every row of the runs and sweeps from conn into the empty bundle out, then its hashes and meta."""
-        from energyprof import __version__
-
         create_bundle_schema(out)
         tables = run_tables(conn)
         for run in runs:
