@@ -5,6 +5,7 @@ starts; neither the CLI nor the dashboard imports Ray unless asked to."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -27,14 +28,15 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_the_issue_sweep_runs_as_ray_tasks_and_brings_each_run_home(db_path: Path, tmp_path: Path,
-                                                                    capsys: pytest.CaptureFixture[str],
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path))  # a local Ray instance writes its auth token to ~/.ray: not the user's
-    code = main(["sweep", *TINY, "--batch", "1,2", "--ray", "local", "--sweep-id", "on-ray", "--json",
-                 "--db", str(db_path)])
-    out = json.loads(capsys.readouterr().out)
-    assert code == 0 and out["status"] == "done" and out["points"] == 2
+def test_the_issue_sweep_runs_as_ray_tasks_and_brings_each_run_home(db_path: Path, tmp_path: Path) -> None:
+    # its own process, as a user runs it (a local Ray instance changes its process's environment for good), with its
+    # own HOME: a local Ray instance writes an auth token to ~/.ray, which must not be the user's
+    done = subprocess.run([sys.executable, "-m", "energyprof", "sweep", *TINY, "--batch", "1,2", "--ray", "local",
+                           "--sweep-id", "on-ray", "--json", "--db", str(db_path)], capture_output=True, text=True,
+                          env={**os.environ, "HOME": str(tmp_path)}, timeout=600)
+    out = json.loads(done.stdout)
+    assert done.returncode == 0 and out["status"] == "done" and out["points"] == 2, done.stderr[-2000:]
+    assert (tmp_path / ".ray" / "auth_token").is_file()  # Ray's default for a local instance: token authentication
     assert [(r["batch"], r["status"], r["new_tokens"]) for r in out["runs"]] == [(1, "done", 4), (2, "done", 8)]
     store = Store(db_path)
     sweep = store.get_sweep("on-ray")
