@@ -5,7 +5,7 @@ import streamlit as st
 
 from energyprof import charts, ui
 from energyprof.components import whole_system
-from energyprof.runner.jobs import job_health, log_path
+from energyprof.runner.jobs import RUN, job_health
 from energyprof.spec.params import not_in_mode
 from energyprof.store import ACTIVE_STATUSES
 
@@ -39,6 +39,7 @@ state = "not responding" if run["status"] in ACTIVE_STATUSES and job_health(run)
 st.markdown(f"{ui.status_badge(state)} {ui.measured_badge(run)} " + " · ".join(
     [*facts, ui.fmt_date(run.get("created_at"))]))
 ui.show_flash()
+ui.origin_caption(store.run_origin(run["id"]))
 if run.get("sweep_id"):
     point = (run.get("sweep_point") or 0) + 1
     ui.sweep_link(run["sweep_id"], f"Point {point} of sweep {ui.md_escape(run['sweep_id'])}")
@@ -52,7 +53,7 @@ elif run["status"] == "cancelled":
 if run.get("power_incomplete") or summary.power_incomplete:
     st.warning("Power data is incomplete: the source stopped or skipped samples during the run, so some windows "
                "are unknown and the energy figures cover only the known part.")
-log = log_path(store, run["id"])
+log = RUN.log_path(store, run["id"])
 if run["status"] in ("failed", "cancelled") and run.get("traceback") and log.exists():
     st.caption(f"For developers: the traceback is in the job log, {ui.md_escape(log)}")
 if run["status"] in ACTIVE_STATUSES:
@@ -193,10 +194,12 @@ with st.expander("Parameters"):
         params = {k: v for k, v in params.items() if k not in not_in_mode("endpoint")}
     st.dataframe(pd.DataFrame({"parameter": list(params), "value": [str(v) for v in params.values()]}),
                  hide_index=True, width="stretch", key="table_params")
-d1, d2, d3 = st.columns(3)
+d1, d2, d3, d4 = st.columns(4)
 with d1:
     ui.csv_download(store, run["id"], "samples", "Power samples")
 with d2:
     ui.csv_download(store, run["id"], "summary", "Summary")
 with d3:
     ui.trace_download(store, run["id"])
+with d4:
+    ui.bundle_download(store, run_ids=[run["id"]], runs=[run])

@@ -83,7 +83,8 @@ def test_a_failed_runs_page_shows_one_sentence_and_the_traceback_only_in_the_log
     at = open_page("pages/run.py", {"run": str(run_id)})
     assert f"This run failed: {sentence}" in texts(at, "error")
     assert not at.code and "Error details" not in [e.label for e in at.expander] and "Traceback" not in everything(at)
-    assert f"For developers: the traceback is in the job log, {jobs.log_path(store, run_id)}" in texts(at, "caption")
+    log = jobs.RUN.log_path(store, run_id)
+    assert f"For developers: the traceback is in the job log, {log}" in texts(at, "caption")
 
 
 def test_the_sweeps_page_charts_only_swept_axes_never_below_zero(store: Store) -> None:

@@ -17,13 +17,15 @@ PAGES = [page.path for page in ui.PAGES]
 UI_MODULES = sorted(str(p.relative_to(REPO)) for p in (REPO / "energyprof" / "ui").glob("*.py"))
 ALLOWED = ("energyprof.ui", "energyprof.charts", "energyprof.runner.jobs", "energyprof.export", "energyprof.store",
            "energyprof.power.registry", "energyprof.power.base", "energyprof.power.sudo_rule",
-           "energyprof.spec.params", "energyprof.summary",
+           "energyprof.spec.params", "energyprof.summary", "energyprof.errors",
            "energyprof.components", "energyprof.provenance", "energyprof.units", "streamlit", "pandas", "altair",
            "energyprof.spec.sweep", "energyprof.analysis.precision", "energyprof.analysis.quoted",
-           "energyprof.sweep_table", "energyprof.redact", "energyprof.textsafe", "energyprof.spec.replay_plan")
+           "energyprof.sweep_table", "energyprof.spec.ray_cluster", "energyprof.redact", "energyprof.textsafe",
+           "energyprof.spec.replay_plan")
 """What the dashboard may import: no torch, no transformers (energyprof.spec.params: the parameter table;
-sweep_spec: a sweep's grid; precision: the target CI's rule; redact: the secret scrubber; textsafe: outside text
-made inert; replay_plan: what a replay will do)."""
+sweep_spec: a sweep's grid; precision: the target CI's rule; errors: the one sentence-maker; spec.ray_cluster: a
+Ray address checked, without Ray; redact: the secret scrubber; textsafe: outside text made inert; replay_plan: what
+a replay will do)."""
 
 
 def test_pages_folder_layout() -> None:

@@ -131,12 +131,12 @@ def test_a_dashboard_job_keeps_the_key_out_of_its_log_and_the_page(store: Store)
         wait_for(lambda: store.get_run(run_id)["status"] not in ("queued", "running"), 120, "the job")
     run = store.get_run(run_id)
     assert run["status"] == "failed" and "[REDACTED]" in run["error"]
-    log = jobs.log_path(store, run_id).read_text()
+    log = jobs.RUN.log_path(store, run_id).read_text()
     assert "Traceback" in log and "EndpointError" in log  # the traceback is for developers, in the log
     at = open_page("pages/run.py", {"run": str(run_id)}, timeout=60)
     page = " ".join(" ".join(texts(at, kind)) for kind in ("error", "markdown", "caption", "code", "warning"))
     assert "worker died holding Bearer [REDACTED]" in page and KEY not in page
-    assert "Traceback" not in page and str(jobs.log_path(store, run_id)) in page
+    assert "Traceback" not in page and str(jobs.RUN.log_path(store, run_id)) in page
     store.close()
     assert_nowhere(store)
 

@@ -6,7 +6,8 @@ figures), `format` (numbers as text, md_escape), `badges` (measured/estimated, s
 `drawing` (charts, downloads, shaded token text), `live` (launch, follow and cancel a job; the quiet live view),
 `endpoint` (an endpoint run's server, time to first token and server process), `counters` (share of tokens
 measured, a counter's update period and quantum, a cross-check source's agreement),
-`replay_view` (the run page's replayed-layers section).
+`replay_view` (the run page's replayed-layers section), `bundles` (bundle download, upload and origin),
+`ray_view` (a sweep's Ray tasks).
 The dashboard imports energyprof.store, energyprof.runner.jobs, energyprof.charts, energyprof.export,
 energyprof.power.registry and energyprof.spec.params (the parameter table), never torch or transformers."""
 
@@ -22,6 +23,7 @@ from energyprof.ui.badges import (
     source_label,
     status_badge,
 )
+from energyprof.ui.bundles import bundle_download, import_section, origin_caption
 from energyprof.ui.counters import probe_table, show_counter, show_cross_check, show_measured
 from energyprof.ui.data import (
     STORE_ERRORS,
@@ -43,7 +45,6 @@ from energyprof.ui.format import (
     fmt_power,
     fmt_rate,
     fmt_seconds,
-    fmt_seconds_ci,
     md_escape,
 )
 from energyprof.ui.live import (
@@ -51,7 +52,6 @@ from energyprof.ui.live import (
     LIVE_REFRESH_S,
     action_error,
     cancel_job,
-    cancel_sweep,
     is_measured_phase,
     launch,
     launch_sweep,
@@ -77,6 +77,7 @@ from energyprof.ui.nav import (
     show_flash,
     sweep_link,
 )
+from energyprof.ui.ray_view import ray_tasks
 from energyprof.ui.replay_view import (
     REPLAY_WITH_ESTIMATE,
     compare_replays,
@@ -88,7 +89,7 @@ from energyprof.ui.summary import per_step_label, summary_of, workload_component
 
 __all__ = [
     "APPORTIONED", "APPORTIONED_TOKENS", "COMPARE_PAGE", "DEMO_PARAMS",
-    "ENDPOINT_MODE_HELP", "NO_LAYERS", "endpoint_facts", "endpoint_section", "fmt_seconds_ci",
+    "ENDPOINT_MODE_HELP", "NO_LAYERS", "endpoint_facts", "endpoint_section",
     "NEW_PAGE", "PAGES", "RUNS_PAGE", "RUN_PAGE", "SOURCES_PAGE", "STORE_ERRORS", "action_error", "apportioned",
     "apportioned_note", "cancel_job", "chart", "clear_caches", "compare_replays", "csv_download", "db_path",
     "estimated_badge",
@@ -99,7 +100,7 @@ __all__ = [
     "show_cross_check", "show_flash", "show_measured", "source_label",
     "source_statuses", "status_badge", "store_error", "store_errors", "summary_of", "token_text_html",
     "trace_download", "workload_components",
-    "LIVE_REFRESH_S", "SWEEP_PAGE", "cancel_sweep", "launch_sweep", "live_job_body", "per_step_label",
-    "quoted_metrics", "sweep_link", "not_responding_sentence", "run_error", "shown_status", "REPLAY_WITH_ESTIMATE",
-    "replay_measures_time",
+    "LIVE_REFRESH_S", "SWEEP_PAGE", "launch_sweep", "live_job_body", "per_step_label",
+    "quoted_metrics", "sweep_link", "bundle_download", "import_section", "origin_caption", "ray_tasks",
+    "not_responding_sentence", "run_error", "shown_status", "REPLAY_WITH_ESTIMATE", "replay_measures_time",
 ]

@@ -12,6 +12,7 @@ traceback (energyprof.redact). A server that ignores `max_tokens` is not followe
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,8 @@ def stream_cap(max_tokens: int) -> tuple[int, int]:
     """The most text chunks and characters a stream asked for `max_tokens` tokens may carry."""
     chunks = STREAM_CAP_FACTOR * max_tokens + STREAM_CAP_SLACK
     return chunks, chunks * MAX_CHARS_PER_TOKEN
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,16 @@ class EndpointClient:
         stream keeps what came). EndpointError (one sentence) for every failure."""
         t0 = clock()
         result = StreamResult(t0)
+        log.debug("endpoint: streaming request to %s (max_tokens %d)", self.where, max_tokens)
+        try:
+            return self._stream(t0, result, max_tokens, clock, on_text)
+        except EndpointError as exc:
+            log.info("endpoint: request to %s failed after %d arrivals of text: %s", self.where, len(result.arrivals),
+                     exc)
+            raise
+
+    def _stream(self, t0: int, result: StreamResult, max_tokens: int, clock: Callable[[], int],
+                on_text: Callable[[int, Arrival], None] | None) -> StreamResult:
         cap_chunks, cap_chars = stream_cap(max_tokens)
         chunks_seen, chars_seen = 0, 0
         with self._post(self.body(max_tokens)) as response:
