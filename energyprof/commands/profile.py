@@ -17,6 +17,7 @@ from energyprof.commands.args import (
 )
 from energyprof.commands.progress import terminal_progress
 from energyprof.commands.prompt_file import add_prompt_file_options, prompt_values
+from energyprof.power import registry
 from energyprof.provenance import labelled
 from energyprof.runner.job import profile_foreground
 from energyprof.spec.params import ProfileParams
@@ -82,11 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _resolved_source(name: str) -> str:
     """The source a run will use: `auto` resolved as the engine will resolve it."""
-    if name != "auto":
-        return name
-    from energyprof.power.registry import all_statuses, auto_name
-
-    return auto_name(all_statuses())
+    return name if name != "auto" else registry.auto_name(registry.all_statuses())
 
 
 def _j(value: float | None, unit: str = "J") -> str:
