@@ -140,6 +140,29 @@ def phase_spans(steps: pd.DataFrame) -> pd.DataFrame:
                                 ).reset_index(drop=True)
 
 
+def trusted_timeline(timeline: pd.DataFrame, unknown: Sequence[str] = (),
+                     smooth_s: dict[str, float] | None = None) -> pd.DataFrame:
+    """The power timeline (t_s, component, power_w, peak_w, …) as a run's counter health allows: the rows of `unknown`
+    components (a stalled or implausible counter) dropped, so they show as a gap, never as 0 W; and the power of each
+    component in `smooth_s` (a counter published in batches) averaged over its publication period, centred on each
+    point: the mean of a batch train over one period is its true power, so the 0 W / spike saw-tooth of the raw
+    differences is never drawn (the peak becomes that mean too)."""
+    out = timeline[~timeline["component"].isin(list(unknown))] if len(unknown) and not timeline.empty else timeline
+    if not smooth_s or out.empty:
+        return out
+    parts = []
+    for component, rows in out.groupby("component", sort=False):
+        period = (smooth_s or {}).get(str(component))
+        if period:
+            rows = rows.sort_values("t_s")
+            index = pd.to_timedelta(rows["t_s"].to_numpy(), unit="s")
+            mean = pd.Series(rows["power_w"].to_numpy(dtype=float), index=index).rolling(
+                pd.Timedelta(seconds=period), center=True, min_periods=1).mean().to_numpy()
+            rows = rows.assign(power_w=mean, peak_w=mean)
+        parts.append(rows)
+    return pd.concat(parts, ignore_index=True).sort_values(["t_s", "component"], ignore_index=True)
+
+
 def power_timeline(timeline: pd.DataFrame, steps: pd.DataFrame | None = None, *, estimated: bool = False,
                    height: int = 320) -> alt.LayerChart | alt.Chart:
     """Power per component over time (W), with prefill/decode shading and a tick at each step start."""

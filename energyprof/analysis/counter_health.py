@@ -217,13 +217,17 @@ def _judge(comp: str, t: np.ndarray, v: np.ndarray, work: tuple[int, int] | None
             f"The {comp} energy counter read {peak_w:.3g} W over {peak_window_s:.2g} s, above the {ceiling_w:,.0f} W "
             f"any {comp} here can draw{where}: a unit or counter error, so its energy is unknown for this run; "
             "report it with scripts/mac_check.sh."), **base)
-    still_s, judged = (None, True) if not used or work is None else _still_s(t, v, work, period_s)
+    still_s, whole, judged = (None, False, True) if not used or work is None else _still_s(t, v, work, period_s)
     base["still_s"] = still_s
     if still_s is not None and still_s >= stall_threshold_s(period_s):
+        work_s = (work[1] - work[0]) / 1e9
+        around = f", nor for {still_s - work_s:.3g} s around it" if still_s > work_s * 1.01 else ""
+        seen = (f"did not move at all during the {work_s:.3g} s of work{around}" if whole
+                else f"did not move during {still_s:.3g} s of work")
         return ComponentHealth(STALLED, (
-            f"The {comp} energy counter did not move during {still_s:.3g} s of work (it publishes about every "
-            f"{_period_text(period_s)}): its energy is unknown for this run, not 0; cross-check it with powermetrics "
-            "(--cross-check powermetrics) and report it with scripts/mac_check.sh."), **base)
+            f"The {comp} energy counter {seen} (it publishes about every {_period_text(period_s)}): its energy is "
+            "unknown for this run, not 0; cross-check it with powermetrics (--cross-check powermetrics) and report it "
+            "with scripts/mac_check.sh."), **base)
     if not judged:
         base["judged"] = False
     if own_s is not None and own_s >= BATCHED_S:
@@ -278,8 +282,9 @@ def _peak_power(t: np.ndarray, v: np.ndarray, period_s: float) -> tuple[float | 
     return best, best_s
 
 
-def _still_s(t: np.ndarray, v: np.ndarray, work: tuple[int, int], period_s: float) -> tuple[float, bool]:
-    """The longest time (s) the counter did not move while the work ran, and whether that settles the question.
+def _still_s(t: np.ndarray, v: np.ndarray, work: tuple[int, int], period_s: float) -> tuple[float, bool, bool]:
+    """The longest time (s) the counter did not move while the work ran, whether that still time covers the whole work,
+    and whether it settles the question.
 
     A run of equal readings counts by its part inside the work; one that covers the whole work counts in full (the
     counter did not move over the whole workload nor around it). Not settled: the counter never moved during a work
@@ -299,7 +304,7 @@ def _still_s(t: np.ndarray, v: np.ndarray, work: tuple[int, int], period_s: floa
         else:
             best = max(best, (min(tb, w1) - max(ta, w0)) / 1e9)
     settled = not covered or best >= stall_threshold_s(period_s)
-    return best, settled
+    return best, covered, settled
 
 
 def with_cross_check(health: Mapping[str, ComponentHealth], agreements: Mapping[str, Any],
