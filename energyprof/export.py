@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from energyprof.components import lacking
+from energyprof.components import lacking, ordered
 from energyprof.errors import EnergyprofError
 from energyprof.power.base import COMPONENTS
 from energyprof.provenance import replay_provenance, run_provenance
@@ -410,7 +410,8 @@ def export_trace(store: Store, run_id: int) -> dict[str, Any]:
             "power": "estimated" if measured is False else "measured" if measured else "unknown",
             "created_at": run.get("created_at"), "clock_t0_ns": run.get("clock_t0_ns"),
             "trace_origin_ns": origin, "scope": health.total_sentence(),
-            "counter_health": ", ".join(f"{c} {s}" for c, s in health.counter_health.items()) or None,
+            "counter_health": ", ".join(f"{c} {health.counter_health[c]}" for c in ordered(health.counter_health))
+            or None,
             "counters": "mean power of each sample window, held until the next; 0 where no window or an "
                         "unknown value covers the time (no data, not 0 W)"}.items()},
     }

@@ -11,6 +11,7 @@ from energyprof.analysis.quoted import grid_label, quote_summary
 from energyprof.commands.args import add_db_option, add_json_option, add_param_options, fail, print_json
 from energyprof.commands.progress import terminal_progress
 from energyprof.commands.prompt_file import add_prompt_file_options, prompt_values
+from energyprof.components import ordered
 from energyprof.provenance import labelled
 from energyprof.runner.job import profile_foreground
 from energyprof.spec.params import MAX_PROMPT_CHARS, ProfileParams
@@ -227,7 +228,7 @@ def _how_lines(s: RunSummary) -> list[str]:
                  else f"{c} untimed" for c, p in periods.items()]
         lines.append(f"Counter read at every step boundary ({s.boundary_reads} reads): {'; '.join(parts)}")
     if s.counter_health:
-        lines.append("Counter health: " + ", ".join(f"{c} {status}" for c, status in s.counter_health.items())
+        lines.append("Counter health: " + ", ".join(f"{c} {s.counter_health[c]}" for c in ordered(s.counter_health))
                      + (f" (ceilings for {s.chip})" if s.chip else ""))
         lines.extend(s.batched_notes())
     return lines

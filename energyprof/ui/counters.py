@@ -39,7 +39,8 @@ def health_cell(summary: RunSummary) -> str:
     """The counters' health in one table cell (Compare): `cpu stalled, dram batched`, `ok`, or `—` when not judged."""
     if not summary.counter_health:
         return "—"
-    flagged = [f"{c} {status}" for c, status in summary.counter_health.items() if status != "ok"]
+    health = summary.counter_health
+    flagged = [f"{c} {health[c]}" for c in ordered(health) if health[c] != "ok"]
     return ", ".join(flagged) or "ok"
 
 
