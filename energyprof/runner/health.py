@@ -4,10 +4,19 @@ power ceiling of the chip the source reads (energyprof.power.chips)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from energyprof.analysis.counter_chain import forget_windows, resampled
-from energyprof.analysis.counter_health import BATCHED, ComponentHealth, assess, series_from_windows, series_of
+from energyprof.analysis.counter_health import (
+    BATCHED,
+    ComponentHealth,
+    assess,
+    series_from_windows,
+    series_of,
+    statuses,
+)
+from energyprof.components import lacking
 from energyprof.power.base import CounterReading, PowerWindow
 from energyprof.power.chips import ceiling_for
 from energyprof.power.counter import CounterCharacteristics
@@ -27,6 +36,20 @@ def run_health(source: str, hardware: str | None, readings: Sequence[CounterRead
     ceiling = ceiling_for(source, hardware)
     return assess(series, work, periods, {c: ceiling.watts for c in components}, used,
                   ceiling_source=ceiling.describe(hardware), origin_ns=origin_ns)
+
+
+@dataclass
+class HealthFigures:
+    """The run's counter health and what its totals lack; every field is a RunSummary field (RunSummary.take)."""
+
+    counter_health: dict[str, str] = field(default_factory=dict)
+    counter_health_detail: dict[str, ComponentHealth] = field(default_factory=dict)
+    total_lacks: list[str] = field(default_factory=list)
+
+
+def figures(health: Mapping[str, ComponentHealth], energy_j: Mapping[str, float | None]) -> HealthFigures:
+    """The verdicts, and the components the whole-system figures leave out (unknown energy)."""
+    return HealthFigures(statuses(health), dict(health), lacking(energy_j))
 
 
 def figure_windows(windows: Sequence[PowerWindow], health: dict[str, ComponentHealth],
