@@ -214,3 +214,25 @@ def test_the_timeline_drops_unknown_counters_and_smooths_batches() -> None:
     assert out["t_s"].min() == pytest.approx(0.8) and out["t_s"].max() == pytest.approx(8.7)
     coarse = trusted_timeline(df.assign(t_s=df["t_s"] * 50, t1_s=df["t1_s"] * 50), [], {"cpu": 2.0})
     assert sorted(coarse.loc[coarse["component"] == "cpu", "power_w"].tolist()) == sorted(spikes.tolist())
+
+
+# -- doctor --cross-check without a second source -------------------------------------------------------------------
+
+
+def test_doctor_cross_check_without_a_second_source_says_why_in_one_sentence() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ioreport_stand_in import clean_env
+
+    env = {k: v for k, v in clean_env().items() if k != "PYTHONPATH"}  # no stand-in: no ioreport, no powermetrics
+    done = subprocess.run([sys.executable, "-m", "energyprof", "doctor", "--probe-seconds", "0", "--cross-check"],
+                          cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 1
+    (sentence,) = done.stderr.strip().splitlines()
+    assert sentence.startswith("energyprof: ") and sentence.endswith(".")
+    assert ("there is no measured source to cross-check" in sentence
+            or "the powermetrics power source is not available here" in sentence)
+    assert f"cross-check: {sentence.removeprefix('energyprof: ')}" in done.stdout

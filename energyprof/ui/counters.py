@@ -61,21 +61,24 @@ def show_scope(summary: RunSummary) -> None:
 
 
 def probe_table(doctor: dict) -> pd.DataFrame:
-    """Per counter source and component in `energyprof doctor --json`: update period (ms), quantum (mJ), read cost."""
+    """Per counter source and component in `energyprof doctor --json`: its health over the probe, update period (ms),
+    quantum (mJ), read cost."""
     rows = []
     for source in doctor.get("sources", []):
         counter = source.get("counter")
         if not counter:
             continue
+        health = source.get("health") or {}
         for comp in ordered(counter.get("components", {})):
             found = counter["components"][comp]
             period = found.get("update_period_s")
             rows.append({"Source": source["name"], "Component": comp,
+                         "Health": (health.get(comp) or {}).get("status"),
                          "Update period (ms)": None if period is None else period * 1e3,
                          "Quantum (mJ)": found.get("quantum_mj"), "Changes seen": found.get("changes"),
                          "One read (µs)": counter.get("read_us")})
-    return pd.DataFrame(rows, columns=["Source", "Component", "Update period (ms)", "Quantum (mJ)", "Changes seen",
-                                       "One read (µs)"])
+    return pd.DataFrame(rows, columns=["Source", "Component", "Health", "Update period (ms)", "Quantum (mJ)",
+                                       "Changes seen", "One read (µs)"])
 
 
 def counter_sentence(summary: RunSummary) -> str | None:
