@@ -92,3 +92,4 @@ with right:
     else:
         st.caption("None of these runs profiled layers.")
 ui.compare_replays(replays, est)
+ui.bundle_download(store, run_ids=[r["id"] for r in chosen], runs=chosen, label="⬇ These runs as a bundle (SQLite)")

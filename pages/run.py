@@ -36,6 +36,7 @@ facts += ui.endpoint_facts(summary)
 st.markdown(f"{ui.status_badge(run['status'])} {ui.measured_badge(run)} " + " · ".join(
     [*facts, ui.fmt_date(run.get("created_at"))]))
 ui.show_flash()
+ui.origin_caption(store.run_origin(run["id"]))
 if run.get("sweep_id"):
     point = (run.get("sweep_point") or 0) + 1
     ui.sweep_link(run["sweep_id"], f"Point {point} of sweep {ui.md_escape(run['sweep_id'])}")
@@ -204,10 +205,12 @@ with st.expander("Parameters"):
         params = {k: v for k, v in params.items() if k not in not_in_mode("endpoint")}
     st.dataframe(pd.DataFrame({"parameter": list(params), "value": [str(v) for v in params.values()]}),
                  hide_index=True, width="stretch", key="table_params")
-d1, d2, d3 = st.columns(3)
+d1, d2, d3, d4 = st.columns(4)
 with d1:
     ui.csv_download(store, run["id"], "samples", "Power samples")
 with d2:
     ui.csv_download(store, run["id"], "summary", "Summary")
 with d3:
     ui.trace_download(store, run["id"])
+with d4:
+    ui.bundle_download(store, run_ids=[run["id"]], runs=[run])

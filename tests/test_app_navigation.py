@@ -20,9 +20,10 @@ ALLOWED = ("energyprof.ui", "energyprof.charts", "energyprof.runner.jobs", "ener
            "energyprof.spec.params", "energyprof.summary", "energyprof.errors",
            "energyprof.components", "energyprof.provenance", "energyprof.units", "streamlit", "pandas", "altair",
            "energyprof.spec.sweep", "energyprof.analysis.precision", "energyprof.analysis.quoted",
-           "energyprof.sweep_table")
+           "energyprof.sweep_table", "energyprof.spec.ray_cluster")
 """What the dashboard may import: no torch, no transformers (energyprof.spec.params: the parameter table;
-sweep_spec: a sweep's grid; precision: the target CI's rule; errors: the one sentence-maker)."""
+sweep_spec: a sweep's grid; precision: the target CI's rule; errors: the one sentence-maker; spec.ray_cluster: a
+Ray address checked, without Ray)."""
 
 
 def test_pages_folder_layout() -> None:

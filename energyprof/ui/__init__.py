@@ -6,7 +6,8 @@ figures), `format` (numbers as text, md_escape), `badges` (measured/estimated, s
 `drawing` (charts, downloads, shaded token text), `live` (launch, follow and cancel a job; the quiet live view),
 `endpoint` (an endpoint run's server, time to first token and server process), `counters` (share of tokens
 measured, a counter's update period, quantum and health, what the totals cover, a cross-check source's agreement),
-`replay_view` (the run page's replayed-layers section).
+`replay_view` (the run page's replayed-layers section), `bundles` (bundle download, upload and origin),
+`ray_view` (a sweep's Ray tasks).
 The dashboard imports energyprof.store, energyprof.runner.jobs, energyprof.charts, energyprof.export,
 energyprof.power.registry and energyprof.spec.params (the parameter table), never torch or transformers."""
 
@@ -22,6 +23,7 @@ from energyprof.ui.badges import (
     source_label,
     status_badge,
 )
+from energyprof.ui.bundles import bundle_download, import_section, origin_caption
 from energyprof.ui.counters import (
     health_cell,
     probe_table,
@@ -80,6 +82,7 @@ from energyprof.ui.nav import (
     show_flash,
     sweep_link,
 )
+from energyprof.ui.ray_view import ray_tasks
 from energyprof.ui.replay_view import compare_replays, replay_section, replay_table
 from energyprof.ui.summary import per_step_label, summary_of, workload_components
 
@@ -97,5 +100,5 @@ __all__ = [
     "source_statuses", "status_badge", "store_error", "store_errors", "summary_of", "token_text_html",
     "trace_download", "workload_components",
     "LIVE_REFRESH_S", "SWEEP_PAGE", "launch_sweep", "live_job_body", "per_step_label",
-    "quoted_metrics", "sweep_link",
+    "quoted_metrics", "sweep_link", "bundle_download", "import_section", "origin_caption", "ray_tasks",
 ]
