@@ -258,7 +258,9 @@ def test_the_demo_profile_gives_a_decode_ci_a_person_can_read(store: Store) -> N
     assert summary.status == "done" and decode.n == summary.repeats
     assert summary.repeats >= params.repeats or summary.repeats_stop == "time cap"  # the cap bounds every repeat
     assert summary.target_ci_pct == params.target_ci and summary.target_ci_met is not None
-    if summary.target_ci_met:  # the demo's CI used to be wider than its mean
-        assert decode.ci95 <= params.target_ci / 100 * decode.mean and summary.repeats_stop == "met"
-    else:  # a machine too busy for the target: stopped by the time cap, and said so
-        assert summary.repeats_stop == "time cap" and summary.ci_pct > params.target_ci
+    if summary.repeats_stop == "met":  # the demo's CI used to be wider than its mean
+        assert summary.target_ci_met and decode.ci95 <= params.target_ci / 100 * decode.mean
+    else:  # a machine too busy for the target: stopped by the time cap (perhaps short of the least number of
+        # repeats, whose CI may then happen to be within the target), and said so
+        assert summary.repeats_stop == "time cap" and summary.ci_pct is not None
+        assert summary.ci_pct > params.target_ci or summary.repeats < params.repeats
