@@ -171,6 +171,8 @@ def format_summary(s: RunSummary) -> str:
     if s.endpoint is not None:
         lines[0] = f"Run {s.run_id} {s.status}: {s.model} at the endpoint {s.endpoint} ({s.api}), {s.repeats} repeat(s)"
         lines.append(f"Server model: {s.server_model or 'not reported'}   time to first token: {_seconds(s.ttft_s)}")
+    if s.endpoint is None and s.runtime_sentence():
+        lines.append(s.runtime_sentence())
     if s.new_tokens or s.prompt_tokens:
         lines.append(f"Prompt tokens: {_prompt_tokens(s)}{' per sequence' if (s.batch or 1) > 1 else ''}   "
                      f"new tokens per repeat: {', '.join(map(str, s.new_tokens)) or 'none'}"
@@ -192,6 +194,8 @@ def format_summary(s: RunSummary) -> str:
         lines.append(labelled("Mean power", est) + f": {_components(s.mean_w, 'W')}   "
                      f"peak: {_components(s.peak_w, 'W')}")
         lines.append(f"Closure error: {'n/a' if s.closure_error is None else f'{s.closure_error:.2g}'}")
+        if s.peak_memory_text():
+            lines.append(f"Peak memory: {s.peak_memory_text()}")
         lines += _how_lines(s)
     if s.cross_check:
         lines += _cross_check_lines(s)

@@ -278,11 +278,11 @@ class ProfileEngine:
 
     def _replay(self) -> None:
         """Replay every hooked layer alone until the meter can see it; each finished trial is stored at once."""
-        from energyprof.runtimes.transformers.replay import Replayer, replay_seconds, replay_step_of
+        from energyprof.runner.replay_timing import replay_seconds, replay_step_of
 
         seconds = replay_seconds(self.params.replay_s, self.source, self.sampler.interval_ms, self._phase)
-        replayer = Replayer(self.loaded, self.layers, seconds=seconds, trials=self.params.replay_trials,
-                            source=self.source, on_phase=self._phase, on_trial=self._store_trial)
+        replayer = self.workload.replayer(seconds=seconds, trials=self.params.replay_trials, source=self.source,
+                                          on_phase=self._phase, on_trial=self._store_trial)
         self.replay = replayer.outcome
         replayer.run(self.prompt_ids, self.params.loop_options(), replay_step_of(self.params))
         self.workload_end = max(self.workload_end, self.replay.ended_ns)
@@ -537,12 +537,12 @@ def _finish_failure(exc: BaseException, store: Store) -> str:
 
 def user_message(exc: BaseException, store: Store | None = None) -> str:
     """One sentence for people about an exception (our own errors already are one)."""
-    from energyprof.runtimes.transformers.models import ModelLoadError
-
     if store is not None and is_disk_full(exc):
         return disk_full_message(store)
+    if isinstance(exc, EnergyprofError):
+        return exc.user_message
     text = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else ""
-    if isinstance(exc, ModelLoadError | PowerSourceError | JobError | ValueError) and text:
+    if isinstance(exc, PowerSourceError | JobError | ValueError) and text:
         sentence = text[0].upper() + text[1:]
         return sentence if sentence.endswith((".", "!", "?")) else sentence + "."
     if isinstance(exc, MemoryError) or "out of memory" in text.lower():
