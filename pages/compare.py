@@ -33,14 +33,14 @@ rows, jpt, power, layers, replays = [], [], [], [], {}
 for run in chosen:
     s = ui.summary_of(run)
     tag = f"#{run['id']} {run.get('model')}"
-    rows.append({"run": tag, "device": run.get("device"), "dtype": run.get("dtype"),
+    rows.append({"run": tag, "runtime": s.runtime, "device": run.get("device"), "dtype": run.get("dtype"),
                  "source": ui.source_label(run.get("source"), run.get("measured")), "status": run["status"],
                  "J/token prefill": ui.fmt_ci(s.per_token("prefill")),
                  "J/token decode": ui.fmt_ci(s.per_token("decode")), "tokens/s": s.tokens_per_s,
                  "batch": s.batch or 1, "TTFT": ui.fmt_seconds_ci(s.ttft_s) if s.ttft_s is not None else "—",
                  "tokens measured": None if s.tokens_measured_share is None else 100 * s.tokens_measured_share,
                  "Wh/1k tokens": quote_summary(s).wh_per_1000_tokens,
-                 "mean W": s.mean_total_w, "net energy J": s.net_total_j,
+                 "mean W": s.mean_total_w, "net energy J": s.net_total_j, "peak memory MB": s.peak_memory_mb,
                  "notes": s.notes(bool(run.get("power_incomplete")))})
     for phase in ("prefill", "decode"):
         stat = s.per_token(phase)
@@ -64,6 +64,7 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="compare_
     "Wh/1k tokens": st.column_config.NumberColumn(ui.label("Wh / 1,000 decode tokens", est), format="%.3g"),
     "mean W": st.column_config.NumberColumn(ui.label("Mean power", est), format="%.3g W"),
     "net energy J": st.column_config.NumberColumn(ui.label("Net energy", est), format="%.4g J"),
+    "peak memory MB": st.column_config.NumberColumn("Peak memory", format="%.4g MB", help=ui.PEAK_MEMORY_HELP),
 })
 if est:
     st.caption(f"{ui.estimated_badge()} At least one of these runs uses an estimated power source: compare "

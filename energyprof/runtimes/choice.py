@@ -70,6 +70,32 @@ def mlx_installed() -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class RuntimeStatus:
+    """Whether a runtime can run here, and what with (for `energyprof doctor`)."""
+
+    name: str
+    available: bool
+    detail: str
+
+
+def mlx_status() -> RuntimeStatus:
+    """The MLX runtime here: mlx and mlx-lm versions and mlx's default device, or how to install it."""
+    if not mlx_installed():
+        return RuntimeStatus("mlx", False, mlx_missing_sentence())
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        import mlx.core as mx
+
+        device = "gpu" if mx.default_device().type == mx.gpu else "cpu"
+        versions = ", ".join(f"{pkg} {version(pkg)}" for pkg in ("mlx", "mlx-lm"))
+    except (ImportError, OSError, PackageNotFoundError) as exc:
+        return RuntimeStatus("mlx", False, f"mlx is installed but cannot be used here ({type(exc).__name__}: "
+                                           f"{str(exc).strip()[:200]}); reinstall it with {INSTALL_MLX}.")
+    return RuntimeStatus("mlx", True, f"{versions}; mlx's default device here is the {device}")
+
+
 def mlx_missing_sentence() -> str:
     return (f"The MLX runtime is not installed here (mlx and mlx-lm); install it with {INSTALL_MLX} (on an Apple "
             "Silicon Mac `pip install -e .` brings it), or use --runtime transformers.")

@@ -75,7 +75,7 @@ from energyprof.ui.nav import (
     sweep_link,
 )
 from energyprof.ui.replay_view import compare_replays, replay_section, replay_table
-from energyprof.ui.summary import per_step_label, summary_of, workload_components
+from energyprof.ui.summary import PEAK_MEMORY_HELP, per_step_label, runtime_caption, summary_of, workload_components
 
 __all__ = [
     "APPORTIONED", "APPORTIONED_TOKENS", "COMPARE_PAGE", "DEMO_PARAMS",
@@ -91,5 +91,5 @@ __all__ = [
     "source_statuses", "status_badge", "store_error", "store_errors", "summary_of", "token_text_html",
     "trace_download", "workload_components",
     "LIVE_REFRESH_S", "SWEEP_PAGE", "cancel_sweep", "launch_sweep", "live_job_body", "per_step_label",
-    "quoted_metrics", "sweep_link",
+    "quoted_metrics", "sweep_link", "PEAK_MEMORY_HELP", "runtime_caption",
 ]

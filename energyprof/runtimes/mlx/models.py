@@ -150,6 +150,20 @@ def load_model(name: str, found: ModelFormat, device: str = "auto", dtype: str =
     return loaded
 
 
+def handed_over(model: nn.Module, tokenizer: Any, name: str) -> MlxLoaded:
+    """An MLX model (and its tokenizer: a Hugging Face tokenizer or mlx-lm's TokenizerWrapper) that the caller already
+    loaded, on mlx's default device, as it is."""
+    hf = getattr(tokenizer, "_tokenizer", tokenizer)
+    eos = {int(i) for i in getattr(tokenizer, "eos_token_ids", ()) if isinstance(i, int)}
+    if isinstance(getattr(hf, "eos_token_id", None), int):
+        eos.add(hf.eos_token_id)
+    quantized = next((m for _, m in model.named_modules() if hasattr(m, "bits") and hasattr(m, "group_size")), None)
+    quantization = None if quantized is None else describe_quantization(
+        {"bits": quantized.bits, "group_size": quantized.group_size, "mode": getattr(quantized, "mode", "affine")})
+    device = "cpu" if mx.default_device().type == mx.cpu else "gpu"
+    return MlxLoaded(model, hf, eos, name, _n_params(model), device, float_dtype(model), quantization)
+
+
 def _folder_of(name: str, found: ModelFormat) -> Path:
     if found.where == "missing":
         raise MlxError(f"There is no folder {name}; check the path.")
