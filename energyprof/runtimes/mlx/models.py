@@ -181,13 +181,13 @@ def _load_folder(name: str, folder: Path, device: str, dtype: str, trust_remote_
     try:
         model, wrapper, config = load(str(folder), return_config=True, trust_remote_code=trust_remote_code)
     except FileNotFoundError as exc:
-        raise MlxError(f"mlx-lm reads weights from model*.safetensors files and {name} has none ({_detail(exc)}); "
-                       "save the model with safetensors, or use --runtime transformers.") from exc
+        raise MlxError(f"Model {name} has no model*.safetensors files, which mlx-lm reads weights from "
+                       f"({_detail(exc)}); save the model with safetensors, or use --runtime transformers.") from exc
     except ValueError as exc:
         raise MlxError(_load_failure(name, folder, exc)) from exc
     except Exception as exc:  # a damaged or incomplete folder: one sentence, never a traceback
-        raise MlxError(f"mlx-lm could not load model {name} ({type(exc).__name__}: {_detail(exc)}); check that the "
-                       "folder holds a complete model, or use --runtime transformers.") from exc
+        raise MlxError(f"Model {name} could not be loaded by mlx-lm ({type(exc).__name__}: {_detail(exc)}); check "
+                       "that the folder holds a complete model, or use --runtime transformers.") from exc
     quantization = describe_quantization(config.get("quantization"))
     if quantization is None and dtype in DTYPES:
         model.set_dtype(_dtype(dtype))
@@ -208,15 +208,15 @@ def _load_failure(name: str, folder: Path, exc: ValueError) -> str:
     text = _detail(exc)
     if "not supported" in text and "Model type" in text:
         model_type = _config_model_type(folder)
-        return (f"mlx-lm does not know the architecture {model_type!r} of model {name} ({text}); use --runtime "
+        return (f"The architecture {model_type!r} of model {name} is not one mlx-lm knows ({text}); use --runtime "
                 "transformers.")
     if "trust_remote_code" in text:
         return (f"Model {name} needs its own Python code to build its architecture; pass --trust-remote-code only if "
                 "you trust that code.")
     if "quantiz" in text.lower() or "group size" in text.lower() or "bits" in text.lower():
-        return (f"mlx cannot run the quantisation of model {name} ({text}); use a model quantised with mlx_lm.convert "
-                "(2-8 bits, group size 32, 64 or 128), or another model.")
-    return f"mlx-lm could not load model {name} ({text}); check the folder, or use --runtime transformers."
+        return (f"The quantisation of model {name} cannot run with mlx ({text}); use a model quantised with "
+                "mlx_lm.convert (2-8 bits, group size 32, 64 or 128), or another model.")
+    return f"Model {name} could not be loaded by mlx-lm ({text}); check the folder, or use --runtime transformers."
 
 
 def _check_runs(loaded: MlxLoaded) -> None:
@@ -229,7 +229,7 @@ def _check_runs(loaded: MlxLoaded) -> None:
         mx.eval(out)
     except Exception as exc:  # any kernel or shape failure becomes the sentence below
         what = f" ({loaded.quantization})" if loaded.quantization else ""
-        raise MlxError(f"mlx cannot run model {loaded.name}{what} on {loaded.device}: {type(exc).__name__}: "
+        raise MlxError(f"Model {loaded.name}{what} cannot run with mlx on the {loaded.device}: {type(exc).__name__}: "
                        f"{_detail(exc)}; try another device or a model quantised with mlx_lm.convert.") from exc
 
 
