@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from mlx_models import edit_config, save_hf_llama, save_quantised_tiny
+from mlx_models import edit_config
 from profile_helpers import fast_params
 
 from energyprof.export import export_csv
@@ -27,9 +27,8 @@ PROMPT = "The quick brown fox jumps over the lazy dog."
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("mlx-models")
-    return {"q4": save_quantised_tiny(root / "tiny-4bit"), "hf": save_hf_llama(root / "tiny-hf")}
+def folders(mlx_folders: dict[str, Path]) -> dict[str, Path]:
+    return mlx_folders
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +57,9 @@ def test_auto_picks_mlx_for_mlx_models_and_transformers_otherwise(folders: dict[
     assert pick(str(no_entry)) == ("mlx", "auto: its safetensors hold MLX-quantised layers (.scales and .biases), so "
                                           "an MLX model")
     assert pick(str(folders["hf"]))[0] == "transformers" and "not an MLX model" in pick(str(folders["hf"]))[1]
-    assert pick("tiny")[0] == "transformers" and pick("tiny", "mlx") == ("mlx", "asked for (--runtime mlx)")
+    assert pick("tiny")[0] == "transformers" and pick("tiny", "mlx") == ("mlx", "asked for with --runtime mlx")
     assert pick("mlx-community/Llama-3.2-1B-Instruct-4bit")[0] == "mlx"
-    assert pick(str(folders["q4"]), "transformers") == ("transformers", "asked for (--runtime transformers)")
+    assert pick(str(folders["q4"]), "transformers") == ("transformers", "asked for with --runtime transformers")
     assert model_format(str(folders["q4"])).mlx_quantized and not model_format(str(folders["hf"])).mlx_quantized
 
 

@@ -125,7 +125,7 @@ def choose_runtime(params: ProfileParams) -> RuntimeChoice:
     """The runtime for these parameters and why (never raises: check_runtime says what cannot work)."""
     asked = params.runtime
     if asked in ("transformers", "mlx"):
-        choice = RuntimeChoice(asked, f"asked for (--runtime {asked})")
+        choice = RuntimeChoice(asked, f"asked for with --runtime {asked}")
     else:
         found = model_format(params.model)
         if found.mlx_marker is not None:
