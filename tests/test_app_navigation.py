@@ -20,9 +20,10 @@ ALLOWED = ("energyprof.ui", "energyprof.charts", "energyprof.runner.jobs", "ener
            "energyprof.spec.params", "energyprof.summary",
            "energyprof.components", "energyprof.provenance", "energyprof.units", "streamlit", "pandas", "altair",
            "energyprof.spec.sweep", "energyprof.analysis.precision", "energyprof.analysis.quoted",
-           "energyprof.sweep_table")
+           "energyprof.sweep_table", "energyprof.runtimes.choice")
 """What the dashboard may import: no torch, no transformers (energyprof.spec.params: the parameter table;
-sweep_spec: a sweep's grid; precision: the target CI's rule)."""
+sweep_spec: a sweep's grid; precision: the target CI's rule; runtimes.choice: whether mlx is installed, without
+importing it)."""
 
 
 def test_pages_folder_layout() -> None:

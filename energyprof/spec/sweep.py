@@ -170,11 +170,13 @@ def _text(values: Any) -> str:
 
 
 def describe(values: dict[str, Any]) -> str:
-    """A point's sweepable values for people, e.g. "tiny, cpu, float32, batch 4, 64 prompt tokens, 8 new tokens"."""
+    """A point's sweepable values for people, e.g. "tiny, cpu, float32, batch 4, 64 prompt tokens, 8 new tokens"
+    (`runtime mlx` when a runtime is asked for)."""
     parts = []
     for name, value in values.items():
         if name == "runtime":
-            parts.append(f"runtime {value}")
+            if value != "auto":  # the default: the run's own runtime is shown beside the point
+                parts.append(f"runtime {value}")
         elif name in LOAD_AXES:
             parts.append(str(value))
         elif name == "batch":
