@@ -154,9 +154,7 @@ def handed_over(model: nn.Module, tokenizer: Any, name: str) -> MlxLoaded:
     """An MLX model (and its tokenizer: a Hugging Face tokenizer or mlx-lm's TokenizerWrapper) that the caller already
     loaded, on mlx's default device, as it is."""
     hf = getattr(tokenizer, "_tokenizer", tokenizer)
-    eos = {int(i) for i in getattr(tokenizer, "eos_token_ids", ()) if isinstance(i, int)}
-    if isinstance(getattr(hf, "eos_token_id", None), int):
-        eos.add(hf.eos_token_id)
+    eos = eos_ids(tokenizer)
     quantized = next((m for _, m in model.named_modules() if hasattr(m, "bits") and hasattr(m, "group_size")), None)
     quantization = None if quantized is None else describe_quantization(
         {"bits": quantized.bits, "group_size": quantized.group_size, "mode": getattr(quantized, "mode", "affine")})
@@ -196,11 +194,8 @@ def _load_folder(name: str, folder: Path, device: str, dtype: str, trust_remote_
         log.info("%s is quantised (%s): its weights stay as saved, the dtype parameter does not apply", name,
                  quantization)
     tokenizer = getattr(wrapper, "_tokenizer", wrapper)
-    eos = {int(i) for i in getattr(wrapper, "eos_token_ids", ()) if isinstance(i, int)}
-    if isinstance(getattr(tokenizer, "eos_token_id", None), int):
-        eos.add(tokenizer.eos_token_id)
-    return MlxLoaded(model.eval(), tokenizer, eos, name, _n_params(model), device, float_dtype(model), quantization,
-                     config=config)
+    return MlxLoaded(model.eval(), tokenizer, eos_ids(wrapper), name, _n_params(model), device, float_dtype(model),
+                     quantization, config=config)
 
 
 def _load_failure(name: str, folder: Path, exc: ValueError) -> str:
@@ -231,6 +226,19 @@ def _check_runs(loaded: MlxLoaded) -> None:
         what = f" ({loaded.quantization})" if loaded.quantization else ""
         raise MlxError(f"Model {loaded.name}{what} cannot run with mlx on the {loaded.device}: {type(exc).__name__}: "
                        f"{_detail(exc)}; try another device or a model quantised with mlx_lm.convert.") from exc
+
+
+def eos_ids(tokenizer: Any) -> set[int]:
+    """Every id that ends generation: mlx-lm's TokenizerWrapper's `eos_token_ids` (the config's and the
+    tokenizer's) and the Hugging Face tokenizer's `eos_token_id`."""
+    hf = getattr(tokenizer, "_tokenizer", tokenizer)
+    ids: set[int] = set()
+    for value in (getattr(tokenizer, "eos_token_ids", None), getattr(hf, "eos_token_id", None)):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, list | tuple | set | frozenset):
+            ids.update(int(v) for v in value if isinstance(v, int))
+    return ids
 
 
 def describe_quantization(entry: Any) -> str | None:
