@@ -265,8 +265,7 @@ class ProfileParams:
         if self.mode != "local" or self.runtime != "mlx":
             return []
         if isinstance(self.batch, int) and self.batch > 1:
-            return [f"The MLX runtime generates one sequence at a time, so a batch of {self.batch} cannot run; use "
-                    "--batch 1, or --runtime transformers for a batch."]
+            return [mlx_batch_sentence(self.batch)]
         return []
 
     def _replay_errors(self) -> list[str]:
@@ -315,6 +314,12 @@ class ProfileParams:
         from energyprof.spec.records import LoopOptions
 
         return LoopOptions(self.max_new_tokens, self.ignore_eos, self.temperature, self.top_p, self.seed)
+
+
+def mlx_batch_sentence(batch: int) -> str:
+    """Why a batch cannot run under the MLX runtime (checked here for --runtime mlx, at load for auto)."""
+    return (f"The MLX runtime generates one sequence at a time, so a batch of {batch} cannot run; use --batch 1, or "
+            "--runtime transformers for a batch.")
 
 
 def param_specs() -> list[tuple[str, ParamSpec]]:

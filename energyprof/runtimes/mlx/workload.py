@@ -11,7 +11,7 @@ from energyprof.runtimes.base import Clock
 from energyprof.runtimes.choice import RuntimeChoice, check_runtime
 from energyprof.runtimes.mlx.errors import MlxError
 from energyprof.runtimes.text import sequence_ids, token_texts
-from energyprof.spec.params import ProfileParams
+from energyprof.spec.params import ProfileParams, mlx_batch_sentence
 from energyprof.spec.records import Generation
 from energyprof.summary import RunSummary
 
@@ -40,8 +40,7 @@ class MlxWorkload:
     def load(self) -> dict[str, Any]:
         p = self.params
         if p.batch > 1:
-            raise MlxError(f"The MLX runtime generates one sequence at a time, so a batch of {p.batch} cannot run; "
-                           "use --batch 1, or --runtime transformers for a batch.")
+            raise MlxError(mlx_batch_sentence(p.batch))
         if self.loaded is None:
             found = check_runtime(self.choice, p.model)
             from energyprof.runtimes.mlx.models import load_model
