@@ -37,7 +37,7 @@ for run in chosen:
                  "source": ui.source_label(run.get("source"), run.get("measured")), "status": run["status"],
                  "J/token prefill": ui.fmt_ci(s.per_token("prefill")),
                  "J/token decode": ui.fmt_ci(s.per_token("decode")), "tokens/s": s.tokens_per_s,
-                 "batch": s.batch or 1, "TTFT": ui.fmt_seconds_ci(s.ttft_s) if s.ttft_s is not None else "—",
+                 "batch": s.batch or 1, "TTFT": ui.fmt_ci(s.ttft_s, "s") if s.ttft_s is not None else "—",
                  "tokens measured": None if s.tokens_measured_share is None else 100 * s.tokens_measured_share,
                  "Wh/1k tokens": quote_summary(s).wh_per_1000_tokens,
                  "mean W": s.mean_total_w, "net energy J": s.net_total_j, "peak memory MB": s.peak_memory_mb,

@@ -17,13 +17,13 @@ PAGES = [page.path for page in ui.PAGES]
 UI_MODULES = sorted(str(p.relative_to(REPO)) for p in (REPO / "energyprof" / "ui").glob("*.py"))
 ALLOWED = ("energyprof.ui", "energyprof.charts", "energyprof.runner.jobs", "energyprof.export", "energyprof.store",
            "energyprof.power.registry", "energyprof.power.base", "energyprof.power.sudo_rule",
-           "energyprof.spec.params", "energyprof.summary",
+           "energyprof.spec.params", "energyprof.summary", "energyprof.errors",
            "energyprof.components", "energyprof.provenance", "energyprof.units", "streamlit", "pandas", "altair",
            "energyprof.spec.sweep", "energyprof.analysis.precision", "energyprof.analysis.quoted",
            "energyprof.sweep_table", "energyprof.runtimes.choice")
 """What the dashboard may import: no torch, no transformers (energyprof.spec.params: the parameter table;
-sweep_spec: a sweep's grid; precision: the target CI's rule; runtimes.choice: whether mlx is installed, without
-importing it)."""
+sweep_spec: a sweep's grid; precision: the target CI's rule; errors: the one sentence-maker; runtimes.choice: whether
+mlx is installed, without importing it)."""
 
 
 def test_pages_folder_layout() -> None:

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from energyprof.commands.args import add_db_option, fail, int_range
-from energyprof.export import CSV_KINDS
+from energyprof.export import CSV_KINDS, UnknownRun, export_csv, trace_json
+from energyprof.store import Store, default_db_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,9 +28,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from energyprof.export import UnknownRun, export_csv, trace_json
-    from energyprof.store import Store, default_db_path
-
     db = Path(args.db).expanduser() if args.db else default_db_path()
     if not db.is_file():
         return fail(f"there is no energyprof database at {db}.")

@@ -28,6 +28,7 @@ def replay_seconds(replay_s: float | None, source: PowerSource | None, interval_
     """Seconds per trial: replay_s when set; else 10 sample windows or, for a counter source, 10 updates of its
     counter (probed now), at least 1 s (energyprof.spec.replay_plan.trial_seconds)."""
     if replay_s:
+        log.info("replay: %g s per trial (--replay-s)", replay_s)
         return float(replay_s)
     period = None
     if source is not None and source.is_counter:
@@ -35,8 +36,10 @@ def replay_seconds(replay_s: float | None, source: PowerSource | None, interval_
             on_phase("replay: timing the energy counter")
         try:
             period = probe_counter(source, COUNTER_PROBE_S).update_period_s
-        except PowerSourceError:
+        except PowerSourceError as exc:
+            log.info("replay: the counter could not be timed (%s)", exc)
             period = None
     seconds = trial_seconds(None, interval_ms, period)
-    log.info("replay trials of %.2f s (counter update period %s, interval %s ms)", seconds, period, interval_ms)
+    log.info("replay: %g s per trial (sample interval %s ms, counter update period %s s)", seconds, interval_ms,
+             period)
     return seconds

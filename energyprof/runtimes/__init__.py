@@ -7,10 +7,13 @@ stays cheap for the dashboard.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from energyprof.runtimes.base import Workload
-from energyprof.spec.params import ProfileParams
+from energyprof.runtimes.choice import RuntimeChoice, choose_runtime, loaded_runtime
+
+if TYPE_CHECKING:  # the parameter table imports energyprof.runtimes.endpoint.url, so not at run time
+    from energyprof.spec.params import ProfileParams
 
 
 def workload_for(params: ProfileParams, loaded: Any = None) -> Workload:
@@ -21,8 +24,6 @@ def workload_for(params: ProfileParams, loaded: Any = None) -> Workload:
         from energyprof.runtimes.endpoint.workload import EndpointWorkload
 
         return EndpointWorkload(params)
-    from energyprof.runtimes.choice import RuntimeChoice, choose_runtime, loaded_runtime
-
     choice = choose_runtime(params)
     if loaded is not None and loaded_runtime(loaded) != choice.name:
         choice = RuntimeChoice(loaded_runtime(loaded), f"the model was handed over already loaded by "

@@ -18,10 +18,13 @@ import logging
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from energyprof.errors import EnergyprofError
-from energyprof.spec.params import BUILTIN_MODEL_NAMES, ProfileParams
+from energyprof.spec.builtins import BUILTIN_MODELS
+
+if TYPE_CHECKING:  # the parameter table imports energyprof.runtimes.endpoint.url, so not at run time
+    from energyprof.spec.params import ProfileParams
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +106,7 @@ def mlx_missing_sentence() -> str:
 
 def model_format(name: str) -> ModelFormat:
     """Look at the files a model name points at (config.json and the safetensors headers; nothing is loaded)."""
-    if name in BUILTIN_MODEL_NAMES:
+    if name in BUILTIN_MODELS:
         return ModelFormat("builtin", None, None, False, True, "llama")
     local = Path(name).expanduser()
     if local.is_dir():

@@ -14,7 +14,8 @@ import streamlit as st
 
 from energyprof.runner import jobs
 from energyprof.store import ACTIVE_STATUSES, Store
-from energyprof.ui.data import db_path, get_store, read_only_sentence, source_statuses, store_errors, writable
+from energyprof.store.errors import read_only_sentence
+from energyprof.ui.data import db_path, get_store, source_statuses, store_errors, writable
 from energyprof.ui.format import md_escape
 
 

@@ -17,7 +17,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from energyprof.errors import first_line
+from energyprof.errors import detail
 from energyprof.runtimes.choice import ModelFormat
 from energyprof.runtimes.mlx.errors import MlxError
 from energyprof.spec.builtins import BUILTIN_CONTEXT, BUILTIN_MODELS, BUILTIN_SEED
@@ -180,11 +180,11 @@ def _load_folder(name: str, folder: Path, device: str, dtype: str, trust_remote_
         model, wrapper, config = load(str(folder), return_config=True, trust_remote_code=trust_remote_code)
     except FileNotFoundError as exc:
         raise MlxError(f"Model {name} has no model*.safetensors files, which mlx-lm reads weights from "
-                       f"({_detail(exc)}); save the model with safetensors, or use --runtime transformers.") from exc
+                       f"({detail(exc)}); save the model with safetensors, or use --runtime transformers.") from exc
     except ValueError as exc:
         raise MlxError(_load_failure(name, folder, exc)) from exc
     except Exception as exc:  # a damaged or incomplete folder: one sentence, never a traceback
-        raise MlxError(f"Model {name} could not be loaded by mlx-lm ({type(exc).__name__}: {_detail(exc)}); check "
+        raise MlxError(f"Model {name} could not be loaded by mlx-lm ({type(exc).__name__}: {detail(exc)}); check "
                        "that the folder holds a complete model, or use --runtime transformers.") from exc
     quantization = describe_quantization(config.get("quantization"))
     if quantization is None and dtype in DTYPES:
@@ -200,7 +200,7 @@ def _load_folder(name: str, folder: Path, device: str, dtype: str, trust_remote_
 
 def _load_failure(name: str, folder: Path, exc: ValueError) -> str:
     """One sentence for a ValueError from mlx_lm.load (unknown architecture, quantisation, custom code)."""
-    text = _detail(exc)
+    text = detail(exc)
     if "not supported" in text and "Model type" in text:
         model_type = _config_model_type(folder)
         return (f"The architecture {model_type!r} of model {name} is not one mlx-lm knows ({text}); use --runtime "
@@ -225,7 +225,7 @@ def _check_runs(loaded: MlxLoaded) -> None:
     except Exception as exc:  # any kernel or shape failure becomes the sentence below
         what = f" ({loaded.quantization})" if loaded.quantization else ""
         raise MlxError(f"Model {loaded.name}{what} cannot run with mlx on the {loaded.device}: {type(exc).__name__}: "
-                       f"{_detail(exc)}; try another device or a model quantised with mlx_lm.convert.") from exc
+                       f"{detail(exc)}; try another device or a model quantised with mlx_lm.convert.") from exc
 
 
 def eos_ids(tokenizer: Any) -> set[int]:
@@ -277,7 +277,3 @@ def _config_model_type(folder: Path) -> str | None:
     except (OSError, ValueError, AttributeError):
         return None
     return value if isinstance(value, str) else None
-
-
-def _detail(exc: BaseException) -> str:
-    return (first_line(str(exc)) or type(exc).__name__).rstrip(".")

@@ -23,7 +23,7 @@ from typing import Any
 
 import mlx.core as mx
 
-from energyprof.errors import first_line
+from energyprof.errors import ControlFlow, detail
 from energyprof.power.base import CounterReading, PowerSource, PowerSourceError, now_ns
 from energyprof.runtimes.mlx.hooks import ClassSwap
 from energyprof.runtimes.mlx.loop import PREFILL_STEP, generate
@@ -32,7 +32,7 @@ from energyprof.spec.replay_plan import WARMUP_CALLS
 from energyprof.store.replay import RESTORE_LAYER_ID, RESTORE_NAME
 
 
-class _CaptureDone(Exception):
+class _CaptureDone(ControlFlow, Exception):
     """Control flow, not an error: raised inside the capture generation once every wanted step is captured."""
 
 
@@ -216,7 +216,7 @@ class Replayer:
                 captured = capture_inputs(self.loaded, self.layers, prompt_ids, options, decode_step)
             except Exception as exc:  # the measured repeats stand; the replay says why it has nothing
                 self.outcome.skipped.append(f"No layer could be replayed: capturing their inputs failed with "
-                                            f"{type(exc).__name__}: {_detail(exc)}.")
+                                            f"{type(exc).__name__}: {detail(exc, 200)}.")
                 return self.outcome
             self.outcome.steps = {c.phase: c.step for c in captured}
             for trial in range(1, self.trials + 1):
@@ -249,7 +249,7 @@ class Replayer:
         except Exception as exc:  # a module that cannot be called alone is skipped, never the whole run
             self._broken.add((layer_id, c.phase))
             self.outcome.skipped.append(f"{name} ({c.phase}) could not be replayed alone: {type(exc).__name__}: "
-                                        f"{_detail(exc)}.")
+                                        f"{detail(exc, 200)}.")
             return
         finally:
             c.restore()
@@ -257,7 +257,3 @@ class Replayer:
                            c.has_cache, result.counter0, result.counter1)
         self.outcome.trials.append(done)
         self.on_trial(done)
-
-
-def _detail(exc: BaseException) -> str:
-    return (first_line(str(exc), 200) or "no details").rstrip(".")

@@ -1,10 +1,11 @@
 """A model run with MLX (mlx-lm) here: the MLX token loop and layer timing (the `Workload` of
-energyprof.runtimes.base). mlx is imported only when the model loads, so a missing mlx is one sentence, not an
-ImportError."""
+energyprof.runtimes.base). mlx (and this folder's modules that import it) is imported only when the model loads,
+after the runtime check, so a missing mlx is one sentence on a failed run, not an ImportError."""
 
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 from energyprof.runtimes.base import Clock
@@ -32,6 +33,8 @@ class MlxWorkload:
         self.layers: list[Any] = []
         self.prompt_ids: list[int] = []
         self.peak_memory_bytes = 0
+        self._parts: Any = None
+        """mlx and the runtime's modules that import it (models, hooks, loop, replay), imported by `load`."""
 
     @property
     def runtime_reason(self) -> str:
@@ -41,17 +44,16 @@ class MlxWorkload:
         p = self.params
         if p.batch > 1:
             raise MlxError(mlx_batch_sentence(p.batch))
-        if self.loaded is None:
-            found = check_runtime(self.choice, p.model)
-            from energyprof.runtimes.mlx.models import load_model
-
-            self.loaded = load_model(p.model, found, p.device, p.dtype, p.trust_remote_code)
+        found = check_runtime(self.choice, p.model) if self.loaded is None else None
         import mlx.core as mx
 
-        from energyprof.runtimes.mlx.hooks import LayerTimer
+        from energyprof.runtimes.mlx import hooks, loop, models, replay
 
+        self._parts = SimpleNamespace(mx=mx, hooks=hooks, loop=loop, models=models, replay=replay)
+        if self.loaded is None:
+            self.loaded = models.load_model(p.model, found, p.device, p.dtype, p.trust_remote_code)
         self.prompt_ids = sequence_ids(self.loaded.tokenizer, p.sequence_texts()[:1], "causal", p.prompt_tokens)[0]
-        self.recorder = LayerTimer(self.loaded.model, p.layers)
+        self.recorder = hooks.LayerTimer(self.loaded.model, p.layers)
         self.layers = self.recorder.layers
         mx.reset_peak_memory()
         return {"model": self.loaded.name, "device": self.loaded.device, "dtype": self.loaded.dtype}
@@ -64,15 +66,12 @@ class MlxWorkload:
 
     def run(self, gen: Any, clock: Clock) -> None:
         """One generation with the layers timed (their classes swapped for the repeat)."""
-        import mlx.core as mx
-
-        from energyprof.runtimes.mlx.loop import generate
-
         try:
             with self.recorder:
-                generate(self.loaded, self.prompt_ids, self.params.loop_options(), self.recorder, gen, clock)
+                self._parts.loop.generate(self.loaded, self.prompt_ids, self.params.loop_options(), self.recorder,
+                                          gen, clock)
         finally:
-            self.peak_memory_bytes = max(self.peak_memory_bytes, int(mx.get_peak_memory()))
+            self.peak_memory_bytes = max(self.peak_memory_bytes, int(self._parts.mx.get_peak_memory()))
 
     def cut_short(self, gen: Any) -> None:
         if self.recorder is not None:
@@ -82,9 +81,7 @@ class MlxWorkload:
 
     def replayer(self, **options: Any) -> Any:
         """The MLX replay of the hooked layers (energyprof.runtimes.mlx.replay.Replayer)."""
-        from energyprof.runtimes.mlx.replay import Replayer
-
-        return Replayer(self.loaded, self.layers, **options)
+        return self._parts.replay.Replayer(self.loaded, self.layers, **options)
 
     def processes(self) -> set[int]:
         return set()

@@ -12,6 +12,7 @@ from energyprof.runtimes.transformers.hooks import LayerRecorder
 from energyprof.runtimes.transformers.loop import forward_batch, generate_batch, token_texts
 from energyprof.runtimes.transformers.memory import peak_bytes, peak_source, reset_peak
 from energyprof.runtimes.transformers.models import load_model
+from energyprof.runtimes.transformers.replay import Replayer
 from energyprof.spec.params import ProfileParams
 from energyprof.spec.records import Generation
 from energyprof.summary import RunSummary
@@ -78,8 +79,6 @@ class ModelWorkload:
 
     def replayer(self, **options: Any) -> Any:
         """The transformers replay of the hooked layers (energyprof.runtimes.transformers.replay.Replayer)."""
-        from energyprof.runtimes.transformers.replay import Replayer
-
         return Replayer(self.loaded, self.layers, **options)
 
     def processes(self) -> set[int]:
