@@ -5,6 +5,7 @@ MLX model, and a sweep over `runtime` on one Hugging Face-format llama folder th
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -131,7 +132,9 @@ def test_run_page_of_an_mlx_run_in_chromium(folders: dict[str, Path], tmp_path: 
     from energyprof.runner.job import profile_foreground
 
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing; the other browser tests say how to install it")
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing in CI; .ci/run installs chromium (apt-get install chromium).")
+        pytest.skip(f"{CHROMIUM} is missing; install it with `apt-get install chromium` to run the browser tests.")
     from playwright.sync_api import sync_playwright
 
     store = Store(tmp_path / "browser.sqlite3")
