@@ -114,7 +114,7 @@ def replay_cost(replay_s: float, trials: int) -> dict[str, float]:
         model = save_quantised_tiny(Path(folder) / "tiny-4bit")
         store = Store(Path(folder) / "bench.sqlite3")
         params = ProfileParams(model=str(model), prompt=PROMPT, max_new_tokens=16, ignore_eos=True, device="cpu",
-                               source="estimate", layers="blocks", repeats=1, warmup=1, baseline_s=0.5,
+                               source="estimate", layers="blocks", repeats=1, warmup=1, baseline_s=0.0,
                                layer_energy="replay", replay_s=replay_s, replay_trials=trials)
         summary = profile_foreground(store, params)
         replayed = store.layer_replay(summary.run_id)
@@ -128,7 +128,7 @@ def replay_cost(replay_s: float, trials: int) -> dict[str, float]:
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
-    cases = [("tiny", None, 16 if quick else 48, 3 if quick else 7)]
+    cases = [("tiny", None, 8 if quick else 48, 2 if quick else 7)]
     if not quick:
         cases.append(("small", 4, 16, 5))
     rows = []
@@ -142,7 +142,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         for depth in ("blocks", "modules"):
             rows.append(row(f"mlx: decode time, layers={depth} / none, {label}", got[depth], "ratio",
                             setup + f"; every {depth[:-1]}'s output evaluated"))
-    replay_s, trials = (0.1, 2) if quick else (1.0, 3)
+    replay_s, trials = (0.05, 1) if quick else (1.0, 3)
     cost = replay_cost(replay_s, trials)
     setup = (f"tiny 4-bit, blocks ({cost['modules']} modules), prefill + decode, {trials} trials of {replay_s:g} s, "
              f"estimate source; {cost['loops']} loops with the cache-restore references in {cost['wall_s']:.1f} s")
