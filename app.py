@@ -1,5 +1,5 @@
 """energyprof dashboard: `streamlit run app.py`. This file is the home page, Runs: every run in the database,
-filters, a link to each, deletion of finished runs, the demo on an empty one.
+filters, a link to each, importing a bundle, deletion of finished runs, the demo on an empty one.
 
 The other pages are pages/*.py (served at /run, /new, /compare, /sources); the list of pages and the shared
 sidebar are in energyprof/ui/nav.py, which every page calls first (`ui.page_setup`)."""
@@ -24,6 +24,7 @@ if runs.empty:
         if run_id is not None:
             st.switch_page(ui.RUN_PAGE, query_params={"run": str(run_id)})
     st.page_link(ui.NEW_PAGE, label="Or set up your own profile", icon=":material/play_arrow:")
+    ui.import_section(store)
     st.stop()
 
 summaries = [RunSummary.from_dict(s) for s in runs["summary"]]
@@ -84,6 +85,8 @@ with c1:
     st.page_link(ui.NEW_PAGE, label="New profile", icon=":material/play_arrow:")
 with c2:
     st.page_link(ui.COMPARE_PAGE, label="Compare runs", icon=":material/compare_arrows:")
+
+ui.import_section(store)
 
 with st.expander("Delete a run"):
     finished = runs[~runs["status"].isin(ACTIVE_STATUSES)]

@@ -140,6 +140,43 @@ def phase_spans(steps: pd.DataFrame) -> pd.DataFrame:
                                 ).reset_index(drop=True)
 
 
+def trusted_timeline(timeline: pd.DataFrame, unknown: Sequence[str] = (),
+                     smooth_s: dict[str, float] | None = None) -> pd.DataFrame:
+    """The power timeline (t_s, component, power_w, peak_w, t1_s) as a run's counter health allows: the rows of
+    `unknown` components (a stalled or implausible counter) dropped, so they show as a gap, never as 0 W; and each
+    component in `smooth_s` (a counter published in batches about every that many seconds) spread the way its figures
+    are (energyprof.analysis.counter_chain.change_edges): each batch's energy over the time since the batch before,
+    so the 0 W / spike saw-tooth of the raw differences is never drawn (the peak becomes that mean too). The time
+    before the first batch in view and after the last one is left out, not drawn as 0 W; bins already a period wide
+    are kept as they are."""
+    out = timeline[~timeline["component"].isin(list(unknown))] if len(unknown) and not timeline.empty else timeline
+    if not smooth_s or out.empty:
+        return out
+    parts = []
+    for component, rows in out.groupby("component", sort=False):
+        period = (smooth_s or {}).get(str(component))
+        rows = rows.sort_values("t_s")
+        t = rows["t_s"].to_numpy(dtype=float)
+        if period and t.size > 1 and float(np.median(np.diff(t))) < period:
+            rows = _spread_batches(rows)
+        parts.append(rows)
+    return pd.concat(parts, ignore_index=True).sort_values(["t_s", "component"], ignore_index=True)
+
+
+def _spread_batches(rows: pd.DataFrame) -> pd.DataFrame:
+    """One component's rows (sorted) with each batch (a row with energy) spread over the rows since the batch before."""
+    t = rows["t_s"].to_numpy(dtype=float)
+    ends = rows["t1_s"].to_numpy(dtype=float) if "t1_s" in rows else np.append(t[1:], t[-1])
+    power = rows["power_w"].to_numpy(dtype=float)
+    energy = np.nan_to_num(power) * np.clip(ends - t, 0, None)
+    batches = np.flatnonzero(energy > 0)
+    spread = np.full(t.size, np.nan)
+    for before, batch in zip(batches, batches[1:], strict=False):
+        spread[before + 1:batch + 1] = energy[batch] / (ends[batch] - ends[before])
+    keep = ~np.isnan(spread)
+    return rows.assign(power_w=spread, peak_w=spread)[keep]
+
+
 def power_timeline(timeline: pd.DataFrame, steps: pd.DataFrame | None = None, *, estimated: bool = False,
                    height: int = 320) -> alt.LayerChart | alt.Chart:
     """Power per component over time (W), with prefill/decode shading and a tick at each step start."""
@@ -518,3 +555,33 @@ def sweep_pareto(points: pd.DataFrame, *, estimated: bool = False) -> alt.LayerC
         x=x, y=y, order=alt.Order("j_per_token:Q"))
     return alt.layer(front, dots).properties(
         title=title("Decode speed (tokens/s) against energy per decode token (J)", estimated), height=320)
+
+
+MACHINE_MEASURES = {"j_per_token": "Energy per decode token (J)", "tokens_per_s": "Decode speed (tokens/s)"}
+"""What the machine × configuration chart can show: column -> axis title."""
+
+
+def sweep_machines(machines: pd.DataFrame, measure: str = "j_per_token", *, estimated: bool = False) -> alt.Chart:
+    """A replicated sweep's machines side by side per configuration: one bar per machine (with the 95% CI for
+    J/token); columns label, point, machine, j_per_token, j_per_token_ci95, tokens_per_s (sweep_table.machine_frame)."""
+    axis = MACHINE_MEASURES[measure]
+    data = machines.dropna(subset=[measure]).head(MAX_ROWS) if not machines.empty else machines
+    if data.empty:
+        return _empty(title(f"No finished runs to compare machines by {axis.split(' (')[0].lower()}", estimated))
+    data = data[["label", "point", "machine", measure, "j_per_token_ci95"]].copy()
+    ci = data["j_per_token_ci95"].fillna(0) if measure == "j_per_token" else 0.0
+    data = data.assign(lo=data[measure] - ci, hi=data[measure] + ci)
+    order = list(dict.fromkeys(data.sort_values("point")["label"]))
+    base = alt.Chart(data).encode(
+        y=alt.Y("label:N", title=None, sort=order, axis=LAYER_AXIS),
+        yOffset=alt.YOffset("machine:N"),
+        color=alt.Color("machine:N", title="Machine", scale=RUN_SCALE, legend=alt.Legend(orient="bottom")),
+        tooltip=[alt.Tooltip("label:N", title="Configuration"), alt.Tooltip("machine:N", title="Machine"),
+                 alt.Tooltip(f"{measure}:Q", title=axis, format=".4g")])
+    bars = base.mark_bar().encode(x=alt.X(f"{measure}:Q", title=axis))
+    layers = [bars]
+    if measure == "j_per_token":
+        layers.append(base.mark_rule(color="#333333").encode(x="lo:Q", x2="hi:Q"))
+    what = "energy per decode token" if measure == "j_per_token" else "decode speed"
+    return alt.layer(*layers).properties(title=title(f"Machines side by side: {what}", estimated),
+                                         height=alt.Step(14))

@@ -1,5 +1,5 @@
 """Compare two or more runs (also `?runs=1,2`): J/token with CI, tokens/s, batch, TTFT, share of tokens measured,
-mean power per component, layers and replayed layers."""
+counter health and what each whole-system figure lacks, mean power per component, layers and replayed layers."""
 
 import pandas as pd
 import streamlit as st
@@ -41,6 +41,7 @@ for run in chosen:
                  "tokens measured": None if s.tokens_measured_share is None else 100 * s.tokens_measured_share,
                  "Wh/1k tokens": quote_summary(s).wh_per_1000_tokens,
                  "mean W": s.mean_total_w, "net energy J": s.net_total_j, "peak memory MB": s.peak_memory_mb,
+                 "counters": ui.health_cell(s), "whole system lacks": ", ".join(s.total_lacks) or None,
                  "notes": s.notes(bool(run.get("power_incomplete")))})
     for phase in ("prefill", "decode"):
         stat = s.per_token(phase)
@@ -65,6 +66,12 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="compare_
     "mean W": st.column_config.NumberColumn(ui.label("Mean power", est), format="%.3g W"),
     "net energy J": st.column_config.NumberColumn(ui.label("Net energy", est), format="%.4g J"),
     "peak memory MB": st.column_config.NumberColumn("Peak memory", format="%.4g MB", help=ui.PEAK_MEMORY_HELP),
+    "counters": st.column_config.TextColumn(
+        "Counters", help="Counter health per component: stalled or implausible = that component's energy is unknown "
+        "for the run; batched = steps shorter than its publication period are apportioned"),
+    "whole system lacks": st.column_config.TextColumn(
+        "Whole system lacks", help="Components whose energy is unknown for the run, left out of its whole-system "
+                                   "figures: compare such a run's totals with care"),
 })
 if est:
     st.caption(f"{ui.estimated_badge()} At least one of these runs uses an estimated power source: compare "
@@ -86,3 +93,4 @@ with right:
     else:
         st.caption("None of these runs profiled layers.")
 ui.compare_replays(replays, est)
+ui.bundle_download(store, run_ids=[r["id"] for r in chosen], runs=chosen, label="⬇ These runs as a bundle (SQLite)")

@@ -37,6 +37,7 @@ facts += ui.endpoint_facts(summary)
 st.markdown(f"{ui.status_badge(run['status'])} {ui.measured_badge(run)} " + " · ".join(
     [*facts, ui.fmt_date(run.get("created_at"))]))
 ui.show_flash()
+ui.origin_caption(store.run_origin(run["id"]))
 if run.get("sweep_id"):
     point = (run.get("sweep_point") or 0) + 1
     ui.sweep_link(run["sweep_id"], f"Point {point} of sweep {ui.md_escape(run['sweep_id'])}")
@@ -61,11 +62,16 @@ for warning in summary.warnings:
     st.warning(ui.md_escape(warning))
 if summary.disturbed:
     st.warning(ui.md_escape(summary.disturbance()), icon=":material/group:")
+ui.show_health(summary)
+unknown = list(summary.untrusted_counters())
 repeats = max(1, summary.repeats)
 repeat = st.selectbox("Repeat shown per token and per layer", list(range(repeats)), key="repeat",
                       format_func=lambda r: f"repeat {r + 1} of {repeats}") if repeats > 1 else 0
 views = ui.run_views(store, run, repeat)
 tokens, layers, totals = views["tokens"], views["layers"], views["totals"]
+if unknown and not totals.empty:  # the raw windows of a stalled or implausible counter are no figure
+    totals = totals.assign(**{col: totals[col].where(~totals["component"].isin(unknown))
+                              for col in ("energy_j", "mean_w")})
 profiled = not views["steps"].empty
 by_component = {col: dict(zip(totals["component"], totals[col], strict=True)) if not totals.empty else {}
                 for col in ("energy_j", "mean_w")}
@@ -76,17 +82,19 @@ peak_w = summary.peak_total_w if summary.peak_total_w is not None or timeline.em
     whole_system(timeline.groupby("component")["peak_w"].max().to_dict())
 duration = summary.duration_s or (totals["seconds"].max() if not totals.empty else None)
 
+lacks = f" (without {', '.join(summary.total_lacks)})" if summary.total_lacks else ""
 top = st.columns(4)
-top[0].metric(ui.label("Gross energy", est), ui.fmt_energy(gross),
-              help="Whole-system energy of the workload (every measured repeat), idle draw included")
+top[0].metric(ui.label("Gross energy", est) + lacks, ui.fmt_energy(gross),
+              help="Whole-system energy of the workload (every measured repeat), idle draw included; what the whole "
+                   "system covers is stated under the figures")
 rest = top[1:]
 if profiled:
     jpt = summary.j_per_token
     phases = [p for p in ("prefill", "decode") if p in jpt] or [p for p in jpt if p != "prefill"][:2]
-    top[1].metric(ui.label("Net energy", est), ui.fmt_energy(summary.net_total_j),
+    top[1].metric(ui.label("Net energy", est) + lacks, ui.fmt_energy(summary.net_total_j),
                   help="Gross energy minus the idle baseline power × the workload's duration")
     for col, phase in zip(top[2:], phases, strict=False):
-        col.metric(ui.label(f"J/token {ui.md_escape(phase)}", est), ui.fmt_ci(summary.per_token(phase)),
+        col.metric(ui.label(f"J/token {ui.md_escape(phase)}", est) + lacks, ui.fmt_ci(summary.per_token(phase)),
                    help="Mean ± 95% CI over repeats" + (", per prompt token" if phase == "prefill" else ""))
     second = st.columns(4)
     second[0].metric("Tokens/s", ui.fmt_rate(summary.tokens_per_s), help="Decode tokens per second")
@@ -104,6 +112,7 @@ if ui.runtime_caption(summary):
 if profiled and summary.baseline_total_w is not None:
     st.caption(f"Idle baseline: {ui.fmt_power(summary.baseline_total_w)} (model loaded, no work). "
                "Net = gross − baseline × duration; gross includes the idle draw.")
+ui.show_scope(summary)
 
 st.subheader(ui.label("Power over time", est))
 if profiled and "workload_timeline" in views:
@@ -112,9 +121,15 @@ if profiled and "workload_timeline" in views:
                                 "baseline and warm-up runs.")
     if span != "Whole recording":
         timeline = views["workload_timeline"]
+timeline = charts.trusted_timeline(timeline, unknown, summary.publication_s())
 ui.chart(charts.power_timeline(timeline, views["steps"] if profiled else None, estimated=est), key="chart_timeline")
 st.caption("Lines: mean power per component in each time bin" + (
-    ". Shading: prefill / decode. Ticks: step starts." if profiled else "."))
+    ". Shading: prefill / decode. Ticks: step starts." if profiled else ".") + (
+    f" Not drawn: {', '.join(unknown)} (counter {', '.join(summary.untrusted_counters().values())}: unknown)."
+    if unknown else "") + (
+    " Smoothed over the publication period: " + ", ".join(f"{c} {p:.2g} s" for c, p in
+                                                          summary.publication_s().items()) + "."
+    if summary.publication_s() else ""))
 
 left, right = st.columns(2)
 with left:
@@ -193,10 +208,12 @@ with st.expander("Parameters"):
         params = {k: v for k, v in params.items() if k not in not_in_mode("endpoint")}
     st.dataframe(pd.DataFrame({"parameter": list(params), "value": [str(v) for v in params.values()]}),
                  hide_index=True, width="stretch", key="table_params")
-d1, d2, d3 = st.columns(3)
+d1, d2, d3, d4 = st.columns(4)
 with d1:
     ui.csv_download(store, run["id"], "samples", "Power samples")
 with d2:
     ui.csv_download(store, run["id"], "summary", "Summary")
 with d3:
     ui.trace_download(store, run["id"])
+with d4:
+    ui.bundle_download(store, run_ids=[run["id"]], runs=[run])

@@ -20,10 +20,10 @@ ALLOWED = ("energyprof.ui", "energyprof.charts", "energyprof.runner.jobs", "ener
            "energyprof.spec.params", "energyprof.summary", "energyprof.errors",
            "energyprof.components", "energyprof.provenance", "energyprof.units", "streamlit", "pandas", "altair",
            "energyprof.spec.sweep", "energyprof.analysis.precision", "energyprof.analysis.quoted",
-           "energyprof.sweep_table", "energyprof.runtimes.choice")
+           "energyprof.sweep_table", "energyprof.spec.ray_cluster", "energyprof.runtimes.choice")
 """What the dashboard may import: no torch, no transformers (energyprof.spec.params: the parameter table;
-sweep_spec: a sweep's grid; precision: the target CI's rule; errors: the one sentence-maker; runtimes.choice: whether
-mlx is installed, without importing it)."""
+sweep_spec: a sweep's grid; precision: the target CI's rule; errors: the one sentence-maker; spec.ray_cluster: a
+Ray address checked, without Ray; runtimes.choice: whether mlx is installed, without importing it)."""
 
 
 def test_pages_folder_layout() -> None:
