@@ -184,6 +184,11 @@ def test_quantised_folder_profile_records_steps_layers_memory_and_replay(folders
     assert summary.peak_memory_source == "mlx" and 1 < summary.peak_memory_mb < 200
     assert summary.new_tokens == [6, 6] and summary.j_per_token["decode"].mean > 0
     assert summary.closure_error < 1e-9
+    steps = store.steps(summary.run_id)
+    prefill = steps[steps["phase"] == "prefill"].groupby("repeat")
+    assert list(prefill.size()) == [2, 2]  # mlx-lm's chunk, then the last prompt token, which yields the first token
+    per_repeat = prefill["n_tokens"].sum() / prefill["duration_s"].sum()  # prompt tokens over the whole prefill
+    assert summary.prefill_tokens_per_s == pytest.approx(per_repeat.mean(), rel=1e-6)
     layer_rows = store.layer_summary(summary.run_id)
     calls = layer_rows.set_index("name")["calls"]
     assert calls["model.layers.3.mlp"] == calls["lm_head"] == 2 * 7  # 2 repeats × (chunk + 6 token steps)
