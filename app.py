@@ -33,6 +33,7 @@ table = pd.DataFrame({
     "run": [f"run?run={i}" for i in runs["id"]],
     "kind": runs["kind"],
     "model": runs["model"],
+    "runtime": runs["runtime"],
     "device": runs["device"],
     "dtype": runs["dtype"],
     "source": [ui.source_label(s, m) for s, m in zip(runs["source"], runs["measured"], strict=True)],
@@ -64,6 +65,8 @@ st.dataframe(shown, hide_index=True, width="stretch", key="runs_table", column_c
     "run": st.column_config.LinkColumn("Run", display_text=r"run\?run=(\d+)", help="Open the run"),
     "kind": st.column_config.TextColumn("Kind"),
     "model": st.column_config.TextColumn("Model"),
+    "runtime": st.column_config.TextColumn("Runtime", help="transformers (PyTorch) or mlx (mlx-lm) for a model loaded "
+                                           "here, endpoint for a server; auto while a run has not loaded its model"),
     "device": st.column_config.TextColumn("Device"),
     "dtype": st.column_config.TextColumn("Dtype"),
     "source": st.column_config.TextColumn("Source", help="measured: read from the hardware; estimated: a model"),

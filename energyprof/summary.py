@@ -27,6 +27,14 @@ PHASES: tuple[str, ...] = ("prefill", "decode", "forward")
 CLOSURE_FAR: tuple[float, float] = (0.5, 2.0)
 """A replay closure outside this range is flagged with its likely cause (summary.replay_closure_problem): a layer
 alone in a loop differs from the real step by tens of percent (README), not by a factor of two."""
+
+PEAK_MEMORY_SOURCES: dict[str, str] = {
+    "mlx": "MLX's peak allocation: weights, activations, KV cache",
+    "cuda": "torch's peak CUDA allocation",
+    "mps": "the Metal driver's allocation, largest after a repeat",
+    "rss": "the process's peak resident memory, model loading included",
+}
+"""What each kind of peak-memory figure counts (RunSummary.peak_memory_source)."""
 DISTURBED_CORES = 0.10
 """A run whose other processes used this many more (or fewer) CPU cores during the workload than during the idle
 baseline is *disturbed*: the baseline no longer describes what the rest of the machine drew."""
@@ -128,11 +136,23 @@ class RunSummary:
     windows: int = 0
     samples_skipped: int = 0
     # -- the model and workload (profile runs)
+    runtime: str | None = None
+    """How the model ran: `transformers`, `mlx` (a model loaded here) or `endpoint` (a server)."""
+    runtime_reason: str | None = None
+    """Why that runtime (asked for, or what `auto` saw in the model's files)."""
     model: str | None = None
     model_kind: str | None = None
     n_params: int | None = None
     device: str | None = None
     dtype: str | None = None
+    quantization: str | None = None
+    """How the weights are quantised (e.g. `4-bit affine, group 32` for an MLX model); None: full precision."""
+    peak_memory_mb: float | None = None
+    """Peak memory of the run (model loaded, warm-up and repeats), MB; what it counts is `peak_memory_source`."""
+    peak_memory_source: str | None = None
+    """`mlx` (mx.get_peak_memory after a reset at load), `cuda` (torch's peak allocated), `mps` (the Metal driver's
+    allocation after each repeat, the largest) or `rss` (the process's peak resident memory, model loading
+    included)."""
     layers: str | None = None
     prompt_tokens: int | None = None
     """Prompt tokens per sequence (the longest, when the sequences of a batch differ)."""
@@ -505,6 +525,21 @@ class RunSummary:
                     "each decode step's token count is spread over the chunks it carried; the per-phase totals "
                     "(J/token, tokens/s) use the server's usage.")
         return None
+
+    def runtime_sentence(self) -> str | None:
+        """`Runtime: mlx (auto: …); weights 4-bit affine, group 32.` (None when the run names no runtime)."""
+        if self.runtime is None:
+            return None
+        why = f" ({self.runtime_reason.rstrip('.')})" if self.runtime_reason else ""
+        weights = f"; weights {self.quantization}" if self.quantization else ""
+        return f"Runtime: {self.runtime}{why}{weights}."
+
+    def peak_memory_text(self) -> str | None:
+        """`489 MB (the process's peak resident memory, …)`; None when not recorded."""
+        if self.peak_memory_mb is None:
+            return None
+        what = PEAK_MEMORY_SOURCES.get(self.peak_memory_source or "")
+        return f"{self.peak_memory_mb:,.1f} MB" + (f" ({what})" if what else "")
 
     def per_token(self, phase: str, *, net: bool = False) -> MeanCI:
         """J/token of one phase (gross, or net of the idle baseline); an empty MeanCI when unknown."""

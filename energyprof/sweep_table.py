@@ -21,13 +21,14 @@ from energyprof.summary import RunSummary
 from energyprof.units import finite_or_none
 
 COLUMNS: tuple[str, ...] = (
-    "point", "run_id", "status", "error", "machine", "model", "device", "dtype", "batch", "prompt_tokens",
-    "max_new_tokens", "source", "estimated", "repeats", "new_tokens", "j_per_token", "j_per_token_ci95",
-    "prefill_j_per_token", "prefill_j_per_token_ci95", "tokens_per_s", "tokens_per_j", "wh_per_1000_tokens",
-    "g_co2e_per_1000_tokens", "grid_g_co2e_per_kwh", "target_ci_met", "ci_pct", "disturbed", "label")
+    "point", "run_id", "status", "error", "machine", "model", "runtime", "device", "dtype", "quantization", "batch",
+    "prompt_tokens", "max_new_tokens", "source", "estimated", "repeats", "new_tokens", "j_per_token",
+    "j_per_token_ci95", "prefill_j_per_token", "prefill_j_per_token_ci95", "tokens_per_s", "tokens_per_j",
+    "wh_per_1000_tokens", "g_co2e_per_1000_tokens", "grid_g_co2e_per_kwh", "peak_memory_mb", "target_ci_met",
+    "ci_pct", "disturbed", "label")
 """A sweep row: the point's values, then its run's figures (decode J/token and its units unless named prefill;
 new_tokens per repeat, every sequence counted; machine: the Ray node or other machine that ran it, None for this
-one; label: the point for people)."""
+one; runtime: the one the run used, else the one asked for; label: the point for people)."""
 MACHINE_COLUMNS: tuple[str, ...] = ("label", "point", "machine", "source", "estimated", "status", "run_id",
                                     "j_per_token", "j_per_token_ci95", "tokens_per_s")
 """A replicated sweep's machine × configuration rows (long form: one per point and machine)."""
@@ -117,6 +118,8 @@ def _row(index: int, values: dict[str, Any], run: dict[str, Any] | None) -> dict
     row.update({
         "run_id": run["id"], "status": run["status"], "error": run.get("error"),
         "device": s.device or run.get("device") or values.get("device"),
+        "runtime": s.runtime or values.get("runtime"), "quantization": s.quantization,
+        "peak_memory_mb": s.peak_memory_mb,
         "prompt_tokens": s.prompt_tokens if s.prompt_tokens is not None else values.get("prompt_tokens"),
         "batch": s.batch or values.get("batch"), "source": s.source or run.get("source"),
         "estimated": s.estimated if s.source else None, "repeats": s.repeats,
@@ -184,7 +187,8 @@ def curve_frame(frame: pd.DataFrame, x: str) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame(columns=columns)
     done = frame[(frame["status"] == "done") & frame[x].notna()]
-    others = [c for c in ("model", "device", "dtype", "batch", "prompt_tokens", "max_new_tokens", "machine")
+    others = [c for c in ("model", "runtime", "device", "dtype", "batch", "prompt_tokens", "max_new_tokens",
+                          "machine")
               if c != x and done[c].nunique(dropna=False) > 1]
     series = done.apply(lambda r: _series_label(r, others), axis=1) if not done.empty else pd.Series(dtype=str)
     parts = []

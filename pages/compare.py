@@ -35,14 +35,15 @@ rows, jpt, power, layers, replays = [], [], [], [], {}
 for run in chosen:
     s = ui.summary_of(run)
     tag = f"#{run['id']} {run.get('model')}"
-    rows.append({"run": tag, "device": run.get("device") or "—", "dtype": run.get("dtype") or "—",
+    rows.append({"run": tag, "runtime": s.runtime or "—", "device": run.get("device") or "—",
+                 "dtype": run.get("dtype") or "—",
                  "source": ui.source_label(run.get("source"), run.get("measured")), "status": run["status"],
                  "J/token prefill": ui.fmt_ci(s.per_token("prefill")),
                  "J/token decode": ui.fmt_ci(s.per_token("decode")), "tokens/s": s.tokens_per_s,
                  "batch": s.batch or 1, "TTFT": ui.fmt_ci(s.ttft_s, "s") if s.ttft_s is not None else "—",
                  "tokens measured": None if s.tokens_measured_share is None else 100 * s.tokens_measured_share,
                  "Wh/1k tokens": quote_summary(s).wh_per_1000_tokens,
-                 "mean W": s.mean_total_w, "net energy J": s.net_total_j,
+                 "mean W": s.mean_total_w, "net energy J": s.net_total_j, "peak memory MB": s.peak_memory_mb,
                  "counters": ui.health_cell(s), "whole system lacks": ", ".join(s.total_lacks) or None,
                  "notes": s.notes(bool(run.get("power_incomplete")))})
     for phase in ("prefill", "decode"):
@@ -67,6 +68,7 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="compare_
     "Wh/1k tokens": st.column_config.NumberColumn(ui.label("Wh / 1,000 decode tokens", est), format="%.3g"),
     "mean W": st.column_config.NumberColumn(ui.label("Mean power", est), format="%.3g W"),
     "net energy J": st.column_config.NumberColumn(ui.label("Net energy", est), format="%.4g J"),
+    "peak memory MB": st.column_config.NumberColumn("Peak memory", format="%.4g MB", help=ui.PEAK_MEMORY_HELP),
     "counters": st.column_config.TextColumn(
         "Counters", help="Counter health per component: stalled or implausible = that component's energy is unknown "
         "for the run; batched = steps shorter than its publication period are apportioned"),

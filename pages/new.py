@@ -4,6 +4,7 @@ Sweep tab launches a sweep (lists for the sweepable options; optionally on a Ray
 import streamlit as st
 
 from energyprof import ui
+from energyprof.runtimes.choice import mlx_installed, mlx_missing_sentence
 from energyprof.spec.params import ProfileParams, not_in_mode
 from energyprof.spec.ray_cluster import RAY_ADDRESS_HELP, RAY_RESOURCE, RaySettings
 from energyprof.spec.sweep import (
@@ -49,6 +50,8 @@ with one, st.form("profile"):
                               skip=not_in_mode(mode), key_prefix="endpoint_" if mode == "endpoint" else "",
                               widgets={"model": "text"} if mode == "endpoint" else None)
     unavailable = [s for s in statuses if not s.available]
+    if mode == "local" and not mlx_installed():
+        st.caption(ui.md_escape(mlx_missing_sentence()))
     st.caption(f"Power source auto picks {ui.md_escape(auto)} here: the first measured source that works, else "
                "the estimate.")
     if unavailable:
@@ -67,6 +70,8 @@ with many, st.form("sweep"):
     sweep_values = ui.param_widgets({"source": ("auto", *available), "cross_check": ("none", *available)},
                                     key_prefix="sweep_", lists=sweepable_names(), overrides=SWEEP_DEFAULTS,
                                     skip=not_in_mode("local"))
+    if not mlx_installed():
+        st.caption(ui.md_escape(mlx_missing_sentence()))
     sweep_id_text = st.text_input("Sweep id (optional)", key="sweep_id", placeholder="e.g. batch-study (default: "
                                   "the date and time)", help="Letters, digits, '.', '_' and '-'.")
     st.markdown("**Run on a Ray cluster (optional)**")

@@ -32,6 +32,7 @@ est = ui.is_estimated(run)
 summary = ui.summary_of(run)
 st.title(f"Run #{run['id']} · {ui.md_escape(run.get('model') or run['kind'])}")
 facts = [f"source **{ui.md_escape(run.get('source') or '—')}**", ui.md_escape(run["kind"])]
+facts += [f"runtime **{ui.md_escape(summary.runtime)}**"] if summary.runtime and summary.endpoint is None else []
 facts += [f"{name} **{ui.md_escape(run[name])}**" for name in ("device", "dtype") if run.get(name)]
 facts += ui.endpoint_facts(summary)
 state = "not responding" if run["status"] in ACTIVE_STATUSES and job_health(run).state == "not responding" else \
@@ -109,6 +110,8 @@ rest[1].metric(ui.label("Peak power", est), ui.fmt_power(peak_w),
 rest[2].metric("Duration", ui.fmt_seconds(duration), help="Of the workload (all repeats) or of the recording")
 if summary.endpoint is not None:
     ui.endpoint_section(summary)
+if ui.runtime_caption(summary):
+    st.caption(ui.md_escape(ui.runtime_caption(summary)), help=ui.PEAK_MEMORY_HELP)
 if profiled and summary.baseline_total_w is not None:
     st.caption(f"Idle baseline: {ui.fmt_power(summary.baseline_total_w)} (model loaded, no work). "
                "Net = gross − baseline × duration; gross includes the idle draw.")

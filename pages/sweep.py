@@ -162,9 +162,9 @@ grid = frame["grid_g_co2e_per_kwh"].dropna()
 table = frame.assign(run=[f"run?run={int(r)}" if pd.notna(r) else None for r in frame["run_id"]],
                      point=frame["point"] + 1, error=frame["error"].map(lambda e: e if isinstance(e, str) else ""),
                      prompt_tokens=frame["prompt_tokens"].map(lambda v: "own length" if pd.isna(v) else f"{v:.0f}"))
-shown = ["point", "run", "status", "model", "device", "dtype", "batch", "prompt_tokens", "max_new_tokens",
-         "new_tokens", "repeats", "j_per_token", "j_per_token_ci95", "prefill_j_per_token", "tokens_per_s",
-         "tokens_per_j", "wh_per_1000_tokens", "pareto", "target_ci_met", "error"]
+shown = ["point", "run", "status", "model", "runtime", "device", "dtype", "quantization", "batch", "prompt_tokens",
+         "max_new_tokens", "new_tokens", "repeats", "j_per_token", "j_per_token_ci95", "prefill_j_per_token",
+         "tokens_per_s", "tokens_per_j", "wh_per_1000_tokens", "peak_memory_mb", "pareto", "target_ci_met", "error"]
 if ray is not None or frame["machine"].notna().any():
     shown.insert(shown.index("status") + 1, "machine")
 if not grid.empty:
@@ -190,6 +190,11 @@ st.dataframe(table[shown], hide_index=True, width="stretch", key="table_points",
     "tokens_per_s": st.column_config.NumberColumn("Tokens/s (decode)", format="%.4g"),
     "tokens_per_j": st.column_config.NumberColumn("Tokens/J (decode)", format="%.4g"),
     "wh_per_1000_tokens": st.column_config.NumberColumn("Wh per 1,000 tokens", format="%.4g"),
+    "runtime": st.column_config.TextColumn("Runtime", help="transformers (PyTorch) or mlx (mlx-lm): the runtime the "
+                                           "point's run used"),
+    "quantization": st.column_config.TextColumn("Quantisation", help="How the weights are quantised (empty: full "
+                                                "precision)"),
+    "peak_memory_mb": st.column_config.NumberColumn("Peak memory (MB)", format="%.4g", help=ui.PEAK_MEMORY_HELP),
     "g_co2e_per_1000_tokens": st.column_config.NumberColumn(
         "g CO2e per 1,000 tokens", format="%.4g",
         help=ui.md_escape(grid_label(float(grid.iloc[0]))) if not grid.empty else None),

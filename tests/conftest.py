@@ -54,3 +54,13 @@ def stand_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 
     yield zeus_apple_silicon
     sys.modules.pop("zeus_apple_silicon", None)
+
+
+@pytest.fixture(scope="session")
+def mlx_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Model folders for the MLX runtime tests (tests/mlx_models.py): `q4`, the tiny built-in MLX-quantised to 4
+    bits; `hf`, the tiny transformers built-in saved with save_pretrained."""
+    from mlx_models import save_hf_llama, save_quantised_tiny
+
+    root = tmp_path_factory.mktemp("mlx-models")
+    return {"q4": save_quantised_tiny(root / "tiny-4bit"), "hf": save_hf_llama(root / "tiny-hf")}

@@ -52,7 +52,8 @@ def test_launch_passes_every_option(store: Store, monkeypatch: pytest.MonkeyPatc
     at.button(key="launch").click().run()
     assert not at.exception
     assert calls == [{"model": "./my-model", "prompt": "Hello there", "max_new_tokens": 17, "ignore_eos": False,
-                      "device": "cpu", "dtype": "bfloat16", "source": "estimate", "cross_check": "none",
+                      "device": "cpu", "dtype": "bfloat16", "runtime": "auto", "source": "estimate",
+                      "cross_check": "none",
                       "interval_ms": 50,
                       "layers": "modules", "repeats": 4, "warmup": 2, "baseline_s": 2.5, "temperature": 0.7,
                       "top_p": 0.9, "seed": 42, "trust_remote_code": False, "endpoint": None, "api": "chat",

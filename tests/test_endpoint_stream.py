@@ -115,8 +115,9 @@ def test_endpoint_parameters_are_checked_with_the_table(monkeypatch: pytest.Monk
     assert "name the server knows" in ProfileParams(endpoint="http://127.0.0.1:1/v1", model=" ").errors()[0]
     assert ProfileParams(endpoint="http://127.0.0.1:1/v1", model="m", api="responses").errors()
     assert ProfileParams(endpoint="http://127.0.0.1:1/v1", model="m", timeout_s=0).errors()
-    assert set(not_in_mode("endpoint")) == {"device", "dtype", "layers", "trust_remote_code", "batch", "prompt_tokens",
-                                            "prompts", "layer_energy", "replay_step", "replay_s", "replay_trials"}
+    assert set(not_in_mode("endpoint")) == {"device", "dtype", "runtime", "layers", "trust_remote_code", "batch",
+                                            "prompt_tokens", "prompts", "layer_energy", "replay_step", "replay_s",
+                                            "replay_trials"}
     assert set(not_in_mode("local")) == {"endpoint", "api", "api_key_env", "timeout_s", "server_pid"}
 
 

@@ -109,11 +109,12 @@ def import_graph(root: Path = REPO) -> ImportGraph:
 
 GRAPH = import_graph()
 
-MAX_FUNCTION_LEVEL_IMPORTS = 9
-"""Function-level imports of our own modules left (49 before issue 16's move, 37 statements just after it, 9 now):
-each keeps torch, transformers, requests or a power source's library (zeus, pynvml) out of a torch-free import
-path: the five sources in power.registry, the two workloads in runtimes, the model loader in runner.api and the
-replay in runner.engine."""
+MAX_FUNCTION_LEVEL_IMPORTS = 11
+"""Function-level imports of our own modules left (49 before issue 16's move, 37 statements just after it, 9 after
+it, 11 with the MLX runtime): each keeps torch, transformers, mlx, requests or a power source's library (zeus,
+pynvml) out of a torch-free import path: the five sources in power.registry, the three workloads in runtimes, the two
+model loaders in runner.api (torch, mlx) and the MLX workload's one import of its mlx modules (mlx is optional: a
+missing one is a sentence on a failed run, not an ImportError)."""
 
 
 def test_the_graph_sees_the_package() -> None:

@@ -150,11 +150,12 @@ def test_a_sweep_whose_process_died_is_reaped(store: Store) -> None:
 
 
 def test_lists_are_checked_by_the_parameter_table(capsys: pytest.CaptureFixture[str], db_path: Path) -> None:
-    assert sweepable_names() == ("model", "device", "dtype", "prompt_tokens", "batch", "max_new_tokens")
+    assert sweepable_names() == ("model", "device", "dtype", "runtime", "prompt_tokens", "batch", "max_new_tokens")
     assert parse_values("batch", "1, 2,4,2") == [1, 2, 4] and parse_values("prompt_tokens", "none,16") == [None, 16]
     for bad, sentence in ((["--batch", "1,x"], "'x' in the list for batch size is not a whole number"),
                           (["--batch", "0"], "batch must be a whole number from 1 to 256, not 0"),
                           (["--dtype", "float32,int4"], "Unknown dtype 'int4'"),
+                          (["--runtime", "mlx,onnx"], "Unknown runtime 'onnx'"),
                           (["--sweep-id", "../x"], "'../x' is not a sweep id")):
         with pytest.raises(SystemExit):
             main(["sweep", *bad, "--db", str(db_path)])

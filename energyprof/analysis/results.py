@@ -421,12 +421,16 @@ def _tokens_per_s(steps: StepTable) -> float | None:
 
 
 def _prefill_tokens_per_s(steps: StepTable) -> float | None:
-    """Prompt tokens per second of the prefill (or forward) step, mean over repeats (an endpoint that did not say
-    its prompt's size records 0 tokens: left out)."""
+    """Prompt tokens per second of the prefill (or forward), mean over repeats: each repeat's prompt tokens over the
+    time of its prefill steps together (MLX prefills in chunks, then the last prompt token; an endpoint that did not
+    say its prompt's size records 0 tokens: left out)."""
     mask = np.isin(steps.phase, ["prefill", "forward"]) & (steps.duration > 0) & (steps.n_tokens > 0)
     if not mask.any():
         return None
-    return float(np.mean(steps.n_tokens[mask] / (steps.duration[mask] / 1e9)))
+    rates = [float(steps.n_tokens[mask & (steps.repeat == r)].sum() / (steps.duration[mask & (steps.repeat == r)].sum()
+                                                                        / 1e9))
+             for r in np.unique(steps.repeat[mask])]
+    return float(np.mean(rates))
 
 
 def _peak_w(windows: Sequence[PowerWindow], spans: Sequence[tuple[int, int]],

@@ -13,6 +13,7 @@ from energyprof.power.counter import DEFAULT_PROBE_S, CounterCharacteristics, de
 from energyprof.power.registry import SOURCE_NAMES, all_statuses, auto_name, probe_counters, resolve_source
 from energyprof.runner.health import run_health
 from energyprof.runner.second_opinion import DEFAULT_SECONDS, SecondOpinion, second_opinion
+from energyprof.runtimes.choice import mlx_status
 from energyprof.textsafe import terminal_text
 
 REASON_CHARS = 500
@@ -21,7 +22,8 @@ REASON_CHARS = 500
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("doctor", help="show which power sources work on this machine",
                                    description="Show every power source, whether it can run here (and "
-                                               "why not), its components, and which one `auto` picks.")
+                                               "why not), its components, and which one `auto` picks; and whether "
+                                               "the MLX runtime is installed.")
     parser.add_argument("--probe-seconds", type=float_range(0, 60), default=DEFAULT_PROBE_S,
                         help="how long to poll each available counter source to measure its update period and "
                              f"quantum and judge its health (default {DEFAULT_PROBE_S:g}; 0 skips it; 5 or more lets "
@@ -52,13 +54,14 @@ def run(args: argparse.Namespace) -> int:
     auto = auto_name(statuses)
     counters = probe_counters(statuses, args.probe_seconds)
     health = {name: probe_health(c, name) for name, c in counters.items()}
+    mlx = mlx_status()
     opinion = _cross_check(auto, args.cross_check, args.cross_check_seconds) if args.cross_check else None
     if args.json:
         print_json({"sources": [{**asdict(s), "components": list(s.components),
                                  "counter": counters[s.name].to_json() if s.name in counters else None,
                                  "health": {c: h.to_json() for c, h in health.get(s.name, {}).items()} or None}
                                 for s in statuses], "auto": auto,
-                    "cross_check": opinion.to_json() if opinion is not None else None})
+                    "cross_check": opinion.to_json() if opinion is not None else None, "runtimes": [asdict(mlx)]})
         return 0 if opinion is None or opinion.error is None else 1
     for s in statuses:
         state = "available" if s.available else "not available"
@@ -71,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
             for comp, h in health.get(s.name, {}).items():
                 print(f"{'':<13} {comp} counter {h.status}{'' if h.judged else ' (not judged)'}: {h.note}")
     print(f"auto picks: {auto}")
+    print(f"runtime mlx: {'available' if mlx.available else 'not available'}: {mlx.detail}")
     if opinion is not None:
         for line in opinion.lines():
             print(line)

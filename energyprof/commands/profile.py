@@ -188,6 +188,8 @@ def format_summary(s: RunSummary) -> str:
                     f"{s.repeats} repeat(s)")
         lines.append(f"Server model: {terminal_text(s.server_model) or 'not reported'}   time to first token: "
                      f"{_seconds(s.ttft_s)}")
+    if s.endpoint is None and s.runtime_sentence():
+        lines.append(s.runtime_sentence())
     if s.new_tokens or s.prompt_tokens:
         lines.append(f"Prompt tokens: {_prompt_tokens(s)}{' per sequence' if (s.batch or 1) > 1 else ''}   "
                      f"new tokens per repeat: {_counts(s.new_tokens)}"
@@ -212,6 +214,8 @@ def format_summary(s: RunSummary) -> str:
         lines.append(labelled("Mean power", est) + f": {_components(s.mean_w, 'W')}   "
                      f"peak: {_components(s.peak_w, 'W')}")
         lines.append(f"Closure error: {'n/a' if s.closure_error is None else f'{s.closure_error:.2g}'}")
+        if s.peak_memory_text():
+            lines.append(f"Peak memory: {s.peak_memory_text()}")
         lines += _how_lines(s)
     if s.cross_check:
         lines += _cross_check_lines(s)

@@ -17,7 +17,8 @@ from energyprof.textsafe import terminal_text
 
 CELL_CHARS = 60
 """Widest cell of the table (a model name is outside text: escaped and bounded, energyprof.textsafe)."""
-COLUMNS = ("id", "kind", "status", "model", "device", "source", "tokens", "decode J/token", "created", "notes")
+COLUMNS = ("id", "kind", "status", "model", "runtime", "device", "source", "tokens", "decode J/token", "created",
+           "notes")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,7 +70,8 @@ def _cells(r: dict[str, Any]) -> tuple[str, ...]:
     decode = summary.per_token("decode").mean
     source = labelled(r.get("source") or "", run_provenance(r)) if r.get("source") else ""
     created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])) if r.get("created_at") else ""
-    cells = (str(r["id"]), r.get("kind") or "", _status(r), r.get("model") or "", r.get("device") or "",
+    cells = (str(r["id"]), r.get("kind") or "", _status(r), r.get("model") or "", r.get("runtime") or "",
+             r.get("device") or "",
              source, str(r.get("tokens_done") or 0), "" if decode is None else f"{decode:.4g}", created,
              summary.notes(bool(r.get("power_incomplete"))))
     return tuple(terminal_text(cell, CELL_CHARS) for cell in cells)

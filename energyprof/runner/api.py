@@ -29,27 +29,34 @@ def profile_generation(model: Any, tokenizer: Any, prompt: str | Sequence[str], 
 
     The model stays where it is (device and dtype are read from its parameters) and runs in eval mode (its
     training flag is restored afterwards); a causal LM is profiled token by token, any other model per forward pass.
+    An MLX model (an mlx.nn.Module from mlx_lm.load, with its tokenizer) runs under the MLX runtime, one sequence.
     The run goes to `db` (default: $ENERGYPROF_DB or the user data folder), so the dashboard shows it. Raises
     TypeError for an unknown option, ValueError for an invalid value and JobAlreadyRunning when another profiling
     job is active; a run that fails or is interrupted (Ctrl-C) returns its summary with status `failed` or
     `cancelled`."""
-    from energyprof.runtimes.transformers.models import LoadedModel
-
     known = set(ProfileParams().to_dict()) - FROM_THE_MODEL
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"profile_generation() got unknown options {', '.join(unknown)}; it takes "
                         f"{', '.join(sorted(known))}.")
-    device, dtype = _placement(model)
     label = name or _model_name(model)
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     batch = options.pop("batch", None) or max(1, len(prompts))
+    loaded = _mlx_loaded(model, tokenizer, label) if _is_mlx(model) else None
+    if loaded is not None:
+        device, dtype = loaded.device, loaded.dtype
+    else:
+        device, dtype = _placement(model)
     params = ProfileParams(**{**API_DEFAULTS, **options, "model": label, "prompt": prompts[0] if prompts else "",
                               "prompts": prompts if len(prompts) > 1 else None, "batch": batch, "device": device,
                               "dtype": dtype})
     params.validate(check_model=False)
-    kind = "causal" if _can_generate(model) else "encoder"
-    loaded = LoadedModel(model, tokenizer, kind, label, sum(p.numel() for p in model.parameters()), device, dtype)
+    if loaded is None:
+        from energyprof.runtimes.transformers.models import LoadedModel
+
+        kind = "causal" if _can_generate(model) else "encoder"
+        loaded = LoadedModel(model, tokenizer, kind, label, sum(p.numel() for p in model.parameters()), device,
+                             dtype)
     store = Store(db)
     run_id = store.create_run("profile", source=params.source, model=label, device=device, dtype=dtype,
                               params=params.to_dict())
@@ -59,6 +66,17 @@ def profile_generation(model: Any, tokenizer: Any, prompt: str | Sequence[str], 
         return run_profile(store, run_id, params, loaded=loaded)
     finally:
         model.train(was_training)
+
+
+def _is_mlx(model: Any) -> bool:
+    """An MLX model (an mlx.nn.Module), told apart without importing mlx for a torch model."""
+    return any(cls.__module__.startswith("mlx.") for cls in type(model).__mro__)
+
+
+def _mlx_loaded(model: Any, tokenizer: Any, label: str) -> Any:
+    from energyprof.runtimes.mlx.models import handed_over
+
+    return handed_over(model, tokenizer, label)
 
 
 def _placement(model: Any) -> tuple[str, str]:

@@ -49,6 +49,7 @@ from energyprof.runner.cancel import CancelSwitch, JobCancelled
 from energyprof.runner.cross_check_run import CrossCheck
 from energyprof.runner.health import figure_windows, run_health
 from energyprof.runner.monitor import Monitor
+from energyprof.runner.replay_timing import replay_seconds, replay_step_of
 from energyprof.runner.reserve import DiskReserve
 from energyprof.runtimes import workload_for
 from energyprof.runtimes.base import Workload
@@ -324,11 +325,9 @@ class ProfileEngine:
 
     def _replay(self) -> None:
         """Replay every hooked layer alone until the meter can see it; each finished trial is stored at once."""
-        from energyprof.runtimes.transformers.replay import Replayer, replay_seconds, replay_step_of
-
         seconds = replay_seconds(self.params.replay_s, self.source, self.sampler.interval_ms, self._phase)
-        replayer = Replayer(self.loaded, self.layers, seconds=seconds, trials=self.params.replay_trials,
-                            source=self.source, on_phase=self._phase, on_trial=self._store_trial)
+        replayer = self.workload.replayer(seconds=seconds, trials=self.params.replay_trials, source=self.source,
+                                          on_phase=self._phase, on_trial=self._store_trial)
         self.replay = replayer.outcome
         with self.background.span("replay"):  # a busy machine disturbs the replay as it disturbs the repeats
             replayer.run(self.prompt_ids, self.params.loop_options(), replay_step_of(self.params))

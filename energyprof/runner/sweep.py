@@ -4,8 +4,8 @@ tagged with the sweep and its point; or, given a connected Ray cluster, as Ray t
 
 A point that fails does not stop the others; a cancel (SIGTERM or Ctrl-C: the running point ends `cancelled`)
 stops the sweep. Points that already have a `done` run are skipped, so running a sweep again resumes the missing
-ones. Consecutive points with the same model, device and dtype share one loaded model. The sweep ends `done` when
-every point has a done run, `failed` when some failed, `cancelled` when it was stopped.
+ones. Consecutive points with the same model, runtime, device and dtype share one loaded model. The sweep ends
+`done` when every point has a done run, `failed` when some failed, `cancelled` when it was stopped.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def _run_on_ray(store: Store, sweep_id: str, cluster: Any, switch: CancelSwitch,
 
 
 def _load_key(params: ProfileParams) -> tuple[Any, ...]:
-    return (params.model, params.device, params.dtype, params.trust_remote_code)
+    return (params.model, params.runtime, params.device, params.dtype, params.trust_remote_code)
 
 
 def _run_point(store: Store, sweep_id: str, index: int, params: ProfileParams, loaded: Any, switch: CancelSwitch,

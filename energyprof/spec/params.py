@@ -33,6 +33,9 @@ LAYER_ENERGY_METHODS: tuple[str, ...] = ("apportioned", "replay")
 (energyprof.runtimes.transformers.replay)."""
 DTYPE_NAMES: tuple[str, ...] = ("float32", "float16", "bfloat16")
 DEVICE_NAMES: tuple[str, ...] = ("auto", "cpu", "mps", "cuda")
+RUNTIME_NAMES: tuple[str, ...] = ("auto", "transformers", "mlx")
+"""How a local model runs (energyprof.runtimes.choice): auto picks mlx for an MLX model (MLX-quantised weights, an
+mlx-community/… id) and transformers otherwise."""
 MAX_REPEATS = 1000
 INTERVAL_MS_RANGE: tuple[int, int] = (10, 9_999)
 """Sampling intervals accepted everywhere (the powermetrics sudo rule allows exactly 10-9999 ms)."""
@@ -132,6 +135,11 @@ class ProfileParams:
                         help="auto (cuda, else mps, else cpu), cpu, mps or cuda")
     dtype: str = param("float32", label="Dtype", group="model", choices=DTYPE_NAMES, modes=("local",), sweepable=True,
                        help="weights and activations precision")
+    runtime: str = param("auto", label="Runtime", group="model", choices=RUNTIME_NAMES, modes=("local",),
+                         sweepable=True,
+                         help="how the model runs here: transformers (PyTorch), mlx (mlx-lm, the runtime of Apple "
+                              "Silicon Macs; pip install -e \".[mlx]\" elsewhere) or auto (mlx for an MLX model: "
+                              "MLX-quantised weights or an mlx-community/… id; transformers otherwise)")
     source: str = param("auto", label="Power source", group="power", choices=_source_choices,
                         help="power source (auto = the first measured source that works here, else the estimate)")
     cross_check: str = param(NO_CROSS_CHECK, label="Cross-check source", group="power", choices=_cross_check_choices,
@@ -250,7 +258,15 @@ class ProfileParams:
         for name, spec in param_specs():
             if name not in skip and name not in ("endpoint", "api_key_env"):
                 problems += _value_errors(name, getattr(self, name), spec, field_types()[name])
-        return problems + self._replay_errors()
+        return problems + self._replay_errors() + self._runtime_errors()
+
+    def _runtime_errors(self) -> list[str]:
+        """What the MLX runtime cannot do yet, said before a run starts (auto finds out when the model loads)."""
+        if self.mode != "local" or self.runtime != "mlx":
+            return []
+        if isinstance(self.batch, int) and self.batch > 1:
+            return [mlx_batch_sentence(self.batch)]
+        return []
 
     def mode_errors(self) -> list[str]:
         """One sentence naming every parameter set (to other than its default) that does not apply to this run's
@@ -302,6 +318,12 @@ class ProfileParams:
 
     def loop_options(self) -> LoopOptions:
         return LoopOptions(self.max_new_tokens, self.ignore_eos, self.temperature, self.top_p, self.seed)
+
+
+def mlx_batch_sentence(batch: int) -> str:
+    """Why a batch cannot run under the MLX runtime (checked here for --runtime mlx, at load for auto)."""
+    return (f"The MLX runtime generates one sequence at a time, so a batch of {batch} cannot run; use --batch 1, or "
+            "--runtime transformers for a batch.")
 
 
 def param_specs() -> list[tuple[str, ParamSpec]]:

@@ -1,7 +1,7 @@
 """A sweep's grid: lists of values for the sweepable parameters (ParamSpec.sweepable in the parameter table), every
 combination of them in a fixed order, and the usual profile parameters for the rest.
 
-Points are ordered with the parameters that need a model load (model, device, dtype) outermost, so consecutive
+Points are ordered with the parameters that need a model load (model, runtime, device, dtype) outermost, so consecutive
 points share a loaded model. The spec is stored as JSON in the sweep row; re-running a sweep compares specs, so
 a sweep is only resumed with the options it was started with. This module imports nothing heavy (the dashboard
 imports it).
@@ -22,7 +22,7 @@ from energyprof.spec.params import ProfileParams, field_types, param_specs, spec
 SWEEP_DEFAULTS: dict[str, Any] = {"target_ci": 5.0, "max_seconds": 30.0}
 """What a sweep's points ask for unless told otherwise: repeats until the decode J/token 95 % CI is within 5 % of
 the mean (at least `repeats`, at most 30 s of repeats per point), so the curves compare like with like."""
-LOAD_AXES: tuple[str, ...] = ("model", "device", "dtype")
+LOAD_AXES: tuple[str, ...] = ("model", "runtime", "device", "dtype")
 """Sweepable parameters that need a model load: outermost in the point order."""
 MAX_POINTS = 1000
 SWEEP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -170,10 +170,14 @@ def _text(values: Any) -> str:
 
 
 def describe(values: dict[str, Any]) -> str:
-    """A point's sweepable values for people, e.g. "tiny, cpu, float32, batch 4, 64 prompt tokens, 8 new tokens"."""
+    """A point's sweepable values for people, e.g. "tiny, cpu, float32, batch 4, 64 prompt tokens, 8 new tokens"
+    (`runtime mlx` when a runtime is asked for)."""
     parts = []
     for name, value in values.items():
-        if name in LOAD_AXES:
+        if name == "runtime":
+            if value != "auto":  # the default: the run's own runtime is shown beside the point
+                parts.append(f"runtime {value}")
+        elif name in LOAD_AXES:
             parts.append(str(value))
         elif name == "batch":
             parts.append(f"batch {value}")

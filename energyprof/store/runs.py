@@ -154,15 +154,19 @@ class RunsMixin(StoreCore):
         return [_decode_run(r) for r in self.query("SELECT * FROM runs WHERE status IN ('queued', 'running')")]
 
     def list_runs(self) -> pd.DataFrame:
-        """All runs, newest first, with the columns the runs table shows."""
+        """All runs, newest first, with the columns the runs table shows; `runtime` is the one the run used (its
+        summary's), else the one its parameters ask for (a run still going: `auto` until it has loaded)."""
         df = self.frame(
             "SELECT id, kind, status, model, device, dtype, source, measured, created_at, started_at, "
-            "ended_at, tokens_done, phase, error, power_incomplete, summary, sweep_id, sweep_point FROM runs "
-            "ORDER BY id DESC")
+            "ended_at, tokens_done, phase, error, power_incomplete, summary, sweep_id, sweep_point, "
+            "CASE WHEN kind != 'profile' THEN NULL WHEN json_extract(params, '$.endpoint') IS NOT NULL "
+            "THEN 'endpoint' ELSE json_extract(params, '$.runtime') END AS runtime FROM runs ORDER BY id DESC")
         if df.empty:
             return df
         df["measured"] = df["measured"].map(lambda v: None if pd.isna(v) else bool(v))
         df["summary"] = df["summary"].map(lambda s: json.loads(s) if isinstance(s, str) else {})
+        df["runtime"] = [(s or {}).get("runtime") or (None if pd.isna(r) else r)
+                         for s, r in zip(df["summary"], df["runtime"], strict=True)]
         return df
 
     def delete_run(self, run_id: int) -> bool:

@@ -93,7 +93,7 @@ from energyprof.ui.replay_view import (
     replay_section,
     replay_table,
 )
-from energyprof.ui.summary import per_step_label, summary_of, workload_components
+from energyprof.ui.summary import PEAK_MEMORY_HELP, per_step_label, runtime_caption, summary_of, workload_components
 
 __all__ = [
     "APPORTIONED", "APPORTIONED_TOKENS", "COMPARE_PAGE", "DEMO_PARAMS",
@@ -111,4 +111,5 @@ __all__ = [
     "LIVE_REFRESH_S", "SWEEP_PAGE", "launch_sweep", "live_job_body", "per_step_label",
     "quoted_metrics", "sweep_link", "bundle_download", "import_section", "origin_caption", "ray_tasks",
     "not_responding_sentence", "run_error", "shown_status", "REPLAY_WITH_ESTIMATE", "replay_measures_time",
+    "PEAK_MEMORY_HELP", "runtime_caption",
 ]

@@ -9,7 +9,10 @@ from typing import Any
 
 import pandas as pd
 
-from energyprof.summary import RunSummary
+from energyprof.summary import PEAK_MEMORY_SOURCES, RunSummary
+
+PEAK_MEMORY_HELP = ("Peak memory of the run (model loaded, warm-up and repeats). By what ran it: "
+                    + "; ".join(f"{kind}: {what}" for kind, what in PEAK_MEMORY_SOURCES.items()) + ".")
 
 
 def summary_of(run: Mapping[str, Any] | None) -> RunSummary:
@@ -23,6 +26,14 @@ def workload_components(summary: RunSummary) -> pd.DataFrame:
     rows = [{"component": c, "energy_j": summary.energy_j.get(c), "net_energy_j": net.get(c),
              "mean_w": summary.mean_w.get(c)} for c in summary.energy_j]
     return pd.DataFrame(rows, columns=["component", "energy_j", "net_energy_j", "mean_w"])
+
+
+def runtime_caption(summary: RunSummary) -> str | None:
+    """The run page's line on how the model ran and how much memory it took (plain text; None for neither)."""
+    parts = [summary.runtime_sentence()] if summary.endpoint is None and summary.runtime_sentence() else []
+    if summary.peak_memory_text():
+        parts.append(f"Peak memory: {summary.peak_memory_text()}.")
+    return " ".join(parts) or None
 
 
 def per_step_label(summary: RunSummary) -> str:

@@ -149,6 +149,8 @@ def no_text(where: str, result: StreamResult) -> str:
 class EndpointWorkload:
     """Streams completions from an OpenAI-compatible server (energyprof.runtimes.base.Workload)."""
 
+    runtime = "endpoint"
+
     def __init__(self, params: ProfileParams) -> None:
         self.params = params
         self.layers: list[Any] = []
@@ -195,6 +197,8 @@ class EndpointWorkload:
     def describe(self, summary: RunSummary) -> None:
         p, done = self.params, [g for g in self.measured if g.steps]
         summary.model, summary.device, summary.dtype, summary.layers = p.model, DEVICE, None, "none"
+        summary.runtime = self.runtime
+        summary.runtime_reason = "an OpenAI-compatible server (--endpoint)"
         summary.endpoint, summary.api = p.endpoint, p.api
         summary.server_model = next((g.server_model for g in done if g.server_model), None)
         prompts = [g.usage.prompt_tokens for g in done if g.usage is not None and g.usage.prompt_tokens is not None]

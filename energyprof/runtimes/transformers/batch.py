@@ -15,37 +15,14 @@ from typing import Any
 
 import torch
 
-from energyprof.runtimes.transformers.models import ModelKind, encode_prompt
+from energyprof.runtimes.text import exact_length_ids as exact_length_ids
+from energyprof.runtimes.text import sequence_ids as sequence_ids
 
 CONTEXT_ATTRIBUTES: tuple[str, ...] = ("max_position_embeddings", "n_positions", "max_sequence_length")
 """Config attributes that hold a model's longest sequence (Llama and BERT, GPT-2, others)."""
 LEARNED_POSITIONS = "n_positions"
 """GPT-2-style configs: one learned embedding per position, so no token may sit beyond it (a rotary model such as
 Llama runs past its max_position_embeddings, only less well)."""
-
-
-def exact_length_ids(tokenizer: Any, text: str, n_tokens: int, kind: ModelKind) -> list[int]:
-    """Token ids of exactly `n_tokens` tokens for this tokenizer: the text, repeated (joined by spaces) until it
-    encodes to at least that many tokens, cut there. The same text and tokenizer always give the same ids."""
-    seed = text.strip()
-    ids = encode_prompt(tokenizer, seed, kind) if seed else []
-    if not ids:
-        raise ValueError("The prompt encodes to no tokens; give some text to build the prompt from.")
-    repeated = seed
-    while len(ids) < n_tokens:
-        repeated = f"{repeated} {repeated}"
-        ids = encode_prompt(tokenizer, repeated, kind)
-    return ids[:n_tokens]
-
-
-def sequence_ids(tokenizer: Any, texts: Sequence[str], kind: ModelKind, prompt_tokens: int | None) -> list[list[int]]:
-    """The prompt ids of each sequence: each text encoded, or built to exactly `prompt_tokens` tokens."""
-    if prompt_tokens is not None:
-        return [exact_length_ids(tokenizer, text, prompt_tokens, kind) for text in texts]
-    out = [encode_prompt(tokenizer, text, kind) for text in texts]
-    if any(not ids for ids in out):
-        raise ValueError("A prompt encodes to no tokens; give some text to profile.")
-    return out
 
 
 def model_context(model: Any) -> int | None:

@@ -21,13 +21,11 @@ import torch
 from torch import nn
 
 from energyprof.power.base import now_ns
+from energyprof.runtimes.text import token_texts as token_texts
 from energyprof.runtimes.transformers.batch import left_pad, pad_token_id, right_pad
 from energyprof.runtimes.transformers.hooks import LayerRecorder
 from energyprof.runtimes.transformers.models import synchronize
 from energyprof.spec.records import Generation, LoopOptions
-
-DECODE_CONTEXT = 8
-"""Previous tokens decoded with each token, so multi-byte characters and leading spaces come out right."""
 
 
 def forward_parameters(model: nn.Module) -> set[str]:
@@ -164,32 +162,3 @@ def forward_batch(model: nn.Module, prompts: Sequence[Sequence[int]], device: st
         out.calls.extend(recorder.take_calls())
     out.texts = [None]
     return out
-
-
-def token_texts(tokenizer: Any, ids: list[int | None]) -> list[str | None]:
-    """Text of each generated token: the difference between decoding with and without it (after context)."""
-    texts: list[str | None] = []
-    for pos, token in enumerate(ids):
-        if token is None:
-            texts.append(None)
-            continue
-        context = [i for i in ids[max(0, pos - DECODE_CONTEXT):pos] if i is not None]
-        texts.append(_text_delta(tokenizer, context, token))
-    return texts
-
-
-def _text_delta(tokenizer: Any, context: list[int], token: int) -> str:
-    """What decoding `token` after `context` adds (undecodable bytes become U+FFFD or nothing)."""
-    try:
-        before = tokenizer.decode(context) if context else ""
-        after = tokenizer.decode([*context, token])
-    except Exception:  # a token without text must not fail the run
-        return ""
-    if after.startswith(before):
-        return after[len(before):]
-    common = 0
-    for a, b in zip(before, after, strict=False):
-        if a != b:
-            break
-        common += 1
-    return after[common:]

@@ -6,31 +6,22 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
 from energyprof.errors import EnergyprofError, detail
+from energyprof.runtimes.text import ModelKind as ModelKind
+from energyprof.runtimes.text import encode_prompt as encode_prompt
+from energyprof.spec.builtins import BUILTIN_CONTEXT, BUILTIN_SEED
+from energyprof.spec.builtins import BUILTIN_MODELS as BUILTIN_MODELS
 from energyprof.spec.params import DEVICE_NAMES, DTYPE_NAMES
-
-ModelKind = Literal["causal", "encoder"]
 
 DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
 DEVICES: tuple[str, ...] = DEVICE_NAMES
-BUILTIN_SEED = 0
 HUB_PROBE_TIMEOUT_S = 3.0
-
-BUILTIN_MODELS: dict[str, dict[str, int]] = {
-    "tiny": {"hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4, "num_attention_heads": 4,
-             "num_key_value_heads": 2},
-    "small": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
-              "num_key_value_heads": 4},
-    "medium": {"hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 24,
-               "num_attention_heads": 16, "num_key_value_heads": 8},
-}
-"""Llama shapes of the built-in models: tiny ≈ 3M parameters (tests), small ≈ 100M, medium ≈ 290M."""
 
 
 class ModelLoadError(EnergyprofError, ValueError):
@@ -102,7 +93,7 @@ def builtin_config(name: str) -> Any:
     from transformers import LlamaConfig
 
     tok = builtin_tokenizer()
-    return LlamaConfig(vocab_size=len(tok), max_position_embeddings=8192, bos_token_id=None,
+    return LlamaConfig(vocab_size=len(tok), max_position_embeddings=BUILTIN_CONTEXT, bos_token_id=None,
                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
                        **BUILTIN_MODELS[name])
 
@@ -220,12 +211,3 @@ def model_kind(config: Any) -> ModelKind:
             config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not hasattr(config, "type_vocab_size")):
         return "causal"
     return "encoder"
-
-
-def encode_prompt(tokenizer: Any, prompt: str, kind: ModelKind) -> list[int]:
-    """Token ids of the prompt; a causal prompt loses a trailing EOS that some tokenizers append (ByT5)."""
-    ids = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
-    eos = getattr(tokenizer, "eos_token_id", None)
-    if kind == "causal" and len(ids) > 1 and eos is not None and ids[-1] == eos:
-        ids = ids[:-1]
-    return ids
