@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from energyprof.analysis.attribution import attribute_intervals, whole_system_mj
+from energyprof.machine import this_machine
 from energyprof.power.base import PolledSource, PowerSource, PowerWindow, now_ns
 from energyprof.power.sampler import Sampler
 from energyprof.summary import RunSummary
@@ -161,7 +162,9 @@ class Measurement:
                                   for c, e in self.energy_j.items()},
                           power_incomplete=bool(self.error), warnings=[self.error] if self.error else [],
                           label=self.label, resolution=self._resolution, block_t0_ns=self._t0_ns,
-                          block_t1_ns=self._t1_ns, **fields)
+                          block_t1_ns=self._t1_ns,
+                          machine=this_machine(self._sampler.source if self._sampler is not None else self.source),
+                          **fields)
 
     def _require_done(self) -> None:
         if self._t1_ns is None:

@@ -32,6 +32,7 @@ from energyprof.analysis.precision import checked_phase, covered_stat, goal_of, 
 from energyprof.analysis.quoted import fill_quoted
 from energyprof.components import ordered
 from energyprof.errors import EnergyprofError
+from energyprof.machine import this_machine
 from energyprof.power.base import PolledSource, PowerSource, PowerSourceError, PowerWindow, now_ns
 from energyprof.power.sampler import Sampler
 from energyprof.provenance import source_provenance
@@ -207,8 +208,10 @@ class ProfileEngine:
 
         self._phase("loading")
         self.source = resolve_source(self.params.source)
+        machine = this_machine(self.source)
         with self.cancel.shielded():
-            self.store.update_run(self.run_id, source=self.source.name, measured=int(self.source.measured))
+            self.store.update_run(self.run_id, source=self.source.name, measured=int(self.source.measured),
+                                  machine_id=machine.machine_id, machine_label=machine.label)
         if isinstance(self.source, PolledSource):
             self.source.poll_readings = []
         self.sampler = Sampler(self.source, self._on_windows, self.params.interval_ms)
@@ -492,7 +495,8 @@ class ProfileEngine:
             target_ci_pct=p.target_ci, max_seconds=p.max_seconds if p.target_ci is not None else None,
             new_tokens=[g.new_tokens for g in self.generations if g.steps],
             repeats=sum(1 for g in self.generations if g.steps), repeats_requested=p.repeats,
-            baseline_s=p.baseline_s, text=_text_of(self.generations))
+            baseline_s=p.baseline_s, text=_text_of(self.generations),
+            machine=this_machine(self.source or p.source, self.probe.characteristics if self.probe else None))
         self.workload.describe(summary)
         return summary
 

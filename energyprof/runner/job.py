@@ -7,6 +7,7 @@ import os
 import signal
 from typing import Any
 
+from energyprof.machine import this_machine
 from energyprof.runner.cancel import CancelSwitch, cancel_on_signals
 from energyprof.runner.engine import JobError, ProfileEngine, ProgressCallback, user_message
 from energyprof.spec.params import ProfileParams
@@ -33,7 +34,8 @@ def run_job(store: Store, run_id: int) -> RunSummary:
         params = ProfileParams.from_dict(run["params"])
         params.validate()
     except (ValueError, TypeError) as exc:
-        summary = RunSummary(run_id=run_id, kind="profile", status="failed", error=user_message(exc))
+        summary = RunSummary(run_id=run_id, kind="profile", status="failed", error=user_message(exc),
+                             machine=this_machine())
         store.finish_run(run_id, "failed", error=summary.error, summary=summary.to_dict())
         return summary
     switch = CancelSwitch()

@@ -24,7 +24,7 @@ from energyprof.store.errors import RunNotActive, not_active_sentence
 RUN_FIELDS = frozenset({
     "status", "source", "measured", "model", "device", "dtype", "params", "started_at", "ended_at", "clock_t0_ns",
     "phase", "progress", "tokens_done", "heartbeat_at", "pid", "pid_started_at", "error", "traceback",
-    "power_incomplete", "samples_skipped", "summary"})
+    "power_incomplete", "samples_skipped", "summary", "machine_id", "machine_label"})
 """Columns of a run that update_run and finish_run may set (names are checked before they reach SQL)."""
 FINISH_COLUMNS = frozenset({"status", "ended_at", "error", "traceback", "summary", "phase"})
 """Columns finish_run sets from its own arguments."""
@@ -104,12 +104,13 @@ class RunsMixin(StoreCore):
         """Move a run to a final status, with any last run fields (e.g. tokens_done), in one write.
 
         True when written; False, and nothing written, when the run already has a final status (it is never
-        overwritten; RunNotActive(...) from `not_active` says why in one sentence)."""
+        overwritten; RunNotActive(...) from `not_active` says why in one sentence). A summary naming its machine
+        also sets the run's machine_id and machine_label columns (the summary is what they mirror)."""
         if status not in FINAL_STATUSES:
             raise ValueError(f"not a final status: {status}")
         if FINISH_COLUMNS & set(fields):
             raise ValueError(f"finish_run sets {sorted(FINISH_COLUMNS & set(fields))} itself")
-        values = _column_values(fields)
+        values = _column_values({**machine_columns(summary), **fields})
         extra = "".join(f", {k} = :{k}" for k in values)
         sql = ("UPDATE runs SET status = :status, ended_at = :ended_at, error = COALESCE(:error, error), "  # noqa: S608
                "traceback = COALESCE(:traceback, traceback), summary = COALESCE(:summary, summary), "
@@ -155,7 +156,8 @@ class RunsMixin(StoreCore):
         """All runs, newest first, with the columns the runs table shows."""
         df = self.frame(
             "SELECT id, kind, status, model, device, dtype, source, measured, created_at, started_at, "
-            "ended_at, tokens_done, phase, error, power_incomplete, summary FROM runs ORDER BY id DESC")
+            "ended_at, tokens_done, phase, error, power_incomplete, summary, machine_id, machine_label "
+            "FROM runs ORDER BY id DESC")
         if df.empty:
             return df
         df["measured"] = df["measured"].map(lambda v: None if pd.isna(v) else bool(v))
@@ -176,6 +178,14 @@ def require_no_other_sweep(conn: sqlite3.Connection, sweep_id: str | None) -> No
     if row is not None:
         raise JobAlreadyRunning(f"Sweep {row[0]} is running; wait for it or cancel it first (one profiling job at "
                                 "a time).")
+
+
+def machine_columns(summary: dict[str, Any] | None) -> dict[str, Any]:
+    """The run columns that mirror a summary's machine (energyprof.machine.Machine as stored): {} without one."""
+    machine = (summary or {}).get("machine")
+    if not isinstance(machine, dict):
+        return {}
+    return {"machine_id": machine.get("machine_id"), "machine_label": machine.get("label")}
 
 
 def process_start_time(pid: int | None) -> float | None:

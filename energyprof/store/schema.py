@@ -188,4 +188,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN sweep_point INTEGER;
     CREATE INDEX runs_sweep ON runs (sweep_id, sweep_point);
     """,
+    # 8: the machine that made a run (energyprof.machine): its stable hashed id and a label, mirrored from the
+    # summary's `machine` so that runs can be listed and filtered by machine. NULL in runs written before: "unknown
+    # machine" (their rows are kept as they are).
+    """
+    ALTER TABLE runs ADD COLUMN machine_id TEXT;
+    ALTER TABLE runs ADD COLUMN machine_label TEXT;
+    CREATE INDEX runs_machine ON runs (machine_id);
+    """,
 ]
