@@ -21,9 +21,9 @@ COLUMNS: tuple[str, ...] = (
     "point", "run_id", "status", "error", "model", "device", "dtype", "batch", "prompt_tokens", "max_new_tokens",
     "source", "estimated", "repeats", "new_tokens", "j_per_token", "j_per_token_ci95", "prefill_j_per_token",
     "prefill_j_per_token_ci95", "tokens_per_s", "tokens_per_j", "wh_per_1000_tokens", "g_co2e_per_1000_tokens",
-    "grid_g_co2e_per_kwh", "target_ci_met", "ci_pct", "disturbed", "label")
+    "grid_g_co2e_per_kwh", "target_ci_met", "ci_pct", "disturbed", "label", "machine", "machine_id")
 """A sweep row: the point's values, then its run's figures (decode J/token and its units unless named prefill;
-new_tokens per repeat, every sequence counted; label: the point for people)."""
+new_tokens per repeat, every sequence counted; label: the point for people; machine: where its run ran)."""
 AXIS_COLUMNS: dict[str, str] = {"batch": "Batch size (sequences)", "prompt_tokens": "Prompt tokens per sequence"}
 """The x axes of the sweep curves: column -> axis title."""
 
@@ -58,7 +58,8 @@ def _row(index: int, values: dict[str, Any], run: dict[str, Any] | None) -> dict
         "prefill_j_per_token": prefill.mean, "prefill_j_per_token_ci95": prefill.ci95,
         "tokens_per_s": s.tokens_per_s, "tokens_per_j": q.tokens_per_j, "wh_per_1000_tokens": q.wh_per_1000_tokens,
         "g_co2e_per_1000_tokens": q.g_co2e_per_1000_tokens, "grid_g_co2e_per_kwh": q.grid_g_per_kwh,
-        "target_ci_met": s.target_ci_met, "ci_pct": s.ci_pct, "disturbed": s.disturbed})
+        "target_ci_met": s.target_ci_met, "ci_pct": s.ci_pct, "disturbed": s.disturbed,
+        "machine": s.machine_name, "machine_id": s.machine.machine_id if s.machine else None})
     return row
 
 

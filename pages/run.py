@@ -1,10 +1,14 @@
-"""Run detail (`?run=N`): headline figures, power over time, per-token and per-layer energy, text, downloads."""
+"""Run detail (`?run=N`): headline figures, power over time, where the energy went, per-token and per-layer energy,
+text, the machine, downloads (CSV, trace, the HTML report)."""
+
+from functools import partial
 
 import pandas as pd
 import streamlit as st
 
 from energyprof import charts, ui
-from energyprof.components import whole_system
+from energyprof.report import run_report
+from energyprof.run_views import headline
 from energyprof.spec.params import not_in_mode
 from energyprof.store import ACTIVE_STATUSES
 
@@ -33,6 +37,7 @@ st.title(f"Run #{run['id']} · {ui.md_escape(run.get('model') or run['kind'])}")
 facts = [f"source **{ui.md_escape(run.get('source') or '—')}**", ui.md_escape(run["kind"])]
 facts += [f"{name} **{ui.md_escape(run[name])}**" for name in ("device", "dtype") if run.get(name)]
 facts += ui.endpoint_facts(summary)
+facts.append(f"machine **{ui.md_escape(summary.machine_name)}**")
 st.markdown(f"{ui.status_badge(run['status'])} {ui.measured_badge(run)} " + " · ".join(
     [*facts, ui.fmt_date(run.get("created_at"))]))
 ui.show_flash()
@@ -65,15 +70,9 @@ repeat = st.selectbox("Repeat shown per token and per layer", list(range(repeats
                       format_func=lambda r: f"repeat {r + 1} of {repeats}") if repeats > 1 else 0
 views = ui.run_views(store, run, repeat)
 tokens, layers, totals = views["tokens"], views["layers"], views["totals"]
-profiled = not views["steps"].empty
-by_component = {col: dict(zip(totals["component"], totals[col], strict=True)) if not totals.empty else {}
-                for col in ("energy_j", "mean_w")}
-gross = summary.gross_total_j if summary.gross_total_j is not None else whole_system(by_component["energy_j"])
-mean_w = summary.mean_total_w if summary.mean_total_w is not None else whole_system(by_component["mean_w"])
+head = headline(summary, views)
+profiled, gross, mean_w, peak_w, duration = head.profiled, head.gross_j, head.mean_w, head.peak_w, head.duration_s
 timeline = views["timeline"]
-peak_w = summary.peak_total_w if summary.peak_total_w is not None or timeline.empty else \
-    whole_system(timeline.groupby("component")["peak_w"].max().to_dict())
-duration = summary.duration_s or (totals["seconds"].max() if not totals.empty else None)
 
 top = st.columns(4)
 top[0].metric(ui.label("Gross energy", est), ui.fmt_energy(gross),
@@ -134,6 +133,7 @@ with right:
                      hide_index=True, width="stretch", key="table_components")
     ui.show_counter(summary)
 ui.show_cross_check(summary)
+ui.flow_section(views.get("flow"), est)
 
 if profiled:
     per_step = ui.per_step_label(summary)
@@ -190,10 +190,14 @@ with st.expander("Parameters"):
         params = {k: v for k, v in params.items() if k not in not_in_mode("endpoint")}
     st.dataframe(pd.DataFrame({"parameter": list(params), "value": [str(v) for v in params.values()]}),
                  hide_index=True, width="stretch", key="table_params")
-d1, d2, d3 = st.columns(3)
+ui.machine_section(summary.machine, key="table_machine")
+d1, d2, d3, d4 = st.columns(4)
 with d1:
     ui.csv_download(store, run["id"], "samples", "Power samples")
 with d2:
     ui.csv_download(store, run["id"], "summary", "Summary")
 with d3:
     ui.trace_download(store, run["id"])
+with d4:
+    ui.report_download(partial(run_report, store, run["id"]), f"energyprof-run{run['id']}.html",
+                       f"dl-report-{run['id']}")

@@ -1,6 +1,7 @@
 """Sweeps (`?sweep=ID`): J/token against batch size and against prompt length (decode and prefill, with 95% CIs),
-decode speed against energy with the Pareto front, the table and its CSV; while it runs, the point being measured
-(the quiet live view) and a cancel button. Without an id: every sweep, to pick one."""
+decode speed against energy with the Pareto front, the table (with each point's machine), its CSV and the HTML
+report; while it runs, the point being measured (the quiet live view) and a cancel button (not in read-only mode).
+Without an id: every sweep, to pick one."""
 
 from functools import partial
 
@@ -9,6 +10,7 @@ import streamlit as st
 
 from energyprof import charts, ui
 from energyprof.analysis.quoted import grid_label
+from energyprof.report import sweep_report
 from energyprof.spec.sweep import SweepSpec, describe, sweep_id_error
 from energyprof.store import ACTIVE_STATUSES
 from energyprof.sweep_table import AXIS_COLUMNS, curve_frame, sweep_csv, sweep_frame, sweep_rows
@@ -82,7 +84,7 @@ def sweep_progress(sweep_id: str, total: int, done: int) -> None:
         ui.live_job_body(active["id"], cancel=False)
     else:
         st.caption("Starting the next point…")
-    if st.button("Cancel sweep", key=f"cancel-sweep-{sweep_id}", type="secondary"):
+    if not ui.is_read_only() and st.button("Cancel sweep", key=f"cancel-sweep-{sweep_id}", type="secondary"):
         ui.cancel_sweep(store, sweep_id)
 
 
@@ -106,13 +108,14 @@ st.subheader(ui.label("Points", est))
 grid = frame["grid_g_co2e_per_kwh"].dropna()
 table = frame.assign(run=[f"run?run={int(r)}" if pd.notna(r) else None for r in frame["run_id"]],
                      point=frame["point"] + 1)
-shown = ["point", "run", "status", "model", "device", "dtype", "batch", "prompt_tokens", "max_new_tokens",
+shown = ["point", "run", "status", "machine", "model", "device", "dtype", "batch", "prompt_tokens", "max_new_tokens",
          "new_tokens", "repeats", "j_per_token", "j_per_token_ci95", "prefill_j_per_token", "tokens_per_s",
          "tokens_per_j", "wh_per_1000_tokens", "pareto", "target_ci_met", "error"]
 if not grid.empty:
     shown.insert(shown.index("pareto"), "g_co2e_per_1000_tokens")
 st.dataframe(table[shown], hide_index=True, width="stretch", key="table_points", column_config={
     "run": st.column_config.LinkColumn("Run", display_text=r"run\?run=(\d+)", help="Open the point's run"),
+    "machine": st.column_config.TextColumn("Machine", help="The machine that ran the point"),
     "new_tokens": st.column_config.NumberColumn("New tokens", help="Per repeat, every sequence of the batch"),
     "j_per_token": st.column_config.NumberColumn("J/token (decode)", format="%.4g J"),
     "j_per_token_ci95": st.column_config.NumberColumn("95% CI ±", format="%.2g J"),
@@ -129,6 +132,11 @@ st.dataframe(table[shown], hide_index=True, width="stretch", key="table_points",
 })
 if not grid.empty:
     st.caption(ui.md_escape(f"CO2e {grid_label(float(grid.iloc[0]))}."))
-st.download_button("⬇ Sweep table (CSV)", data=partial(sweep_csv, store, sweep_id),
-                   file_name=f"energyprof-sweep-{sweep_id}.csv", mime="text/csv", on_click="ignore",
-                   key=f"dl-sweep-{sweep_id}")
+d1, d2 = st.columns(2)
+with d1:
+    st.download_button("⬇ Sweep table (CSV)", data=partial(sweep_csv, store, sweep_id),
+                       file_name=f"energyprof-sweep-{sweep_id}.csv", mime="text/csv", on_click="ignore",
+                       key=f"dl-sweep-{sweep_id}")
+with d2:
+    ui.report_download(partial(sweep_report, store, sweep_id), f"energyprof-sweep-{sweep_id}.html",
+                       f"dl-report-sweep-{sweep_id}")

@@ -6,10 +6,12 @@ figures), `format` (numbers as text, md_escape), `badges` (measured/estimated, s
 `drawing` (charts, downloads, shaded token text), `live` (launch, follow and cancel a job; the quiet live view),
 `endpoint` (an endpoint run's server, time to first token and server process), `counters` (share of tokens
 measured, a counter's update period and quantum, a cross-check source's agreement),
-`replay_view` (the run page's replayed-layers section).
+`replay_view` (the run page's replayed-layers section), `sharing` (the machine of a run, where its energy went,
+the HTML report download, the read-only note).
 The dashboard imports energyprof.store, energyprof.runner.jobs, energyprof.charts, energyprof.export,
 energyprof.power.registry and energyprof.spec.params (the parameter table), never torch or transformers."""
 
+from energyprof.read_only import is_read_only
 from energyprof.ui.badges import (
     APPORTIONED,
     APPORTIONED_TOKENS,
@@ -52,11 +54,13 @@ from energyprof.ui.live import (
     action_error,
     cancel_job,
     cancel_sweep,
+    delete_run,
     is_measured_phase,
     launch,
     launch_sweep,
     live_job,
     live_job_body,
+    refused,
 )
 from energyprof.ui.nav import (
     COMPARE_PAGE,
@@ -75,6 +79,14 @@ from energyprof.ui.nav import (
     sweep_link,
 )
 from energyprof.ui.replay_view import compare_replays, replay_section, replay_table
+from energyprof.ui.sharing import (
+    flow_section,
+    machine_name,
+    machine_section,
+    machine_table,
+    read_only_sidebar,
+    report_download,
+)
 from energyprof.ui.summary import per_step_label, summary_of, workload_components
 
 __all__ = [
@@ -92,4 +104,6 @@ __all__ = [
     "trace_download", "workload_components",
     "LIVE_REFRESH_S", "SWEEP_PAGE", "cancel_sweep", "launch_sweep", "live_job_body", "per_step_label",
     "quoted_metrics", "sweep_link",
+    "delete_run", "flow_section", "is_read_only", "machine_name", "machine_section", "machine_table",
+    "read_only_sidebar", "refused", "report_download",
 ]

@@ -13,12 +13,14 @@ from typing import Any
 import streamlit as st
 
 from energyprof import charts
+from energyprof.read_only import ReadOnlyRefused, is_read_only, refuse_if_read_only
+from energyprof.run_views import TIMELINE_ROWS
 from energyprof.runner import jobs
 from energyprof.spec.params import ProfileParams
 from energyprof.spec.sweep import SweepSpec
 from energyprof.store import ACTIVE_STATUSES, JobAlreadyRunning, Store
 from energyprof.ui.badges import is_estimated, status_badge
-from energyprof.ui.data import TIMELINE_ROWS, clear_caches, get_store, store_errors
+from energyprof.ui.data import clear_caches, get_store, store_errors
 from energyprof.ui.drawing import chart
 from energyprof.ui.format import fmt_seconds, md_escape
 from energyprof.ui.nav import flash
@@ -59,7 +61,8 @@ def live_job_body(run_id: int, cancel: bool = True) -> None:
     store = get_store()
     with store_errors(store.path):
         job = store.job_progress(run_id)
-        if job is not None and time.time() - (job.get("heartbeat_at") or job["created_at"]) > STALE_PROGRESS_S:
+        if (job is not None and time.time() - (job.get("heartbeat_at") or job["created_at"]) > STALE_PROGRESS_S
+                and not is_read_only()):
             jobs.reap_dead_jobs(store)  # silent for a while: let energyprof.runner.jobs decide whether it died
             job = store.job_progress(run_id)
     if job is None or job["status"] not in ACTIVE_STATUSES:
@@ -87,12 +90,25 @@ def live_job_body(run_id: int, cancel: bool = True) -> None:
             totals = store.power_totals(run_id)
             timeline = store.power_timeline(run_id, max_points=TIMELINE_ROWS // max(1, len(totals)))
         chart(charts.power_timeline(timeline, None, estimated=is_estimated(run), height=220))
-    if cancel and st.button("Cancel job", key=f"cancel-{run_id}", type="secondary"):
+    if cancel and not is_read_only() and st.button("Cancel job", key=f"cancel-{run_id}", type="secondary"):
         cancel_job(store, run_id)
+
+
+def refused(action: str) -> bool:
+    """In read-only mode (energyprof.read_only): say on the page that `action` is refused, and return True, so that
+    the caller does nothing; False otherwise. Every action of the pages asks this first."""
+    try:
+        refuse_if_read_only(action)
+    except ReadOnlyRefused as exc:
+        st.error(action_error(exc), icon=":material/lock:")
+        return True
+    return False
 
 
 def cancel_job(store: Store, run_id: int) -> None:
     """Stop a job (SIGTERM; it keeps what it recorded) and say so."""
+    if refused(f"cancel job #{run_id}"):
+        return
     with store_errors(store.path):
         cancelled = jobs.cancel_job(store, run_id)
     if cancelled:
@@ -109,6 +125,8 @@ def action_error(exc: BaseException) -> str:
 
 def launch_sweep(store: Store, spec: SweepSpec, sweep_id: str) -> str | None:
     """Start a sweep job and return its id; None (with the reason shown) when it cannot start."""
+    if refused("launch a sweep"):
+        return None
     with store_errors(store.path):
         try:
             jobs.launch_sweep(store, spec.to_dict(), spec.size, sweep_id)
@@ -121,6 +139,8 @@ def launch_sweep(store: Store, spec: SweepSpec, sweep_id: str) -> str | None:
 
 def cancel_sweep(store: Store, sweep_id: str) -> None:
     """Stop a sweep (SIGTERM: the running point ends cancelled, no other starts) and say so."""
+    if refused(f"cancel sweep {sweep_id}"):
+        return
     with store_errors(store.path):
         cancelled = jobs.cancel_sweep(store, sweep_id)
     if cancelled:
@@ -131,6 +151,8 @@ def cancel_sweep(store: Store, sweep_id: str) -> None:
 
 def launch(store: Store, params: dict[str, Any]) -> int | None:
     """Start a profiling job and return its run id; None (with the reason shown) when it cannot start."""
+    if refused("launch a profile"):
+        return None
     with store_errors(store.path):
         try:
             run_id = jobs.launch_job(store, params)
@@ -139,3 +161,14 @@ def launch(store: Store, params: dict[str, Any]) -> int | None:
             return None
     clear_caches()
     return run_id
+
+
+def delete_run(store: Store, run_id: int) -> bool | None:
+    """Delete a finished run and everything recorded for it: True when deleted, False when it was not (still
+    running), None when refused (read-only mode; the page says so)."""
+    if refused(f"delete run #{run_id}"):
+        return None
+    with store_errors(store.path):
+        deleted = store.delete_run(run_id)
+    clear_caches()
+    return deleted
