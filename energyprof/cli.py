@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sample",
     "import_capture",
     "export",
+    "report",
     "profile",
     "sweep",
     "job",

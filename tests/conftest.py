@@ -54,3 +54,13 @@ def stand_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 
     yield zeus_apple_silicon
     sys.modules.pop("zeus_apple_silicon", None)
+
+
+@pytest.fixture(scope="session")
+def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """A real profile run with a hostile model name and prompt (tests/sharing_runs.py), in its own database, made
+    once for the tests that read it (flow, report)."""
+    from sharing_runs import hostile_profile
+
+    db = tmp_path_factory.mktemp("hostile") / "energyprof.sqlite3"
+    return db, hostile_profile(db)
