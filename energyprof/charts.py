@@ -523,7 +523,7 @@ def sweep_pareto(points: pd.DataFrame, *, estimated: bool = False) -> alt.LayerC
 PROVENANCE_COLORS = {"measured": "#54a24b", "apportioned": "#8e6bbf", "estimated": "#f58518", "unknown": "#bab0ac"}
 """One colour per provenance label (energyprof.provenance): the same in every flow chart."""
 FLOW_ROW_PX = 44
-FLOW_LABEL_SHARE = 0.07
+FLOW_LABEL_SHARE = 0.12
 """A flow band narrower than this share of the whole gets no text label (its tooltip and the table have it)."""
 
 

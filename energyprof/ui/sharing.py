@@ -3,13 +3,16 @@ download, and the read-only note of a shared dashboard."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from energyprof import charts
+from energyprof.errors import EnergyprofError
 from energyprof.flow import EnergyFlow
 from energyprof.machine import UNKNOWN_MACHINE, Machine
 from energyprof.provenance import labelled
@@ -63,11 +66,20 @@ def flow_section(flow: EnergyFlow | None, estimated: bool) -> None:
 
 
 def report_download(build: Callable[[], str], file_name: str, key: str) -> None:
-    """A download button for a self-contained HTML report (built only when clicked)."""
-    st.download_button("⬇ Report (HTML, opens offline)", data=build, file_name=file_name, mime="text/html",
+    """A download button for a self-contained HTML report (built only when clicked; a report that cannot be built
+    downloads as a page holding the one sentence that says why)."""
+    st.download_button("⬇ Report (HTML, opens offline)", data=partial(_report_or_reason, build), file_name=file_name,
+                       mime="text/html",
                        on_click="ignore", key=key,
                        help="One file with the figures, charts, tables, machine and parameters; attach it to an "
                             "issue, a paper or a chat.")
+
+
+def _report_or_reason(build: Callable[[], str]) -> str:
+    try:
+        return build()
+    except EnergyprofError as exc:
+        return f"<!DOCTYPE html><meta charset=\"utf-8\"><p>{html.escape(str(exc))}</p>\n"
 
 
 def read_only_sidebar() -> None:
