@@ -60,6 +60,12 @@ def test_a_real_runs_flow_adds_up_to_its_totals(real_run: tuple[Path, int]) -> N
     assert set(kinds) == {"embedding", "attention", "MLP", "norms & residuals (in blocks)", "norm", "head", "other"}
     assert kinds["attention"] / sum(kinds.values()) == pytest.approx(share, rel=1e-6)
     assert {n.provenance for n in flow.nodes} == {"estimated"}  # the estimate source: every band estimated
+    # the fast read (layer totals less the step-0 calls) is the same as summing every call by its step's phase
+    fast, calls = store.layer_phase_energy(run_id), store.layer_phase_energy_of_calls(run_id)
+    both = fast.merge(calls, on=["phase", "layer_id", "kind"], suffixes=("", "_calls"))
+    assert len(both) == len(fast) == len(calls) == 2 * len(store.layers(run_id))
+    assert both["energy_j"].to_numpy() == pytest.approx(both["energy_j_calls"].to_numpy(), rel=1e-9, abs=1e-15)
+    assert both["time_s"].to_numpy() == pytest.approx(both["time_s_calls"].to_numpy(), rel=1e-9, abs=1e-15)
     assert BETWEEN_STEPS not in {n.name for n in flow.nodes}  # the steps partition the workload
     store.close()
 
