@@ -69,9 +69,23 @@ def esc(value: Any) -> str:
 
 
 def script_json(value: Any) -> str:
-    """JSON that is safe inside a <script> element: no `<`, `>` or `&` character survives (unicode escapes)."""
-    text = json.dumps(value, default=_json_default, allow_nan=False)
+    """JSON that is safe inside a <script> element: no `<`, `>` or `&` character survives (unicode escapes), and a
+    non-finite number is null (JSON has no NaN)."""
+    try:
+        text = json.dumps(value, default=_json_default, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(value), default=_json_default, allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _json_default(value: Any) -> Any:
