@@ -37,7 +37,8 @@ st.title(f"Run #{run['id']} · {ui.md_escape(run.get('model') or run['kind'])}")
 facts = [f"source **{ui.md_escape(run.get('source') or '—')}**", ui.md_escape(run["kind"])]
 facts += [f"{name} **{ui.md_escape(run[name])}**" for name in ("device", "dtype") if run.get(name)]
 facts += ui.endpoint_facts(summary)
-facts.append(f"machine **{ui.md_escape(summary.machine_name)}**")
+machine = summary.machine_name if summary.machine else ui.machine_name(run.get("machine_label"))  # running: the row
+facts.append(f"machine **{ui.md_escape(machine)}**")
 st.markdown(f"{ui.status_badge(run['status'])} {ui.measured_badge(run)} " + " · ".join(
     [*facts, ui.fmt_date(run.get("created_at"))]))
 ui.show_flash()
