@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from energyprof import __version__
 from energyprof.commands.args import fail
+from energyprof.log import DEFAULT_LEVEL, LEVELS, LOG_ENV, configure, level_of
 from energyprof.store.errors import StoreError
 
 COMMAND_MODULES: tuple[str, ...] = (
@@ -34,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="energyprof",
                                      description="Energy and power profiler for transformer inference.")
     parser.add_argument("--version", action="version", version=f"energyprof {__version__}")
+    parser.add_argument("--log-level", type=str.lower, choices=LEVELS, default=None,
+                        help=f"how much to log on stderr (default: ${LOG_ENV}, else {DEFAULT_LEVEL}; a job the "
+                             "dashboard launched logs info to its log file)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"energyprof.commands.{name}").register(sub)
@@ -45,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a closed pipe ends quietly with EXIT_BROKEN_PIPE."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure(level_of(args.log_level, getattr(args, "log_level_default", DEFAULT_LEVEL)))
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()

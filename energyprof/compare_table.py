@@ -14,7 +14,7 @@ import pandas as pd
 
 from energyprof import charts
 from energyprof.analysis.quoted import quote_summary
-from energyprof.formatting import fmt_ci, fmt_seconds_ci
+from energyprof.formatting import fmt_ci
 from energyprof.provenance import is_estimated, source_label
 from energyprof.store import Store
 from energyprof.summary import RunSummary
@@ -74,7 +74,7 @@ def compare_row(run: dict[str, Any], s: RunSummary) -> dict[str, Any]:
             "device": run.get("device"), "dtype": run.get("dtype"), "status": run["status"],
             "J/token prefill": fmt_ci(s.per_token("prefill")), "J/token decode": fmt_ci(s.per_token("decode")),
             "tokens/s": s.tokens_per_s, "batch": s.batch or 1,
-            "TTFT": fmt_seconds_ci(s.ttft_s) if s.ttft_s is not None else "—",
+            "TTFT": fmt_ci(s.ttft_s, "s") if s.ttft_s is not None else "—",
             "tokens measured": None if s.tokens_measured_share is None else 100 * s.tokens_measured_share,
             "Wh/1k tokens": quote_summary(s).wh_per_1000_tokens, "mean W": s.mean_total_w,
             "net energy J": s.net_total_j, "notes": s.notes(bool(run.get("power_incomplete")))}

@@ -15,7 +15,6 @@ the seconds from the run's start, so they can be joined with other traces taken 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,6 +25,7 @@ from energyprof.power.base import COMPONENTS
 from energyprof.provenance import replay_provenance, run_provenance
 from energyprof.store import Store
 from energyprof.summary import RunSummary
+from energyprof.units import plain_or_none
 
 CSV_KINDS: tuple[str, ...] = ("samples", "tokens", "layers", "summary", "calls", "layer-replay")
 RUN_FIELDS: tuple[str, ...] = ("id", "kind", "status", "source", "measured", "model", "device", "dtype",
@@ -208,13 +208,7 @@ def _flatten(obj: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 # -- trace ---------------------------------------------------------------------------------------
 def _finite(value: Any) -> Any:
     """JSON-safe scalar: NaN/inf and pandas NA become None; numpy scalars become Python numbers."""
-    if value is None or value is pd.NA:
-        return None
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    return None if value is pd.NA else plain_or_none(value)
 
 
 def _us(t_ns: int, origin_ns: int) -> int:

@@ -28,6 +28,8 @@ from typing import Any
 
 import psutil
 
+from energyprof.units import finite_or_none
+
 log = logging.getLogger(__name__)
 
 UNKNOWN_MACHINE = "unknown machine"
@@ -333,6 +335,7 @@ def _shaped(name: str, value: Any) -> Any:
     if name in _INTS:
         return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else _DROP
     if name in _FLOATS:
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else _DROP
+        number = finite_or_none(value)
+        return _DROP if number is None else number
     return str(value)
 

@@ -22,9 +22,12 @@ import numpy as np
 
 from energyprof.analysis.attribution import attribute_intervals, whole_system_mj
 from energyprof.machine import this_machine
+from energyprof.power import registry
 from energyprof.power.base import PolledSource, PowerSource, PowerWindow, now_ns
 from energyprof.power.sampler import Sampler
+from energyprof.store import Store
 from energyprof.summary import RunSummary
+from energyprof.units import finite_or_none
 
 if TYPE_CHECKING:
     from energyprof.store import Store
@@ -36,19 +39,11 @@ MIN_WAIT_S = 1.0
 def _resolve(source: str | PowerSource) -> PowerSource:
     if isinstance(source, PowerSource):
         return source
-    from energyprof.power.registry import resolve_source
-
-    return resolve_source(source)
+    return registry.resolve_source(source)
 
 
 def _open_store(db: str | os.PathLike[str] | Store) -> Store:
-    from energyprof.store import Store
-
     return db if isinstance(db, Store) else Store(db)
-
-
-def _none_if_nan(value: float) -> float | None:
-    return None if np.isnan(value) else float(value)
 
 
 class Measurement:
@@ -132,9 +127,9 @@ class Measurement:
         assert self._t0_ns is not None and self._t1_ns is not None
         comps = list(dict.fromkeys([*self._sampler_components(), *(c for w in self.windows for c in w.energy_mj)]))
         result = attribute_intervals(self.windows, np.array([self._t0_ns]), np.array([self._t1_ns]), comps)
-        self._energy_mj = {c: _none_if_nan(v[0]) for c, v in result.energy_mj.items()}
-        self._total_mj = _none_if_nan(whole_system_mj(result.energy_mj)[0]) if comps else None
-        self._resolution = _none_if_nan(result.resolution[0])
+        self._energy_mj = {c: finite_or_none(v[0]) for c, v in result.energy_mj.items()}
+        self._total_mj = finite_or_none(whole_system_mj(result.energy_mj)[0]) if comps else None
+        self._resolution = finite_or_none(result.resolution[0])
 
     def _sampler_components(self) -> tuple[str, ...]:
         return self._sampler.source.components() if self._sampler is not None else ()

@@ -10,7 +10,6 @@ None for unknown; whole-system figures follow the one rule in `energyprof.compon
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from energyprof.components import ordered, whole_system
 from energyprof.machine import UNKNOWN_MACHINE, Machine
 from energyprof.provenance import Provenance, source_provenance
+from energyprof.units import finite_or_none
 
 ComponentValues = dict[str, float | None]
 """A figure per component (J or W, as the field name says); None = unknown, never 0."""
@@ -44,7 +44,7 @@ class ProcessCpu:
 
     @classmethod
     def from_value(cls, value: Any) -> ProcessCpu | None:
-        if not isinstance(value, dict) or _number(value.get("cores")) is None:
+        if not isinstance(value, dict) or finite_or_none(value.get("cores")) is None:
             return None
         return cls(int(value.get("pid") or 0), str(value.get("name") or "?"), float(value["cores"]),
                    bool(value.get("dashboard")))
@@ -76,7 +76,7 @@ class MeanCI:
             return value
         if not isinstance(value, dict):
             return None
-        return cls(_number(value.get("mean")), _number(value.get("ci95")), int(value.get("n") or 0))
+        return cls(finite_or_none(value.get("mean")), finite_or_none(value.get("ci95")), int(value.get("n") or 0))
 
 
 @dataclass
@@ -101,8 +101,8 @@ class Agreement:
             return value
         if not isinstance(value, dict):
             return None
-        return cls(*(_number(value.get(k)) for k in ("primary_j", "cross_check_j", "ratio", "correlation")),
-                   int(value.get("bins") or 0), _number(value.get("bin_s")))
+        return cls(*(finite_or_none(value.get(k)) for k in ("primary_j", "cross_check_j", "ratio", "correlation")),
+                   int(value.get("bins") or 0), finite_or_none(value.get("bin_s")))
 
 
 @dataclass
@@ -265,6 +265,16 @@ class RunSummary:
     block_t1_ns: int | None = None
 
     # -- JSON ---------------------------------------------------------------------------------
+    def take(self, figures: Any) -> RunSummary:
+        """Copy a figure record's fields (a dataclass whose every field names a RunSummary field) into this summary;
+        a field RunSummary lacks raises, so a misspelt figure is never a silent hole."""
+        known = {f.name for f in dataclasses.fields(self)}
+        for f in dataclasses.fields(figures):
+            if f.name not in known:
+                raise AttributeError(f"{type(figures).__name__}.{f.name} is not a RunSummary field")
+            setattr(self, f.name, getattr(figures, f.name))
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON object stored in the run row and printed by `--json` (flat, units in the key names)."""
         return dataclasses.asdict(self)
@@ -407,17 +417,10 @@ def _percent(share: float | None) -> str:
     return "—" if share is None else f"{share * 100:.0f} %"
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def _components(value: Any) -> Any:
     if not isinstance(value, dict):
         return _DROP
-    return {str(k): _number(v) for k, v in value.items()}
+    return {str(k): finite_or_none(v) for k, v in value.items()}
 
 
 def _shaped(value: Any, hint: Any) -> Any:
@@ -446,7 +449,7 @@ def _shaped(value: Any, hint: Any) -> Any:
     if text.startswith("list[int]"):
         return [int(v) for v in value if isinstance(v, int | float)] if isinstance(value, list) else _DROP
     if text.startswith("list[float]"):
-        return [n for n in (_number(v) for v in value) if n is not None] if isinstance(value, list) else _DROP
+        return [n for n in (finite_or_none(v) for v in value) if n is not None] if isinstance(value, list) else _DROP
     if text.startswith("list[str]"):
         return [str(v) for v in value] if isinstance(value, list) else _DROP
     if text.startswith("dict"):
@@ -454,7 +457,7 @@ def _shaped(value: Any, hint: Any) -> Any:
     if "bool" in text:
         return bool(value)
     if "float" in text:
-        number = _number(value)
+        number = finite_or_none(value)
         return _DROP if number is None else number
     if "int" in text:
         return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else _DROP

@@ -13,9 +13,11 @@ from typing import Any
 import pandas as pd
 
 from energyprof.analysis.quoted import quote_summary
+from energyprof.export import neutralise_formulas
 from energyprof.spec.sweep import SweepSpec, describe
 from energyprof.store import Store
 from energyprof.summary import RunSummary
+from energyprof.units import finite_or_none
 
 COLUMNS: tuple[str, ...] = (
     "point", "run_id", "status", "error", "model", "device", "dtype", "batch", "prompt_tokens", "max_new_tokens",
@@ -73,7 +75,8 @@ def pareto_front(frame: pd.DataFrame, cost: str = "j_per_token", gain: str = "to
     """For each row: True when no other row costs no more and gains no less, and is better in one of them.
 
     Rows with an unknown cost or gain are never on the front."""
-    points = [(_num(c), _num(g)) for c, g in zip(frame[cost], frame[gain], strict=True)] if len(frame) else []
+    pairs = zip(frame[cost], frame[gain], strict=True) if len(frame) else ()
+    points = [(finite_or_none(c), finite_or_none(g)) for c, g in pairs]
     known = [(c, g) for c, g in points if c is not None and g is not None]
     out = []
     for c, g in points:
@@ -83,13 +86,6 @@ def pareto_front(frame: pd.DataFrame, cost: str = "j_per_token", gain: str = "to
         out.append(not any(oc <= c and og >= g and (oc < c or og > g) for oc, og in known))
     return out
 
-
-def _num(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def curve_frame(frame: pd.DataFrame, x: str) -> pd.DataFrame:
@@ -129,7 +125,5 @@ def _plain(value: Any) -> Any:
 
 def sweep_csv(store: Store, sweep_id: str) -> str:
     """The sweep's table as CSV text (formula-like text neutralised, RFC 4180 line ends)."""
-    from energyprof.export import neutralise_formulas
-
     frame = sweep_frame(sweep_rows(store, sweep_id))
     return neutralise_formulas(frame).to_csv(index=False, lineterminator="\r\n")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 NS_PER_S = 1_000_000_000
 MJ_PER_J = 1_000.0
 J_PER_WH = 3_600.0
@@ -58,3 +61,22 @@ def g_co2e_per_1000_tokens(j_per_token: float | None, grid_g_per_kwh: float | No
     """Grams of CO2-equivalent per 1,000 tokens at a grid intensity (g CO2e per kWh) the user states."""
     wh = wh_per_1000_tokens(j_per_token)
     return None if wh is None or grid_g_per_kwh is None else wh / 1000 * grid_g_per_kwh
+
+
+def finite_or_none(value: Any) -> float | None:
+    """A number as a finite float; None for None, NaN, ±inf, booleans, text and anything else that is no number."""
+    if isinstance(value, bool | str | bytes):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def plain_or_none(value: Any) -> Any:
+    """A scalar for SQL and JSON: numpy scalars as Python numbers, a NaN or ±inf float (unknown) as None."""
+    if value is None:
+        return None
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and not math.isfinite(value) else value

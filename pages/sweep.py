@@ -11,6 +11,7 @@ import streamlit as st
 from energyprof import charts, ui
 from energyprof.analysis.quoted import grid_label
 from energyprof.report import sweep_report
+from energyprof.runner import jobs
 from energyprof.spec.sweep import SweepSpec, describe, sweep_id_error
 from energyprof.store import ACTIVE_STATUSES
 from energyprof.sweep_table import AXIS_COLUMNS, curve_frame, sweep_csv, sweep_frame, sweep_rows
@@ -85,7 +86,7 @@ def sweep_progress(sweep_id: str, total: int, done: int) -> None:
     else:
         st.caption("Starting the next point…")
     if not ui.is_read_only() and st.button("Cancel sweep", key=f"cancel-sweep-{sweep_id}", type="secondary"):
-        ui.cancel_sweep(store, sweep_id)
+        ui.cancel_job(store, jobs.SWEEP, sweep_id)
 
 
 if sweep["status"] in ACTIVE_STATUSES:

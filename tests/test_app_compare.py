@@ -63,7 +63,7 @@ def test_the_table_shows_batch_ttft_share_measured_and_wh(store: Store) -> None:
     assert not at.exception, [e.value for e in at.exception]
     df = at.dataframe[0].value.set_index("run")
     assert list(df["batch"]) == [1, 4]
-    assert df.loc[f"#{a} tiny", "TTFT"] == "—" and df.loc[f"#{b} small", "TTFT"] == "250 ms ± 20 ms"
+    assert df.loc[f"#{a} tiny", "TTFT"] == "—" and df.loc[f"#{b} small", "TTFT"] == "250 ± 20 ms"
     assert df.loc[f"#{b} small", "tokens measured"] == 75.0
     decode = summary["j_per_token"]["decode"]["mean"]
     assert df.loc[f"#{b} small", "Wh/1k tokens"] == pytest.approx(decode * 1000 / 3600)

@@ -79,8 +79,8 @@ def test_a_running_sweep_shows_its_point_and_cancels(store: Store, monkeypatch: 
     store.start_sweep(sweep_id, os.getpid())
     running = seed_run(store, tokens=10, status="running", sweep=(sweep_id, 3))
     store.update_run(running, phase="repeat 1 of 3")
-    cancelled: list[str] = []
-    monkeypatch.setattr(jobs, "cancel_sweep", lambda s, i: cancelled.append(i) or True)
+    cancelled: list[tuple[str, str]] = []
+    monkeypatch.setattr(jobs, "cancel", lambda s, kind, i: cancelled.append((kind.name, i)) or True)
     at = open_page(PAGE, {"sweep": sweep_id})
     assert not at.exception, [e.value for e in at.exception]
     assert any("Point 4: tiny, cpu, float32, 64 prompt tokens, batch 2, 8 new tokens" in t
@@ -88,7 +88,7 @@ def test_a_running_sweep_shows_its_point_and_cancels(store: Store, monkeypatch: 
     assert any(m.label == "Tokens done" for m in at.metric)
     assert any(p.proto.text == "3 of 4 points done" for p in at.get("progress"))
     at.button(key=f"cancel-sweep-{sweep_id}").click().run()
-    assert cancelled == [sweep_id]
+    assert cancelled == [("sweep", sweep_id)]
 
 
 def test_new_page_launches_a_sweep_from_lists(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:

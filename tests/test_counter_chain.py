@@ -88,10 +88,10 @@ def test_long_steps_are_measured_short_ones_apportioned_and_repeats_close() -> N
     assert rows[(2, "cpu")][5] == pytest.approx(0.5)
     total = sum(rows[(i, "cpu")][3] for i in range(5))
     assert total == pytest.approx(value[205] - value[100], rel=1e-12)  # closure against the counter
-    assert done.figures["tokens_measured_share"] == pytest.approx(0.6)
-    assert done.figures["tokens_measured_share_by_component"] == {"cpu": pytest.approx(0.6),
+    assert done.figures.tokens_measured_share == pytest.approx(0.6)
+    assert done.figures.tokens_measured_share_by_component == {"cpu": pytest.approx(0.6),
                                                                   "gpu": pytest.approx(0.6)}
-    assert done.figures["closure"]["steps_vs_window"] == pytest.approx(0.0, abs=1e-12)
+    assert done.figures.closure["steps_vs_window"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_a_short_repeat_is_one_window_and_its_single_step_is_not_measured() -> None:
@@ -112,7 +112,7 @@ def test_estimates_stay_estimated() -> None:
     windows = [PowerWindow(0, 100 * MS, {"cpu": 100.0})]
     gen = _generation(0, [0, 100])
     done = attribute_run(windows, [gen], [], ["cpu"], None, how=HowContext(ESTIMATED))
-    assert done.step_energy_rows[0][6] == "estimated" and done.figures["tokens_measured_share"] == 0.0
+    assert done.step_energy_rows[0][6] == "estimated" and done.figures.tokens_measured_share == 0.0
 
 
 def test_whole_windows_without_a_counter_are_measured() -> None:
@@ -120,4 +120,4 @@ def test_whole_windows_without_a_counter_are_measured() -> None:
     gen = _generation(0, [0, 50, 70, 100])
     done = attribute_run(windows, [gen], [], ["cpu"], None)
     assert [r[6] for r in done.step_energy_rows] == ["measured", "apportioned", "apportioned"]
-    assert np.isclose(done.figures["tokens_measured_share"], 1 / 3)
+    assert np.isclose(done.figures.tokens_measured_share, 1 / 3)

@@ -127,7 +127,7 @@ def test_the_api_key_is_sent_but_never_stored_nor_logged(store: Store, monkeypat
         assert run["params"]["api_key_env"] == "ENERGYPROF_TEST_KEY"
         assert SECRET not in json.dumps(run, default=str)
     store.close()
-    for path in (store.path, *store.path.parent.glob(store.path.name + "-*"), jobs.log_path(store, launched)):
+    for path in (store.path, *store.path.parent.glob(store.path.name + "-*"), jobs.RUN.log_path(store, launched)):
         assert SECRET.encode() not in path.read_bytes(), path
 
 

@@ -199,7 +199,7 @@ def test_sigterm_cancels_keeps_rows_and_stops_powermetrics(store: Store, tmp_pat
     wait_for(lambda: (store.get_run(run_id)["tokens_done"] or 0) >= 20, what="tokens to be generated")
     wait_for(lambda: not store.power_samples(run_id).empty, what="power samples")
     assert pid_alive(int(pidfile.read_text()))
-    assert jobs.cancel_job(store, run_id, timeout_s=30)
+    assert jobs.cancel(store, jobs.RUN, run_id, timeout_s=30)
     run = store.get_run(run_id)
     assert run["status"] == "cancelled", run["error"]
     assert "cancelled" in run["error"]
@@ -241,7 +241,7 @@ def test_job_log_is_private_and_never_written_through_a_planted_link(store: Stor
     assert [store.get_run(i)["status"] for i in (1, 2)] == ["failed", "failed"]
     assert "symbolic link" in store.get_run(1)["error"]
     run_id = jobs.launch_job(store, params)
-    assert stat.S_IMODE(jobs.log_path(store, run_id).stat().st_mode) == 0o600
+    assert stat.S_IMODE(jobs.RUN.log_path(store, run_id).stat().st_mode) == 0o600
     wait_for(lambda: store.get_run(run_id)["status"] not in ("queued", "running"), what="the job to finish")
     assert store.get_run(run_id)["status"] == "done"
 

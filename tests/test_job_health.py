@@ -111,9 +111,9 @@ def test_job_marked_failed_while_stopped_stops_writing_and_says_so(store: Store,
     assert run["status"] == "failed"
     assert run["error"] == "Marked failed by a reaper that could not see the process."
     assert len(store.steps(run_id)) == steps and len(store.power_samples(run_id)) == samples
-    said = [line for line in jobs.log_path(store, run_id).read_text().splitlines()
+    said = [line for line in jobs.RUN.log_path(store, run_id).read_text().splitlines()
             if f"Run {run_id} was marked failed" in line]
-    assert len(said) == 1 and "not recorded" in said[0], jobs.log_path(store, run_id).read_text()
+    assert len(said) == 1 and "not recorded" in said[0], jobs.RUN.log_path(store, run_id).read_text()
     wait_for(lambda: store.get_run(second)["status"] not in ("queued", "running"), what="the second job")
     assert store.get_run(second)["status"] == "done"
 

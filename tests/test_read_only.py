@@ -80,14 +80,15 @@ def test_every_action_refuses_where_it_runs(store: Store, db_path: Path, monkeyp
     monkeypatch.setenv(READ_ONLY_ENV, "1")
     script = f"""
 from energyprof import ui
+from energyprof.runner import jobs
 from energyprof.spec.params import ProfileParams
 from energyprof.spec.sweep import SweepSpec
 
 store = ui.get_store()
 launched = ui.launch(store, dict(ui.DEMO_PARAMS))
 swept = ui.launch_sweep(store, SweepSpec(ProfileParams(model="tiny"), {{"batch": [1, 2]}}), "sneaky")
-ui.cancel_job(store, {world["running"]})
-ui.cancel_sweep(store, "shared")
+ui.cancel_job(store, jobs.RUN, {world["running"]})
+ui.cancel_job(store, jobs.SWEEP, "shared")
 deleted = ui.delete_run(store, {world["done"]})
 import streamlit as st
 st.write(repr((launched, swept, deleted)))

@@ -218,7 +218,7 @@ def test_cancel_mid_replay_keeps_the_finished_trials(store: Store) -> None:
 
     wait_for(replaying, what="three finished replay trials")
     assert any(p.startswith("replay model.") and p.endswith(("1/3", "2/3", "3/3")) for p in phases), phases
-    assert jobs.cancel_job(store, run_id, timeout_s=30)
+    assert jobs.cancel(store, jobs.RUN, run_id, timeout_s=30)
     run = store.get_run(run_id)
     assert run["status"] == "cancelled", run["error"]
     trials = store.replay_trials(run_id)

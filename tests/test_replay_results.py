@@ -109,7 +109,7 @@ def test_ci_cv_and_the_flag_for_a_ci_wider_than_its_mean() -> None:
     assert wild[10] == pytest.approx(4.303 * per_call.std(ddof=1) / math.sqrt(3))
     assert wild[13] == int(MeanCI(wild[6], wild[10]).wider_than_mean) == 1
     assert wild[7] is None and wild[9] is None  # no baseline: no net figures
-    assert out.figures["replay_flagged"] == 1
+    assert out.figures.replay_flagged == 1
 
 
 def test_closure_is_the_top_level_layers_over_the_measured_step() -> None:
@@ -123,8 +123,8 @@ def test_closure_is_the_top_level_layers_over_the_measured_step() -> None:
     trials = [trial(i, T0 + 1000 * MS + i * 500 * MS, T0 + 1500 * MS + i * 500 * MS, 500) for i in (0, 1, 2)]
     out = replay_results(ReplayOutcome(trials, {"decode": 3}), windows, ["cpu"], {"cpu": 10.0}, layers, [gen])
     step_j = 40.0 * 0.1                                     # decode step 3: 100 ms at 40 W
-    assert out.figures["replay_step_j"]["decode"] == pytest.approx(step_j)
-    assert out.figures["replay_sum_j"]["decode"] == pytest.approx(2 * 0.04)
-    assert out.figures["replay_closure"]["decode"] == pytest.approx(0.08 / step_j)
-    assert out.figures["replay_closure_net"]["decode"] == pytest.approx(2 * 0.03 / (30.0 * 0.1))
-    assert out.figures["replay_layers"] == 3
+    assert out.figures.replay_step_j["decode"] == pytest.approx(step_j)
+    assert out.figures.replay_sum_j["decode"] == pytest.approx(2 * 0.04)
+    assert out.figures.replay_closure["decode"] == pytest.approx(0.08 / step_j)
+    assert out.figures.replay_closure_net["decode"] == pytest.approx(2 * 0.03 / (30.0 * 0.1))
+    assert out.figures.replay_layers == 3

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
 
+import pytest
+
+from energyprof.analysis.replay_results import ReplayFigures
+from energyprof.analysis.results import EnergyFigures
+from energyprof.runner.boundary_reads import CounterFigures
+from energyprof.runner.cross_check_run import CrossCheckFigures
 from energyprof.summary import MeanCI, RunSummary
 
 
@@ -51,3 +59,27 @@ def test_provenance_of_the_figures() -> None:
     assert RunSummary(source="estimate", measured=False).estimated
     assert RunSummary(source="ioreport", measured=True).provenance == "measured"
     assert RunSummary().provenance == "unknown"
+
+
+FIGURE_RECORDS = [EnergyFigures, ReplayFigures, CounterFigures, CrossCheckFigures]
+"""Every typed figure record the engine copies into the summary with RunSummary.take."""
+
+
+@pytest.mark.parametrize("record", FIGURE_RECORDS, ids=lambda record: record.__name__)
+def test_every_figure_field_names_a_summary_field_of_the_same_type(record: type) -> None:
+    summary_types = typing.get_type_hints(RunSummary)
+    for name, hint in typing.get_type_hints(record).items():
+        assert name in summary_types, f"{record.__name__}.{name} is not a RunSummary field"
+        assert hint == summary_types[name], (name, hint, summary_types[name])
+
+
+def test_take_copies_a_figure_record_and_refuses_an_unknown_field() -> None:
+    summary = RunSummary(run_id=1).take(CounterFigures(boundary_reads=7, counter_read_us=3.5))
+    assert summary.boundary_reads == 7 and summary.counter_read_us == 3.5 and summary.counter_probe_s is None
+
+    @dataclasses.dataclass
+    class Misspelt:
+        boundary_read: int = 1
+
+    with pytest.raises(AttributeError, match="Misspelt.boundary_read is not a RunSummary field"):
+        RunSummary().take(Misspelt())

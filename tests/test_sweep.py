@@ -88,7 +88,7 @@ def test_cancel_stops_the_sweep_and_running_it_again_resumes(db_path: Path, caps
         return len(runs) == 2 and runs[1]["status"] == "running" and (runs[1]["tokens_done"] or 0) >= 5
 
     wait_for(second_point_generating, what="the second point to generate")
-    assert jobs.cancel_sweep(store, sweep_id, timeout_s=30)
+    assert jobs.cancel(store, jobs.SWEEP, sweep_id, timeout_s=30)
     sweep = store.get_sweep(sweep_id)
     assert sweep["status"] == "cancelled", sweep
     before = {r["sweep_point"]: (r["id"], r["status"]) for r in store.sweep_runs(sweep_id)}

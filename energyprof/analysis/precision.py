@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from energyprof.analysis.results import per_token_over
+from energyprof.spec.params import MAX_REPEATS
 from energyprof.summary import MeanCI
 
 MET = "met"
@@ -65,8 +67,6 @@ class PrecisionGoal:
 
 def goal_of(params: Any) -> PrecisionGoal | None:
     """The goal a run's parameters ask for (target_ci set), else None."""
-    from energyprof.spec.params import MAX_REPEATS
-
     if params.target_ci is None:
         return None
     return PrecisionGoal(float(params.target_ci), float(params.max_seconds), int(params.repeats), MAX_REPEATS)
@@ -75,8 +75,6 @@ def goal_of(params: Any) -> PrecisionGoal | None:
 def covered_stat(windows: Sequence[Any], generations: Sequence[Any], components: Sequence[str],
                  latest_ns: int) -> MeanCI:
     """J/token (decode, or forward) over the repeats whose whole span the windows cover (end <= latest_ns)."""
-    from energyprof.analysis.results import per_token_over
-
     covered = [g for g in generations if g.span_ns and g.span_ns[1] <= latest_ns]
     if len(covered) < 2:
         return MeanCI()

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,6 +29,7 @@ from energyprof.power.base import PowerWindow
 from energyprof.spec.records import Generation, Layer, ReplayOutcome, ReplayTrial
 from energyprof.store.replay import RESTORE_LAYER_ID
 from energyprof.summary import MeanCI
+from energyprof.units import finite_or_none
 
 COUNTER, WINDOWS, APPORTIONED = "counter", "windows", "apportioned"
 COVERED = 0.999
@@ -46,13 +46,29 @@ class TrialPower:
 
 
 @dataclass
+class ReplayFigures:
+    """The replay's figures; every field is a RunSummary field of the same name (RunSummary.take)."""
+
+    replay_steps: dict[str, int] = field(default_factory=dict)
+    replay_s: float | None = None
+    replay_wall_s: float | None = None
+    replay_skipped: list[str] = field(default_factory=list)
+    replay_layers: int = 0
+    replay_flagged: int = 0
+    replay_sum_j: dict[str, float | None] = field(default_factory=dict)
+    replay_step_j: dict[str, float | None] = field(default_factory=dict)
+    replay_closure: dict[str, float | None] = field(default_factory=dict)
+    replay_closure_net: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass
 class ReplayResults:
-    """What the attributing phase writes for a replay, and the RunSummary fields it fills."""
+    """What the attributing phase writes for a replay, and the figures the summary takes."""
 
     trial_rows: list[Row]
     layer_rows: list[Row]
     energy_rows: list[Row]
-    figures: dict[str, Any]
+    figures: ReplayFigures
 
 
 @dataclass
@@ -185,8 +201,8 @@ def replay_results(outcome: ReplayOutcome, windows: Sequence[PowerWindow], compo
 
 def _trial_rows(g: _Group) -> list[Row]:
     """(layer_id, phase, step_idx, trial, t0_ns, t1_ns, calls, energy_mj, net_energy_mj) per trial, whole loop."""
-    return [(t.layer_id, t.phase, t.step, t.trial, t.t0_ns, t.t1_ns, t.calls, _none(g.whole[i] * t.calls),
-             _none(g.net_whole[i] * t.calls)) for i, t in enumerate(g.trials)]
+    return [(t.layer_id, t.phase, t.step, t.trial, t.t0_ns, t.t1_ns, t.calls, finite_or_none(g.whole[i] * t.calls),
+             finite_or_none(g.net_whole[i] * t.calls)) for i, t in enumerate(g.trials)]
 
 
 def _layer_rows(layer_id: int, phase: str, g: _Group, reference: _Group | None,
@@ -221,31 +237,27 @@ def _power(energy_mj: float | None, time_ns: float | None) -> float | None:
     return energy_mj * NS_PER_MJ_AT_1W / time_ns
 
 
-def _none(value: float) -> float | None:
-    return None if value is None or math.isnan(value) else float(value)
-
-
 def _figures(outcome: ReplayOutcome, layers: Sequence[Layer], generations: Sequence[Generation],
              windows: Sequence[PowerWindow], components: Sequence[str], baseline_w: dict[str, float | None] | None,
              per_call: dict[tuple[int, str], float | None], per_call_net: dict[tuple[int, str], float | None],
-             layer_rows: list[Row]) -> dict[str, Any]:
-    """RunSummary fields: the replay closure per phase, the replayed and measured step energies, counts."""
+             layer_rows: list[Row]) -> ReplayFigures:
+    """The replay closure per phase, the replayed and measured step energies, counts."""
     top = [x.layer_id for x in layers if x.parent_id is None and x.module is not None]
     measured, measured_net = measured_step_energy_j(generations, windows, components, baseline_w, outcome.steps)
     sums = {phase: _sum_j(per_call, top, phase) for phase in outcome.steps}
     sums_net = {phase: _sum_j(per_call_net, top, phase) for phase in outcome.steps}
-    return {
-        "replay_steps": dict(outcome.steps),
-        "replay_s": outcome.seconds_per_trial,
-        "replay_wall_s": outcome.wall_s,
-        "replay_skipped": list(outcome.skipped),
-        "replay_layers": sum(1 for r in layer_rows if r[0] != RESTORE_LAYER_ID and r[6] is not None),
-        "replay_flagged": sum(1 for r in layer_rows if r[0] != RESTORE_LAYER_ID and r[13]),
-        "replay_sum_j": sums,
-        "replay_step_j": measured,
-        "replay_closure": {p: _ratio(sums[p], measured.get(p)) for p in outcome.steps},
-        "replay_closure_net": {p: _ratio(sums_net[p], measured_net.get(p)) for p in outcome.steps},
-    }
+    return ReplayFigures(
+        replay_steps=dict(outcome.steps),
+        replay_s=outcome.seconds_per_trial,
+        replay_wall_s=outcome.wall_s,
+        replay_skipped=list(outcome.skipped),
+        replay_layers=sum(1 for r in layer_rows if r[0] != RESTORE_LAYER_ID and r[6] is not None),
+        replay_flagged=sum(1 for r in layer_rows if r[0] != RESTORE_LAYER_ID and r[13]),
+        replay_sum_j=sums,
+        replay_step_j=measured,
+        replay_closure={p: _ratio(sums[p], measured.get(p)) for p in outcome.steps},
+        replay_closure_net={p: _ratio(sums_net[p], measured_net.get(p)) for p in outcome.steps},
+    )
 
 
 def _sum_j(per_call: dict[tuple[int, str], float | None], top: Sequence[int], phase: str) -> float | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,8 @@ from energyprof.provenance import (
     whole_system_provenance,
 )
 from energyprof.spec.records import Generation, Layer
-from energyprof.summary import MeanCI
+from energyprof.summary import ComponentValues, MeanCI
+from energyprof.units import plain_or_none
 
 Row = tuple[Any, ...]
 
@@ -109,14 +110,37 @@ class HowContext:
 
 
 @dataclass
+class EnergyFigures:
+    """The run's energy figures; every field is a RunSummary field of the same name (RunSummary.take)."""
+
+    energy_j: ComponentValues = field(default_factory=dict)
+    net_energy_j: ComponentValues | None = None
+    total_energy_j: float | None = None
+    net_total_energy_j: float | None = None
+    baseline_w: ComponentValues | None = None
+    j_per_token: dict[str, MeanCI] = field(default_factory=dict)
+    net_j_per_token: dict[str, MeanCI] | None = None
+    tokens_per_s: float | None = None
+    prefill_tokens_per_s: float | None = None
+    duration_s: float | None = None
+    mean_w: ComponentValues = field(default_factory=dict)
+    peak_w: ComponentValues = field(default_factory=dict)
+    closure_error: float | None = None
+    closure: dict[str, float | None] = field(default_factory=dict)
+    step_resolution_median: float | None = None
+    unknown_steps: int = 0
+    tokens_measured_share: float | None = None
+    tokens_measured_share_by_component: ComponentValues | None = None
+
+
+@dataclass
 class Attributed:
-    """Everything the attributing phase writes, plus the numbers the summary needs."""
+    """Everything the attributing phase writes, plus the figures the summary takes."""
 
     step_energy_rows: list[Row]
     layer_call_rows: list[Row]
     layer_energy_rows: list[Row]
-    figures: dict[str, Any]
-    """RunSummary fields (energy, power, per-token figures, closure checks) and their values."""
+    figures: EnergyFigures
 
 
 def step_table(generations: Sequence[Generation]) -> StepTable:
@@ -208,8 +232,8 @@ def attribute_run(windows: Sequence[PowerWindow], generations: Sequence[Generati
         layer_closure = _closure(float(np.nansum(step_e.whole)),
                                  float(np.nansum(call_e.whole[top]) + np.nansum(other.energy.whole)))
     figures = _energy_figures(windows, generations, steps, step_e, components, baseline, layer_closure, chains)
-    figures["tokens_measured_share"] = measured_share(step_whole_how)
-    figures["tokens_measured_share_by_component"] = {c: measured_share(labels) for c, labels in step_how.items()}
+    figures.tokens_measured_share = measured_share(step_whole_how)
+    figures.tokens_measured_share_by_component = {c: measured_share(labels) for c, labels in step_how.items()}
     return Attributed(step_rows, call_rows, layer_rows, figures)
 
 
@@ -249,14 +273,6 @@ def _other(steps: StepTable, step_e: Energies, calls: CallTable, call_e: Energie
     resolution_by = None if step_e.resolution_by is None else {
         c: np.clip(r * share, 0, None) for c, r in step_e.resolution_by.items()}
     return Other(time, Energies(gross, net, whole, net_whole, resolution, resolution_by))
-
-
-def _none(value: Any) -> Any:
-    """NaN (unknown) as None for SQL and JSON; numpy scalars as python numbers."""
-    if value is None:
-        return None
-    value = value.item() if hasattr(value, "item") else value
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _step_energy_rows(steps: StepTable, e: Energies, how: dict[str, np.ndarray]) -> list[Row]:
@@ -316,7 +332,7 @@ def _aggregate(layer_id: int, n_calls: int, time: np.ndarray, gross: dict[str, n
     for comp in components:
         energy = float(gross[comp].sum()) if gross[comp].size else 0.0
         net = net_energy_mj(np.array([energy]), np.array([total_time]), (baseline or {}).get(comp))[0]
-        rows.append((layer_id, comp, n_calls, int(round(total_time)), _none(energy), _none(net), res))
+        rows.append((layer_id, comp, n_calls, int(round(total_time)), plain_or_none(energy), plain_or_none(net), res))
     return rows
 
 
@@ -329,8 +345,8 @@ def _closure(reference: float, parts: float) -> float | None:
 
 def _energy_figures(windows: Sequence[PowerWindow], generations: Sequence[Generation], steps: StepTable,
                     e: Energies, components: Sequence[str], baseline: dict[str, float | None] | None,
-                    layer_closure: float | None, chains: dict[str, list[PowerWindow]] | None = None) -> dict[str, Any]:
-    """Energy totals, J/token, throughput, power and closure checks: RunSummary fields and their values."""
+                    layer_closure: float | None, chains: dict[str, list[PowerWindow]] | None = None) -> EnergyFigures:
+    """Energy totals, J/token, throughput, power and closure checks."""
     spans = [g.span_ns for g in generations if g.span_ns]
     span_t0 = np.array([s[0] for s in spans], dtype=np.int64)
     span_t1 = np.array([s[1] for s in spans], dtype=np.int64)
@@ -339,25 +355,25 @@ def _energy_figures(windows: Sequence[PowerWindow], generations: Sequence[Genera
     window_closure = _closure(float(np.nansum(window_e.whole)), steps_total)
     checks = [c for c in (layer_closure, window_closure) if c is not None]
     duration_ns = float((span_t1 - span_t0).sum())
-    return {
-        "energy_j": {c: _sum_j(e.gross[c]) for c in components},
-        "net_energy_j": {c: _sum_j(e.net[c]) for c in components} if baseline is not None else None,
-        "total_energy_j": _sum_j(e.whole),
-        "net_total_energy_j": _sum_j(e.net_whole) if baseline is not None else None,
-        "baseline_w": baseline,
-        "j_per_token": _per_token(generations, steps, e.whole),
-        "net_j_per_token": _per_token(generations, steps, e.net_whole) if baseline is not None else None,
-        "tokens_per_s": _tokens_per_s(steps),
-        "prefill_tokens_per_s": _prefill_tokens_per_s(steps),
-        "duration_s": duration_ns / 1e9,
-        "mean_w": {c: _mean_w(e.gross[c], duration_ns) for c in components},
-        "peak_w": _peak_w(windows, spans, components),
-        "closure_error": max(checks) if checks else None,
-        "closure": {"layers_vs_steps": layer_closure, "steps_vs_window": window_closure},
-        "step_resolution_median": _none(float(np.nanmedian(e.resolution))) if np.any(~np.isnan(e.resolution))
+    return EnergyFigures(
+        energy_j={c: _sum_j(e.gross[c]) for c in components},
+        net_energy_j={c: _sum_j(e.net[c]) for c in components} if baseline is not None else None,
+        total_energy_j=_sum_j(e.whole),
+        net_total_energy_j=_sum_j(e.net_whole) if baseline is not None else None,
+        baseline_w=baseline,
+        j_per_token=_per_token(generations, steps, e.whole),
+        net_j_per_token=_per_token(generations, steps, e.net_whole) if baseline is not None else None,
+        tokens_per_s=_tokens_per_s(steps),
+        prefill_tokens_per_s=_prefill_tokens_per_s(steps),
+        duration_s=duration_ns / 1e9,
+        mean_w={c: _mean_w(e.gross[c], duration_ns) for c in components},
+        peak_w=_peak_w(windows, spans, components),
+        closure_error=max(checks) if checks else None,
+        closure={"layers_vs_steps": layer_closure, "steps_vs_window": window_closure},
+        step_resolution_median=plain_or_none(float(np.nanmedian(e.resolution))) if np.any(~np.isnan(e.resolution))
         else None,
-        "unknown_steps": int(np.isnan(e.whole).sum()),
-    }
+        unknown_steps=int(np.isnan(e.whole).sum()),
+    )
 
 
 def _sum_j(values: np.ndarray) -> float | None:
@@ -390,7 +406,7 @@ def _per_token(generations: Sequence[Generation], steps: StepTable, whole: np.nd
 
 def _mean_ci(values: list[float]) -> MeanCI:
     mean, half = mean_ci95(values)
-    return MeanCI(_none(mean), _none(half), sum(1 for v in values if not math.isnan(v)))
+    return MeanCI(plain_or_none(mean), plain_or_none(half), sum(1 for v in values if not math.isnan(v)))
 
 
 def _tokens_per_s(steps: StepTable) -> float | None:

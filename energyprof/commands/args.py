@@ -7,6 +7,9 @@ import json
 import sys
 from typing import Any
 
+from energyprof.spec.params import defaults, field_types, param_specs
+from energyprof.spec.sweep import parse_values
+
 
 def _number(kind: type, text: str, *, minimum: float | None, maximum: float | None, strict: bool) -> Any:
     try:
@@ -41,8 +44,6 @@ def float_range(minimum: float, maximum: float, *, strict_min: bool = False):
 def value_list(name: str):
     """argparse type: a comma-separated list of values of one sweepable parameter, each checked by the table."""
     def parse(text: str) -> list[Any]:
-        from energyprof.spec.sweep import parse_values
-
         try:
             return parse_values(name, text)
         except ValueError as exc:
@@ -78,8 +79,6 @@ def add_param_options(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] 
 
     `containers` puts some options in an argument group instead of the parser (e.g. a mutually exclusive one);
     the options named in `lists` take a comma-separated list of values (a sweep); `overrides` replaces defaults."""
-    from energyprof.spec.params import defaults, field_types, param_specs
-
     values, types = {**defaults(), **(overrides or {})}, field_types()
     for name, spec in param_specs():
         if not spec.cli or name in skip:

@@ -7,8 +7,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from energyprof.codecarbon import emissions_csv
 from energyprof.commands.args import add_db_option, fail, float_range, int_range
-from energyprof.export import CSV_KINDS
+from energyprof.export import CSV_KINDS, UnknownRun, export_csv, trace_json
+from energyprof.store import Store, default_db_path
 
 GRID_MAX_G_PER_KWH = 5_000.0
 
@@ -36,10 +38,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from energyprof.codecarbon import emissions_csv
-    from energyprof.export import UnknownRun, export_csv, trace_json
-    from energyprof.store import Store, default_db_path
-
     if args.fmt != "codecarbon" and len(args.runs) > 1:
         return fail(f"--format {args.fmt} exports one run; give one RUN (several only with --format codecarbon).")
     db = Path(args.db).expanduser() if args.db else default_db_path()

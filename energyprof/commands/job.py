@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from energyprof.commands.args import add_db_option, fail, int_range
+from energyprof.log import JOB_LEVEL
 from energyprof.runner.job import JobError, run_job
 from energyprof.store import Store
 
@@ -15,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                "SIGTERM cancels it and keeps what was recorded.")
     parser.add_argument("--run-id", type=int_range(1, 2**63 - 1), required=True, help="the queued run's id")
     add_db_option(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, log_level_default=JOB_LEVEL)
 
 
 def run(args: argparse.Namespace) -> int:

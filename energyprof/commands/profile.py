@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from energyprof.analysis.precision import checked_phase
 from energyprof.analysis.quoted import grid_label, quote_summary
@@ -13,7 +12,7 @@ from energyprof.commands.progress import terminal_progress
 from energyprof.commands.prompt_file import add_prompt_file_options, prompt_values
 from energyprof.provenance import labelled
 from energyprof.runner.job import profile_foreground
-from energyprof.spec.params import MAX_PROMPT_CHARS, ProfileParams
+from energyprof.spec.params import ProfileParams
 from energyprof.spec.replay_plan import plan_replay
 from energyprof.store import JobAlreadyRunning, Store
 from energyprof.summary import MeanCI, RunSummary
@@ -30,28 +29,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_db_option(parser)
     add_json_option(parser)
     parser.set_defaults(func=run, parser=parser)
-
-
-def read_prompt_file(path: Path, limit: int = MAX_PROMPT_CHARS) -> str:
-    """The file's text; ValueError with one sentence when it is unreadable, too long or not UTF-8.
-
-    At most limit × 4 + 1 bytes are read (a UTF-8 character has at most 4 bytes), so /dev/zero or a huge file
-    cannot exhaust memory."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit * 4 + 1)
-    except OSError as exc:
-        raise ValueError(f"cannot read the prompt file {path}: {exc.strerror or exc}.") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if len(data) > limit * 4 and exc.start >= len(data) - 4:
-            raise ValueError(f"the prompt file {path} is longer than {limit:,} characters; shorten it.") from None
-        raise ValueError(f"the prompt file {path} is not UTF-8 text (byte {exc.start} is not valid); save it as "
-                         "UTF-8.") from None
-    if len(text) > limit:
-        raise ValueError(f"the prompt file {path} is longer than {limit:,} characters; shorten it.")
-    return text
 
 
 def params_from_args(args: argparse.Namespace) -> ProfileParams:

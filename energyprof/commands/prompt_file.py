@@ -2,8 +2,8 @@
 
 Formats: `text` (the whole file is one prompt, copied to each sequence), `lines` (one prompt per non-blank line)
 and `jsonl` (one JSON object per non-blank line, its "prompt" a string). `auto`, the default, is `jsonl` for a
-file whose name ends in .jsonl and `text` for any other. The file is read bounded (commands/profile.py
-`read_prompt_file`: at most MAX_PROMPT_CHARS characters in all), so a huge file cannot exhaust memory.
+file whose name ends in .jsonl and `text` for any other. The file is read bounded (`read_prompt_file`: at most
+MAX_PROMPT_CHARS characters in all), so a huge file cannot exhaust memory.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+
+from energyprof.spec.params import MAX_PROMPT_CHARS
 
 PROMPT_FORMATS: tuple[str, ...] = ("auto", "text", "lines", "jsonl")
 
@@ -58,7 +60,27 @@ def parse_prompts(text: str, fmt: str, name: str = "the prompt file") -> list[st
 
 def prompt_values(path: Path, fmt: str) -> dict[str, Any]:
     """ProfileParams values from a prompt file: `prompt` (the first prompt) and, for several, `prompts`."""
-    from energyprof.commands.profile import read_prompt_file
-
     prompts = parse_prompts(read_prompt_file(path), file_format(path, fmt), f"the prompt file {path}")
     return {"prompt": prompts[0], "prompts": prompts if len(prompts) > 1 else None}
+
+
+def read_prompt_file(path: Path, limit: int = MAX_PROMPT_CHARS) -> str:
+    """The file's text; ValueError with one sentence when it is unreadable, too long or not UTF-8.
+
+    At most limit × 4 + 1 bytes are read (a UTF-8 character has at most 4 bytes), so /dev/zero or a huge file
+    cannot exhaust memory."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit * 4 + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot read the prompt file {path}: {exc.strerror or exc}.") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if len(data) > limit * 4 and exc.start >= len(data) - 4:
+            raise ValueError(f"the prompt file {path} is longer than {limit:,} characters; shorten it.") from None
+        raise ValueError(f"the prompt file {path} is not UTF-8 text (byte {exc.start} is not valid); save it as "
+                         "UTF-8.") from None
+    if len(text) > limit:
+        raise ValueError(f"the prompt file {path} is longer than {limit:,} characters; shorten it.")
+    return text

@@ -8,6 +8,10 @@ from pathlib import Path
 
 from energyprof.commands.args import add_db_option, fail, int_range
 from energyprof.commands.export import write_output
+from energyprof.export import UnknownRun
+from energyprof.report import ReportError, UnknownSweep, compare_report, run_report, sweep_report
+from energyprof.spec.sweep import sweep_id_error
+from energyprof.store import Store, default_db_path
 
 STDOUT = "-"
 
@@ -41,11 +45,6 @@ def compare_ids(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from energyprof.export import UnknownRun
-    from energyprof.report import ReportError, UnknownSweep, compare_report, run_report, sweep_report
-    from energyprof.spec.sweep import sweep_id_error
-    from energyprof.store import Store, default_db_path
-
     db = Path(args.db).expanduser() if args.db else default_db_path()
     if not db.is_file():
         return fail(f"there is no energyprof database at {db}.")

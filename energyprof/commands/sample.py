@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from energyprof.commands.args import add_db_option, add_json_option, fail, float_range, int_range, print_json
+from energyprof.errors import ControlFlow
 from energyprof.machine import this_machine
 from energyprof.power.base import NullSource, PowerSource, PowerSourceError, now_ns
 from energyprof.power.registry import AUTO, SOURCE_NAMES, resolve_source, source_status
@@ -38,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-class Terminated(Exception):
-    """SIGTERM arrived: stop recording and keep what was recorded."""
+class Terminated(ControlFlow, Exception):
+    """Control flow, not an error: SIGTERM arrived: stop recording and keep what was recorded."""
 
 
 def _raise_terminated(signum: int, frame: object) -> None:

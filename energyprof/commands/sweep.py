@@ -11,6 +11,9 @@ from typing import Any
 
 from energyprof.commands.args import add_db_option, add_json_option, add_param_options, fail, print_json
 from energyprof.commands.prompt_file import add_prompt_file_options, prompt_values
+from energyprof.log import JOB_LEVEL
+from energyprof.runner.jobs import reap_dead_jobs
+from energyprof.runner.sweep import SweepError, run_sweep, start_sweep
 from energyprof.spec.params import ProfileParams
 from energyprof.spec.sweep import (
     SWEEP_DEFAULTS,
@@ -22,6 +25,7 @@ from energyprof.spec.sweep import (
 )
 from energyprof.store import JobAlreadyRunning, Store
 from energyprof.summary import RunSummary
+from energyprof.sweep_table import sweep_rows
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                             "SIGTERM cancels it and keeps what was recorded.")
     job.add_argument("--sweep-id", required=True, metavar="ID", help="the sweep's id")
     add_db_option(job)
-    job.set_defaults(func=run_job)
+    job.set_defaults(func=run_job, log_level_default=JOB_LEVEL)
 
 
 def spec_from_args(args: argparse.Namespace) -> SweepSpec:
@@ -70,8 +74,6 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
 
 
 def run(args: argparse.Namespace) -> int:
-    from energyprof.runner.sweep import SweepError, run_sweep, start_sweep
-
     spec = spec_from_args(args)
     problems = spec.errors()
     if args.sweep_id is not None and sweep_id_error(args.sweep_id):
@@ -95,9 +97,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_job(args: argparse.Namespace) -> int:
-    from energyprof.runner.jobs import reap_dead_jobs
-    from energyprof.runner.sweep import SweepError, run_sweep
-
     error = sweep_id_error(args.sweep_id)
     if error:
         return fail(error)
@@ -126,8 +125,6 @@ def _point_line(index: int, total: int, summary: RunSummary, out: Any) -> None:
 
 
 def _report(store: Store, sweep_id: str, status: str, error: str | None, as_json: bool) -> int:
-    from energyprof.sweep_table import sweep_rows
-
     rows = sweep_rows(store, sweep_id)
     if as_json:
         print_json({"sweep_id": sweep_id, "status": status, "error": error, "points": len(rows), "runs": rows})

@@ -17,6 +17,7 @@ of a step can only be time-apportioned.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,8 @@ from energyprof.power.base import PowerSource, PowerSourceError, now_ns
 DEFAULT_PROBE_S = 1.0
 POLL_S = 0.0002
 """Pause between reads while probing (a read itself may take longer, e.g. ~ms for IOReport)."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,11 +93,15 @@ def probe_counter(source: PowerSource, seconds: float = DEFAULT_PROBE_S, poll_s:
                                             min(steps) if steps else None, len(times))
     periods = [c.update_period_s for c in components.values() if c.update_period_s is not None]
     quanta = [c.quantum_mj for c in components.values() if c.quantum_mj is not None]
-    return CounterCharacteristics(
+    found = CounterCharacteristics(
         update_period_s=max(periods) if periods else None, quantum_mj=min(quanta) if quanta else None,
         reads=len(readings), changes=sum(any_change), read_us=statistics.median(costs) / 1e3,
         seconds=(readings[-1].t_ns - readings[0].t_ns) / 1e9, components=components,
         untimed=tuple(name for name, c in components.items() if c.update_period_s is None))
+    log.info("counter probe of %s over %.2f s: %d reads, update period %s s, quantum %s mJ, untimed %s",
+             source.name, found.seconds, found.reads, found.update_period_s, found.quantum_mj,
+             ", ".join(found.untimed) or "none")
+    return found
 
 
 def probe_source(source: PowerSource, seconds: float = DEFAULT_PROBE_S) -> CounterCharacteristics | None:

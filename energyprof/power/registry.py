@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -12,6 +13,8 @@ SOURCE_NAMES: tuple[str, ...] = ("ioreport", "powermetrics", "nvml", "rapl", "es
 """Every source, in order of preference for `auto` (measured ones first, the estimate last)."""
 
 AUTO = "auto"
+
+log = logging.getLogger(__name__)
 
 
 def _factories() -> dict[str, Callable[..., PowerSource]]:
@@ -53,8 +56,12 @@ def auto_name(statuses: Iterable[SourceStatus]) -> str:
     """The source `auto` picks from these statuses: the first available measured one, else the estimate."""
     statuses = list(statuses)
     for status in statuses:
+        log.debug("source %s: %s", status.name, "available" if status.available else f"not available: "
+                  f"{status.reason}")
         if status.available and status.measured:
+            log.debug("auto picks %s: the first available measured source", status.name)
             return status.name
+    log.debug("auto picks the estimate: no measured source is available")
     return "estimate" if any(s.name == "estimate" and s.available for s in statuses) else NullSource.name
 
 
@@ -63,14 +70,23 @@ def auto_select() -> PowerSource:
     for name in SOURCE_NAMES:
         try:
             source = make_source(name)
-        except (ValueError, PowerSourceError):
+        except (ValueError, PowerSourceError) as exc:
+            log.debug("source %s cannot be built here: %s", name, exc)
             continue
-        if source.measured and source.available()[0]:
+        if not source.measured:
+            continue
+        ok, reason = source.available()
+        if ok:
+            log.info("power source: auto chose %s (the first available measured source)", name)
             return source
+        log.debug("source %s is not available: %s", name, reason)
     try:
-        return make_source("estimate")
+        source = make_source("estimate")
     except ValueError:
+        log.warning("no power source works here; nothing will be measured")
         return NullSource()
+    log.info("power source: auto chose the estimate (no measured source is available)")
+    return source
 
 
 def resolve_source(name_or_auto: str | None = AUTO, **options: Any) -> PowerSource:
@@ -85,7 +101,9 @@ def resolve_source(name_or_auto: str | None = AUTO, **options: Any) -> PowerSour
         raise PowerSourceError(str(exc)) from exc
     ok, reason = source.available()
     if not ok:
+        log.info("power source %s refused: %s", name_or_auto, reason)
         raise PowerSourceError(f"the {name_or_auto} power source is not available here: {reason}")
+    log.info("power source: %s (asked for by name)", name_or_auto)
     return source
 
 

@@ -9,16 +9,20 @@ the sampler's poll readings into each component's windows (energyprof.analysis.c
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
 
 from energyprof.analysis.counter_chain import component_chains, with_still_components
 from energyprof.power.base import CounterReading, PowerSource, PowerSourceError, PowerWindow, now_ns
 from energyprof.power.counter import CounterCharacteristics, probe_counter
+from energyprof.summary import ComponentValues
 
 PROBE_S = 1.0
 """How long the counter is probed at the start of a run (while the model loads)."""
+
+log = logging.getLogger(__name__)
 
 
 class BoundaryClock:
@@ -37,6 +41,7 @@ class BoundaryClock:
                 reading = self.source.read_counter()
             except PowerSourceError as exc:
                 self.error = str(exc)
+                log.info("counter read at a step boundary failed, later boundaries use the plain clock: %s", exc)
             else:
                 self.readings.append(reading)
                 return reading.t_ns
@@ -60,6 +65,7 @@ class CounterProbe:
             self.characteristics = probe_counter(self.source, self.seconds)
         except Exception as exc:  # a failed probe leaves every component untimed, never the run failed
             self.error = str(exc)
+            log.info("counter probe of %s failed (every component untimed): %s", self.source.name, exc)
 
     @property
     def running(self) -> bool:
@@ -91,15 +97,26 @@ def chains(clock: BoundaryClock, polls: list[CounterReading] | None, periodic: l
     return component_chains(readings, polls, periods, repeat_spans, periodic), periods
 
 
-def summary_fields(clock: BoundaryClock, characteristics: CounterCharacteristics | None,
-                   components: Iterable[str]) -> dict[str, Any]:
-    """RunSummary fields that describe the counter and its boundary reads."""
+@dataclass
+class CounterFigures:
+    """The counter's characteristics and boundary reads; every field is a RunSummary field (RunSummary.take)."""
+
+    boundary_reads: int = 0
+    counter_update_period_s: ComponentValues | None = None
+    counter_quantum_mj: ComponentValues | None = None
+    counter_read_us: float | None = None
+    counter_probe_s: float | None = None
+
+
+def figures(clock: BoundaryClock, characteristics: CounterCharacteristics | None,
+            components: Iterable[str]) -> CounterFigures:
+    """The figures that describe the counter and its boundary reads."""
     components = list(components)
     found = characteristics.components if characteristics is not None else {}
-    return {
-        "boundary_reads": len(clock.readings),
-        "counter_update_period_s": {c: found[c].update_period_s if c in found else None for c in components},
-        "counter_quantum_mj": {c: found[c].quantum_mj if c in found else None for c in components},
-        "counter_read_us": characteristics.read_us if characteristics is not None else None,
-        "counter_probe_s": characteristics.seconds if characteristics is not None else None,
-    }
+    return CounterFigures(
+        boundary_reads=len(clock.readings),
+        counter_update_period_s={c: found[c].update_period_s if c in found else None for c in components},
+        counter_quantum_mj={c: found[c].quantum_mj if c in found else None for c in components},
+        counter_read_us=characteristics.read_us if characteristics is not None else None,
+        counter_probe_s=characteristics.seconds if characteristics is not None else None,
+    )

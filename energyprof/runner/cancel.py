@@ -8,10 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from energyprof.errors import ControlFlow
 
-class JobCancelled(BaseException):
-    """Raised in the job's main thread when it is asked to stop (SIGTERM); a BaseException so no
-    `except Exception` in model code swallows it."""
+
+class JobCancelled(ControlFlow, BaseException):
+    """Control flow, not an error: raised in the job's main thread when it is asked to stop (SIGTERM); a
+    BaseException so no `except Exception` in model code swallows it."""
 
 
 class CancelSwitch:

@@ -8,13 +8,25 @@ start, or stops mid-run, leaves a sentence in `error` (RunSummary.cross_check_er
 from __future__ import annotations
 
 from contextlib import suppress
-from typing import Any
+from dataclasses import dataclass, field
 
 from energyprof.analysis.cross_check import agreements
+from energyprof.power import registry
 from energyprof.power.base import PowerSourceError, PowerWindow
 from energyprof.power.sampler import Sampler
 from energyprof.store import Store
 from energyprof.store.writer import WindowWriter
+from energyprof.summary import Agreement
+
+
+@dataclass
+class CrossCheckFigures:
+    """The cross-check source's figures; every field is a RunSummary field of the same name (RunSummary.take)."""
+
+    cross_check: str | None = None
+    cross_check_error: str | None = None
+    cross_check_windows: int = 0
+    cross_check_agreement: dict[str, Agreement] = field(default_factory=dict)
 
 
 class CrossCheck:
@@ -29,14 +41,12 @@ class CrossCheck:
 
     def start(self, primary: str) -> None:
         """Start sampling beside the run's own source `primary`; a failure is kept in `error`, never raised."""
-        from energyprof.power.registry import resolve_source
-
         if self.name == primary:
             self.error = (f"The cross-check source {self.name} is the run's own source; choose another one to get a "
                           "second opinion.")
             return
         try:
-            source = resolve_source(self.name)
+            source = registry.resolve_source(self.name)
             sampler = Sampler(source, self._on_windows, self.interval_ms)
             sampler.start()
         except (PowerSourceError, ValueError, OSError) as exc:
@@ -59,12 +69,11 @@ class CrossCheck:
             self.error = (f"The cross-check source {self.name} stopped during the run "
                           f"({self.sampler.error.rstrip('.')}); its figures cover only the time before.")
 
-    def summary_fields(self, primary: list[PowerWindow], spans: list[tuple[int, int]]) -> dict[str, Any]:
-        """RunSummary fields: which source, its windows, why it failed, and the agreement per component."""
+    def figures(self, primary: list[PowerWindow], spans: list[tuple[int, int]]) -> CrossCheckFigures:
+        """Which source, its windows, why it failed, and the agreement per component."""
         try:
             agreement = agreements(primary, self.windows, spans)
         except Exception as exc:  # a second opinion must never cost the run its result
             agreement = {}
             self.error = self.error or f"Comparing the cross-check source {self.name} failed ({exc})."
-        return {"cross_check": self.name, "cross_check_error": self.error, "cross_check_windows": len(self.windows),
-                "cross_check_agreement": agreement}
+        return CrossCheckFigures(self.name, self.error, len(self.windows), agreement)

@@ -19,6 +19,7 @@ the same.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -28,12 +29,16 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
+from energyprof.analysis import results
 from energyprof.analysis.precision import checked_phase, covered_stat, goal_of, relative_ci_pct
 from energyprof.analysis.quoted import fill_quoted
+from energyprof.analysis.replay_results import replay_results
 from energyprof.components import ordered
-from energyprof.errors import EnergyprofError
+from energyprof.errors import EnergyprofError, is_disk_full, user_message
 from energyprof.machine import this_machine
-from energyprof.power.base import PolledSource, PowerSource, PowerSourceError, PowerWindow, now_ns
+from energyprof.power import registry
+from energyprof.power.base import PolledSource, PowerSource, PowerWindow, now_ns
+from energyprof.power.child_process import stop_all
 from energyprof.power.sampler import Sampler
 from energyprof.provenance import source_provenance
 from energyprof.runner import boundary_reads
@@ -51,6 +56,8 @@ from energyprof.summary import DISTURBED_CORES, RunSummary
 LAST_WINDOW_WAIT_S = 2.0
 """Longest wait (beyond 3 sampling intervals) for the window that covers the end of the workload."""
 CALL_ROWS_PER_BATCH = 100_000
+
+log = logging.getLogger(__name__)
 
 
 class JobError(EnergyprofError, RuntimeError):
@@ -157,15 +164,19 @@ class ProfileEngine:
         """Measure, then attribute and finish the run row; never raises for a failed or cancelled run."""
         outcome = Outcome()
         try:
+            log.info("run %d: starting (%s)", self.run_id, type(self.workload).__name__)
             self.store.update_run(self.run_id, pid=os.getpid(), clock_t0_ns=now_ns(), phase="starting")
             self.monitor.start()
             self.cancel.arm()
             self._measure()
         except (JobCancelled, KeyboardInterrupt):
+            log.info("run %d: cancelled", self.run_id)
             outcome = Outcome("cancelled", "The run was cancelled; the steps and power samples recorded so far "
                                            "are kept.")
         except Exception as exc:
-            outcome = Outcome("failed", user_message(exc, self.store), traceback.format_exc())
+            outcome = Outcome("failed", user_message(exc, db_path=self.store.path), traceback.format_exc())
+            log.info("run %d: failed with %s (its sentence and traceback are in the run row)", self.run_id,
+                     type(exc).__name__)
         finally:
             self.cancel.disarm()
             self._stop_power(wait=outcome.status == "done")
@@ -194,20 +205,21 @@ class ProfileEngine:
             stat = covered_stat(list(self.windows), self.generations, self._components(), self.max_t1)
         elapsed = time.monotonic() - (self.repeats_started_at or time.monotonic())
         self.repeats_stop = self.precision.decide(stat, len(self.generations), elapsed)
+        log.info("run %d: after %d repeats, CI %s %%: %s", self.run_id, len(self.generations),
+                 relative_ci_pct(stat), self.repeats_stop or "one more repeat")
         return self.repeats_stop is None
 
 
     def _phase(self, phase: str) -> None:
+        log.info("run %d: phase %s", self.run_id, phase)
         self.phase = phase
         self._report_progress()
         with self.cancel.shielded():
             self.store.heartbeat(self.run_id, phase=phase)
 
     def _start_power(self) -> None:
-        from energyprof.power.registry import resolve_source
-
         self._phase("loading")
-        self.source = resolve_source(self.params.source)
+        self.source = registry.resolve_source(self.params.source)
         machine = this_machine(self.source)
         with self.cancel.shielded():
             self.store.update_run(self.run_id, source=self.source.name, measured=int(self.source.measured),
@@ -356,6 +368,7 @@ class ProfileEngine:
         summary.error = outcome.error or (" ".join(summary.warnings) if summary.warnings else None)
         summary.samples_skipped = self.source.skipped if self.source is not None else 0
         self._write_final(summary, outcome)
+        log.info("run %d: ended %s", self.run_id, summary.status)
         self._report_progress()
         return summary
 
@@ -398,8 +411,6 @@ class ProfileEngine:
         return ordered(named)
 
     def _attribute(self, summary: RunSummary) -> None:
-        from energyprof.analysis.results import HowContext, attribute_run
-
         components = self._components()
         kind = source_provenance(self.source.name, self.source.measured) if self.source is not None else None
         chains, periods = None, None
@@ -408,32 +419,27 @@ class ProfileEngine:
                 self.boundary, getattr(self.source, "poll_readings", None), list(self.windows),
                 self.probe.characteristics if self.probe else None, components,
                 [g.span_ns for g in self.generations if g.steps])
-        done = attribute_run(list(self.windows), self.generations, self.layers, components, self.baseline_span,
-                             chains=chains, how=HowContext(kind, periods) if kind is not None else None)
+        done = results.attribute_run(list(self.windows), self.generations, self.layers, components, self.baseline_span,
+                             chains=chains, how=results.HowContext(kind, periods) if kind is not None else None)
         self.store.add_step_energy(self.run_id, done.step_energy_rows)
         for i in range(0, len(done.layer_call_rows), CALL_ROWS_PER_BATCH):
             self.store.add_layer_calls(self.run_id, done.layer_call_rows[i:i + CALL_ROWS_PER_BATCH])
         if done.layer_energy_rows:
             self.store.add_layer_energy(self.run_id, done.layer_energy_rows)
-        for name, value in done.figures.items():
-            setattr(summary, name, value)
+        summary.take(done.figures)
 
     def _attribute_replay(self, summary: RunSummary) -> None:
         """Figures of the replayed layers (the trials that finished, when the run was cancelled)."""
         if self.replay is None:
             return
-        from energyprof.analysis.replay_results import replay_results
-        from energyprof.analysis.results import baseline_of
-
         components = self._components()
         done = replay_results(self.replay, list(self.windows), components,
-                              baseline_of(self.windows, self.baseline_span, components), self.layers,
+                              results.baseline_of(self.windows, self.baseline_span, components), self.layers,
                               self.generations)
         self.store.add_replay_trials(self.run_id, done.trial_rows)
         self.store.add_layer_replay(self.run_id, done.layer_rows)
         self.store.add_layer_replay_energy(self.run_id, done.energy_rows)
-        for name, value in done.figures.items():
-            setattr(summary, name, value)
+        summary.take(done.figures)
 
     def _background_figures(self, summary: RunSummary) -> None:
         """Other processes' CPU during the baseline and the workload, and whether that disturbed the run."""
@@ -443,18 +449,18 @@ class ProfileEngine:
         summary.background_top = workload.top if workload else []
         if baseline is not None and workload is not None:
             summary.disturbed = abs(workload.cores - baseline.cores) > DISTURBED_CORES
+            log.info("run %d: other processes used %.3f cores during the baseline, %.3f during the workload: %s "
+                     "(threshold %.2f cores)", self.run_id, baseline.cores, workload.cores,
+                     "disturbed" if summary.disturbed else "not disturbed", DISTURBED_CORES)
 
     def _counter_figures(self, summary: RunSummary) -> None:
         """The counter's characteristics and boundary reads, and the cross-check source's figures."""
         if self.boundary is not None:
             characteristics = self.probe.result(0) if self.probe is not None else None
-            for name, value in boundary_reads.summary_fields(self.boundary, characteristics,
-                                                             self._components()).items():
-                setattr(summary, name, value)
+            summary.take(boundary_reads.figures(self.boundary, characteristics, self._components()))
         if self.cross is not None:
             spans = [g.span_ns for g in self.generations if g.steps]
-            for name, value in self.cross.summary_fields(list(self.windows), spans).items():
-                setattr(summary, name, value)
+            summary.take(self.cross.figures(list(self.windows), spans))
 
     def _precision_figures(self, summary: RunSummary) -> None:
         """The CI reached and, under a target CI, whether it was met and why the repeats stopped."""
@@ -511,45 +517,10 @@ def _text_of(generations: list[Any], limit: int = 2000) -> str | None:
 
 def _stop_powermetrics() -> None:
     """Kill any powermetrics child this process still has (it must never outlive the job)."""
-    try:
-        from energyprof.power.powermetrics import stop_all
-    except ImportError:
-        return
     with suppress(Exception):
         stop_all()
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """True for SQLite's 'database or disk is full' and the OS's 'No space left on device' (ENOSPC)."""
-    text = str(exc).lower()
-    return "disk is full" in text or "no space left" in text or getattr(exc, "errno", None) == 28
-
-
-def disk_full_message(store: Store) -> str:
-    return (f"The disk holding the database {store.path} is full; free some space and run the profile again "
-            "(what was recorded before is kept).")
-
-
 def _finish_failure(exc: BaseException, store: Store) -> str:
     """The sentence for a failure while writing the run's results."""
-    if is_disk_full(exc):
-        return disk_full_message(store)
-    detail = (str(exc).strip().splitlines() or ["no details"])[0][:300].rstrip(".")
-    return (f"Attributing the energy failed with {type(exc).__name__}: {detail}; the steps and power samples are "
-            "kept.")
-
-
-def user_message(exc: BaseException, store: Store | None = None) -> str:
-    """One sentence for people about an exception (our own errors already are one)."""
-    from energyprof.runtimes.transformers.models import ModelLoadError
-
-    if store is not None and is_disk_full(exc):
-        return disk_full_message(store)
-    text = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else ""
-    if isinstance(exc, ModelLoadError | PowerSourceError | JobError | ValueError) and text:
-        sentence = text[0].upper() + text[1:]
-        return sentence if sentence.endswith((".", "!", "?")) else sentence + "."
-    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
-        return "The model ran out of memory; try a smaller model, a shorter prompt or --dtype float16."
-    first = text[:300] if text else "no details"
-    return f"The profiling job failed with {type(exc).__name__}: {first.rstrip('.')}."
+    return user_message(exc, "Attributing the energy", db_path=store.path, kept="the steps and power samples are kept")

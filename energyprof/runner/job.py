@@ -7,9 +7,10 @@ import os
 import signal
 from typing import Any
 
+from energyprof.errors import user_message
 from energyprof.machine import this_machine
 from energyprof.runner.cancel import CancelSwitch, cancel_on_signals
-from energyprof.runner.engine import JobError, ProfileEngine, ProgressCallback, user_message
+from energyprof.runner.engine import JobError, ProfileEngine, ProgressCallback
 from energyprof.spec.params import ProfileParams
 from energyprof.store import Store
 from energyprof.summary import RunSummary

@@ -17,12 +17,14 @@ A sweep (energyprof.runner.sweep) is a job too: a sweep row plus a detached `pyt
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import signal
 import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,14 +47,16 @@ PID_START_SLACK_S = 30.0
 """Runs written before start times were recorded: a launched job's process starts just after its run row, so one
 started later than this (and after the last heartbeat) is a reused pid."""
 
-SIGTERM_CANCELS = ("profile", "sample")
-"""Kinds whose process ends its run as `cancelled` on SIGTERM (energyprof job, profile, sample). The others (a
-measure() block in someone's own Python, an import) are never signalled."""
+SIGTERM_CANCELS = ("profile", "sample", "sweep")
+"""Kinds whose process ends its run (or sweep) as `cancelled` on SIGTERM (energyprof job, profile, sample,
+sweep-job). The others (a measure() block in someone's own Python, an import) are never signalled."""
 
 HEARTBEAT_KINDS = ("profile",)
 """Kinds of run whose process writes heartbeats (every ~2 s); the others only have a pid to go by."""
 
 LOG_DIR_NAME = "logs"
+
+log = logging.getLogger(__name__)
 
 DEAD_SENTENCES = {
     "profile": "The profiling job process ended without finishing (killed or crashed); the data it recorded so far "
@@ -91,22 +95,39 @@ class JobHealth:
         return self.state
 
 
-def job_command(run_id: int, db_path: Path) -> list[str]:
-    return [sys.executable, "-m", "energyprof", "job", "--run-id", str(run_id), "--db", str(db_path)]
+@dataclass(frozen=True)
+class JobKind:
+    """One kind of detached job process (a profile run, a sweep): how it is started, where it logs, its row."""
+
+    name: str
+    """The row's name in its log file's name ("run", "sweep")."""
+    label: str
+    """For people: "profiling job", "sweep"."""
+    subcommand: str
+    id_option: str
+    get: Callable[[Store, Any], dict[str, Any] | None]
+    finish: Callable[[Store, Any, str, str | None], bool]
+    record_pid: Callable[[Store, Any, int], None]
+    active: Callable[[Store], list[dict[str, Any]]]
+    cancelled: str
+    """Why a job cancelled before its process started ended so."""
+
+    def command(self, job_id: Any, db_path: Path) -> list[str]:
+        """The job process's command line."""
+        return [sys.executable, "-m", "energyprof", self.subcommand, self.id_option, str(job_id), "--db", str(db_path)]
+
+    def log_path(self, store: Store, job_id: Any) -> Path:
+        """Where a launched job's stdout/stderr (and its log lines) go: beside the database (ids are safe names)."""
+        return store.path.parent / LOG_DIR_NAME / f"{self.name}-{job_id}.log"
 
 
-def log_path(store: Store, run_id: int) -> Path:
-    """Where a launched job's stdout/stderr go (beside the database)."""
-    return store.path.parent / LOG_DIR_NAME / f"run-{run_id}.log"
-
-
-def sweep_command(sweep_id: str, db_path: Path) -> list[str]:
-    return [sys.executable, "-m", "energyprof", "sweep-job", "--sweep-id", sweep_id, "--db", str(db_path)]
-
-
-def sweep_log_path(store: Store, sweep_id: str) -> Path:
-    """Where a launched sweep's stdout/stderr go (beside the database; sweep ids are safe file names)."""
-    return store.path.parent / LOG_DIR_NAME / f"sweep-{sweep_id}.log"
+RUN = JobKind("run", "profiling job", "job", "--run-id", Store.get_run,
+              lambda store, run_id, status, error: store.finish_run(run_id, status, error=error),
+              lambda store, run_id, pid: store.update_run(run_id, pid=pid), Store.active_runs,
+              "Cancelled before the job process started.")
+SWEEP = JobKind("sweep", "sweep", "sweep-job", "--sweep-id", Store.get_sweep, Store.finish_sweep, Store.set_sweep_pid,
+                Store.active_sweeps, "Cancelled before the sweep process started.")
+KINDS = (RUN, SWEEP)
 
 
 def launch_job(store: Store, params: dict[str, Any]) -> int:
@@ -118,13 +139,7 @@ def launch_job(store: Store, params: dict[str, Any]) -> int:
     run_id = store.create_run("profile", status="queued", source=params.get("source"), model=params.get("model"),
                               device=params.get("device"), dtype=params.get("dtype"), params=params)
     store.update_run(run_id, phase="queued")
-    try:
-        proc = _spawn(job_command(run_id, store.path), log_path(store, run_id), "profiling job")
-    except JobLaunchError as exc:
-        store.finish_run(run_id, "failed", error=str(exc))
-        raise
-    store.update_run(run_id, pid=proc.pid)
-    return run_id
+    return _start(RUN, store, run_id)
 
 
 def launch_sweep(store: Store, spec: dict[str, Any], points: int, sweep_id: str) -> str:
@@ -133,13 +148,20 @@ def launch_sweep(store: Store, spec: dict[str, Any], points: int, sweep_id: str)
     is taken, JobLaunchError when its log or process cannot be started."""
     reap_dead_jobs(store)
     store.create_sweep(sweep_id, spec, points)
+    return _start(SWEEP, store, sweep_id)
+
+
+def _start(kind: JobKind, store: Store, job_id: Any) -> Any:
+    """Start the process of a queued job row; the row fails with the sentence when it cannot start."""
     try:
-        proc = _spawn(sweep_command(sweep_id, store.path), sweep_log_path(store, sweep_id), "sweep")
+        proc = _spawn(kind.command(job_id, store.path), kind.log_path(store, job_id), kind.label)
     except JobLaunchError as exc:
-        store.finish_sweep(sweep_id, "failed", error=str(exc))
+        log.info("%s %s could not start: %s", kind.label, job_id, exc)
+        kind.finish(store, job_id, "failed", str(exc))
         raise
-    store.set_sweep_pid(sweep_id, proc.pid)
-    return sweep_id
+    kind.record_pid(store, job_id, proc.pid)
+    log.info("%s %s launched: process %d, log %s", kind.label, job_id, proc.pid, kind.log_path(store, job_id))
+    return job_id
 
 
 def _spawn(command: list[str], log_file: Path, what: str) -> subprocess.Popen:
@@ -177,25 +199,28 @@ def open_log(path: Path) -> int:
     return fd
 
 
-def can_cancel(run: dict[str, Any]) -> bool:
-    """Whether cancel_job can stop this run: it is active, and its process (if alive) takes SIGTERM as cancel."""
-    if run.get("status") not in ACTIVE_STATUSES:
+def can_cancel(row: dict[str, Any]) -> bool:
+    """Whether `cancel` can stop this run or sweep: it is active, and its process (if alive) takes SIGTERM as
+    cancel."""
+    if row.get("status") not in ACTIVE_STATUSES:
         return False
-    return run.get("kind") in SIGTERM_CANCELS or job_health(run).state == "dead"
+    return row.get("kind") in SIGTERM_CANCELS or job_health(row).state == "dead"
 
 
-def cancel_job(store: Store, run_id: int, timeout_s: float = 10.0) -> bool:
-    """Ask a job to stop (SIGTERM: it keeps what it recorded and ends as `cancelled`); True if it was active and
-    can be cancelled (see can_cancel). A stopped job is continued so that it can act on the request."""
-    run = store.get_run(run_id)
-    if run is None or not can_cancel(run):
+def cancel(store: Store, kind: JobKind, job_id: Any, timeout_s: float = 10.0) -> bool:
+    """Ask a job (a run or a sweep) to stop with SIGTERM: a run keeps what it recorded and ends `cancelled`, a
+    sweep's running point ends `cancelled` and no further point starts. True if it was active and can be cancelled
+    (see can_cancel). A stopped job is continued so that it can act on the request."""
+    row = kind.get(store, job_id)
+    if row is None or not can_cancel(row):
         return False
-    pid = run.get("pid")
-    _ask_to_stop(pid, run, timeout_s)
+    pid = row.get("pid")
+    log.info("cancelling %s %s (process %s)", kind.label, job_id, pid)
+    _ask_to_stop(pid, row, timeout_s)
     reap_dead_jobs(store)
-    run = store.get_run(run_id)
-    if run and run["status"] in ACTIVE_STATUSES and not (pid and _run_process(pid, run) is not None):
-        store.finish_run(run_id, "cancelled", error="Cancelled before the job process started.")
+    row = kind.get(store, job_id)
+    if row and row["status"] in ACTIVE_STATUSES and not (pid and _run_process(pid, row) is not None):
+        kind.finish(store, job_id, "cancelled", kind.cancelled)
     return True
 
 
@@ -217,29 +242,15 @@ def reap_dead_jobs(store: Store) -> list[int]:
 
     Only the process's absence counts: a live process (same pid and start time) is never reaped."""
     reaped = []
-    for run in store.active_runs():
-        if job_health(run).state != "dead":
-            continue
-        if store.finish_run(run["id"], "failed", error=DEAD_SENTENCES.get(run["kind"], DEAD_SENTENCES["profile"])):
-            reaped.append(run["id"])
-    for sweep in store.active_sweeps():
-        if job_health(sweep).state == "dead":
-            store.finish_sweep(sweep["id"], "failed", DEAD_SENTENCES["sweep"])
+    for kind in KINDS:
+        for row in kind.active(store):
+            if job_health(row).state != "dead":
+                continue
+            if kind.finish(store, row["id"], "failed", DEAD_SENTENCES.get(row["kind"], DEAD_SENTENCES["profile"])):
+                log.info("%s %s reaped: its process %s is gone", row["kind"], row["id"], row.get("pid"))
+                if kind is RUN:
+                    reaped.append(row["id"])
     return reaped
-
-
-def cancel_sweep(store: Store, sweep_id: str, timeout_s: float = 10.0) -> bool:
-    """Stop a sweep (SIGTERM: its running point ends `cancelled`, no further point starts); True if it was active."""
-    sweep = store.get_sweep(sweep_id)
-    if sweep is None or sweep["status"] not in ACTIVE_STATUSES:
-        return False
-    pid = sweep.get("pid")
-    _ask_to_stop(pid, sweep, timeout_s)
-    reap_dead_jobs(store)
-    sweep = store.get_sweep(sweep_id)
-    if sweep and sweep["status"] in ACTIVE_STATUSES and not (pid and _run_process(pid, sweep) is not None):
-        store.finish_sweep(sweep_id, "cancelled", "Cancelled before the sweep process started.")
-    return True
 
 
 def job_health(run: dict[str, Any], now: float | None = None) -> JobHealth:

@@ -15,10 +15,11 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from energyprof.errors import EnergyprofError
+from energyprof.errors import EnergyprofError, user_message
 from energyprof.machine import this_machine
 from energyprof.runner.cancel import CancelSwitch, cancel_on_signals
-from energyprof.runner.engine import ProfileEngine, ProgressCallback, user_message
+from energyprof.runner.engine import ProfileEngine, ProgressCallback
+from energyprof.runner.jobs import reap_dead_jobs
 from energyprof.spec.params import ProfileParams
 from energyprof.spec.sweep import SweepSpec
 from energyprof.store import Store
@@ -45,8 +46,6 @@ def start_sweep(store: Store, spec: SweepSpec, sweep_id: str) -> None:
     """Create the sweep (running for this process), or restart it for a resume when it exists with this spec.
 
     Raises SweepError for other options than it was started with, JobAlreadyRunning when a job is active."""
-    from energyprof.runner.jobs import reap_dead_jobs
-
     reap_dead_jobs(store)
     existing = store.get_sweep(sweep_id)
     if existing is None:
@@ -68,8 +67,9 @@ def run_sweep(store: Store, sweep_id: str, *, on_point: PointCallback | None = N
             outcome = _run_points(store, sweep_id, switch, on_point, on_progress)
     except BaseException as exc:
         with suppress(Exception):  # the original error matters more than this write
-            store.finish_sweep(sweep_id, "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed",
-                               user_message(exc, store) if isinstance(exc, Exception) else "The sweep was cancelled.")
+            why = (user_message(exc, "The sweep", db_path=store.path) if isinstance(exc, Exception)
+                   else "The sweep was cancelled.")
+            store.finish_sweep(sweep_id, "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed", why)
         raise
     store.finish_sweep(sweep_id, outcome.status, outcome.error)
     return outcome

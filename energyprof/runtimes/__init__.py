@@ -7,10 +7,12 @@ stays cheap for the dashboard.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from energyprof.runtimes.base import Workload
-from energyprof.spec.params import ProfileParams
+
+if TYPE_CHECKING:  # the parameter table imports energyprof.runtimes.endpoint.url, so not at run time
+    from energyprof.spec.params import ProfileParams
 
 
 def workload_for(params: ProfileParams, loaded: Any = None) -> Workload:

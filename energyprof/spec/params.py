@@ -15,6 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from energyprof.power.registry import AUTO, SOURCE_NAMES
+from energyprof.runtimes.endpoint.url import api_key_env_problem, endpoint_problem
+from energyprof.spec.records import LoopOptions
+
 DEFAULT_PROMPT = "The quick brown fox jumps over the lazy dog."
 MAX_PROMPT_CHARS = 100_000
 MAX_PROMPT_TOKENS = 32_768
@@ -44,8 +48,6 @@ TIMEOUT_S_RANGE: tuple[float, float] = (0.1, 3600.0)
 
 
 def _source_choices() -> tuple[str, ...]:
-    from energyprof.power.registry import AUTO, SOURCE_NAMES
-
     return (AUTO, *SOURCE_NAMES)
 
 
@@ -53,8 +55,6 @@ NO_CROSS_CHECK = "none"
 
 
 def _cross_check_choices() -> tuple[str, ...]:
-    from energyprof.power.registry import SOURCE_NAMES
-
     return (NO_CROSS_CHECK, *SOURCE_NAMES)
 
 
@@ -225,12 +225,8 @@ class ProfileParams:
         form was filled in for; an endpoint mode without an endpoint URL is a problem)."""
         problems = []
         if mode == "endpoint" and self.mode != "endpoint":
-            from energyprof.runtimes.endpoint.url import endpoint_problem
-
             problems.append(endpoint_problem(self.endpoint))
         if self.mode == "endpoint":
-            from energyprof.runtimes.endpoint.url import api_key_env_problem, endpoint_problem
-
             if not str(self.model).strip():
                 problems.append("The model name is empty; give the name the server knows the model by (e.g. "
                                 "llama3.2 for Ollama).")
@@ -294,9 +290,7 @@ class ProfileParams:
         if problems:
             raise ValueError(problems[0])
 
-    def loop_options(self) -> Any:
-        from energyprof.spec.records import LoopOptions
-
+    def loop_options(self) -> LoopOptions:
         return LoopOptions(self.max_new_tokens, self.ignore_eos, self.temperature, self.top_p, self.seed)
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from energyprof.errors import EnergyprofError
+from energyprof.errors import EnergyprofError, user_message
 
 BUSY_WAIT_S = 30
 """How long a write waits for another writer (the connections' busy timeout), quoted in the sentence."""
@@ -72,9 +72,49 @@ ELSEWHERE = "--db (or $ENERGYPROF_DB)"
 """How to use another database file, named in every sentence that suggests it."""
 
 
+def sentence_for(exc: BaseException, path: Path) -> str:
+    """The one sentence for an error raised while using the database `path`: a StoreError's own, a raw sqlite3 or OS
+    error that escaped translation as `translated` would have said it, anything else by energyprof.errors."""
+    if isinstance(exc, StoreError):
+        return str(exc)
+    if isinstance(exc, sqlite3.Error):
+        return sqlite_sentence(exc, path)
+    if isinstance(exc, OSError) and not isinstance(exc, EnergyprofError):
+        return os_sentence(exc, path)
+    return user_message(exc, "Using the database")
+
+
+def read_only_sentence(path: Path) -> str:
+    """What a read-only database still allows (looking) and how to make it writable."""
+    return (f"The database {path} is read-only: its runs can be looked at, but nothing can be recorded, cancelled "
+            "or deleted; make the file and its folder writable (chmod u+w), or set ENERGYPROF_DB to another file.")
+
+
+ERROR_NAMES_BY_TEXT = (
+    ("file is not a database", "SQLITE_NOTADB"),
+    ("malformed", "SQLITE_CORRUPT"),
+    ("readonly", "SQLITE_READONLY"),
+    ("read-only", "SQLITE_READONLY"),
+    ("unable to open", "SQLITE_CANTOPEN"),
+    ("disk is full", "SQLITE_FULL"),
+    ("is locked", "SQLITE_BUSY"),
+    ("disk i/o error", "SQLITE_IOERR"),
+)
+"""SQLite's result name from its message, for an error raised without one (a driver or Python older than 3.11)."""
+
+
+def error_name(exc: sqlite3.Error) -> str:
+    """SQLite's result name of the error (e.g. SQLITE_BUSY), from its message when the error does not carry it."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name:
+        return name
+    text = str(exc).lower()
+    return next((known for part, known in ERROR_NAMES_BY_TEXT if part in text), "")
+
+
 def sqlite_sentence(exc: sqlite3.Error, path: Path) -> str:
     """One sentence for an SQLite error on the database `path`."""
-    name = getattr(exc, "sqlite_errorname", "") or ""
+    name = error_name(exc)
     what = str(exc)
     folder = path.parent
     if name == "SQLITE_NOTADB":
@@ -95,8 +135,8 @@ def sqlite_sentence(exc: sqlite3.Error, path: Path) -> str:
     if name == "SQLITE_FULL":
         return f"{path} cannot grow because the disk is full ({what}); free some space and run again."
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-        return (f"{path} stayed locked by another program for over {BUSY_WAIT_S} s ({what}); wait for it to "
-                "finish or close it, then run again.")
+        return (f"{path} is locked by another program ({what}, after waiting up to {BUSY_WAIT_S} s); wait for it "
+                "to finish or close it, then run again.")
     if name.startswith("SQLITE_IOERR"):
         return f"{path} could not be read or written ({what}); check the disk, or point {ELSEWHERE} at another file."
     if name.startswith(("SQLITE_PERM", "SQLITE_AUTH")):

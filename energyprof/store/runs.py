@@ -50,7 +50,7 @@ class RunsMixin(StoreCore):
         try:
             with self.transaction() as conn:
                 if kind == "profile":
-                    require_no_other_sweep(conn, sweep_id)
+                    require_no_other_job(conn, sweep_id)
                 cur = conn.execute(
                     "INSERT INTO runs (kind, status, source, measured, model, device, dtype, params, "
                     "created_at, started_at, heartbeat_at, pid, pid_started_at, sweep_id, sweep_point) "
@@ -62,9 +62,7 @@ class RunsMixin(StoreCore):
         except sqlite3.IntegrityError as exc:
             if "runs_one_active_profile" in str(exc) or "runs.kind" in str(exc):
                 active = self.active_profile_run()
-                which = f" (run {active['id']})" if active else ""
-                raise JobAlreadyRunning(
-                    f"Another profiling job is already running{which}; wait for it or cancel it first.") from exc
+                raise JobAlreadyRunning(busy_run_sentence(active["id"] if active else None)) from exc
             raise
         return int(cur.lastrowid)
 
@@ -171,8 +169,20 @@ class RunsMixin(StoreCore):
         return cur.rowcount > 0
 
 
-def require_no_other_sweep(conn: sqlite3.Connection, sweep_id: str | None) -> None:
-    """Inside a write transaction: JobAlreadyRunning when a sweep other than `sweep_id` is queued or running."""
+def busy_run_sentence(run_id: int | None) -> str:
+    """Why a job cannot start while a profile run is queued or running (`run_id`, when known)."""
+    which = f" (run {run_id})" if run_id is not None else ""
+    return f"Another profiling job is already running{which}; wait for it or cancel it first."
+
+
+def require_no_other_job(conn: sqlite3.Connection, sweep_id: str | None, *, runs: bool = False) -> None:
+    """Inside a write transaction: JobAlreadyRunning when a sweep other than `sweep_id` is queued or running, and
+    (`runs`) when a profile run is (the one rule for starting a run and a sweep: one profiling job at a time)."""
+    if runs:
+        run = conn.execute("SELECT id FROM runs WHERE kind = 'profile' AND status IN ('queued', 'running')"
+                           ).fetchone()
+        if run is not None:
+            raise JobAlreadyRunning(busy_run_sentence(run[0]))
     row = conn.execute("SELECT id FROM sweeps WHERE status IN ('queued', 'running') AND id IS NOT ?",
                        (sweep_id,)).fetchone()
     if row is not None:

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from energyprof.store.db import FINAL_STATUSES, StoreCore
-from energyprof.store.runs import JobAlreadyRunning, _decode_run, process_start_time
+from energyprof.store.runs import JobAlreadyRunning, _decode_run, process_start_time, require_no_other_job
 
 
 class SweepsMixin(StoreCore):
@@ -56,16 +56,7 @@ class SweepsMixin(StoreCore):
     def _one_job(self, sweep_id: str) -> Iterator[sqlite3.Connection]:
         """A write transaction that first raises JobAlreadyRunning when a profile run or another sweep is active."""
         with self.transaction() as conn:
-            run = conn.execute("SELECT id FROM runs WHERE kind = 'profile' AND status IN ('queued', 'running')"
-                               ).fetchone()
-            if run is not None:
-                raise JobAlreadyRunning(f"Another profiling job is already running (run {run[0]}); wait for it or "
-                                        "cancel it first.")
-            other = conn.execute("SELECT id FROM sweeps WHERE status IN ('queued', 'running') AND id != ?",
-                                 (sweep_id,)).fetchone()
-            if other is not None:
-                raise JobAlreadyRunning(f"Sweep {other[0]} is running; wait for it or cancel it first (one profiling "
-                                        "job at a time).")
+            require_no_other_job(conn, sweep_id, runs=True)
             yield conn
 
     def set_sweep_pid(self, sweep_id: str, pid: int) -> None:

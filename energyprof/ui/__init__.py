@@ -45,7 +45,6 @@ from energyprof.ui.format import (
     fmt_power,
     fmt_rate,
     fmt_seconds,
-    fmt_seconds_ci,
     md_escape,
 )
 from energyprof.ui.live import (
@@ -53,7 +52,6 @@ from energyprof.ui.live import (
     LIVE_REFRESH_S,
     action_error,
     cancel_job,
-    cancel_sweep,
     delete_run,
     is_measured_phase,
     launch,
@@ -91,7 +89,7 @@ from energyprof.ui.summary import per_step_label, summary_of, workload_component
 
 __all__ = [
     "APPORTIONED", "APPORTIONED_TOKENS", "COMPARE_PAGE", "DEMO_PARAMS",
-    "ENDPOINT_MODE_HELP", "NO_LAYERS", "endpoint_facts", "endpoint_section", "fmt_seconds_ci",
+    "ENDPOINT_MODE_HELP", "NO_LAYERS", "endpoint_facts", "endpoint_section",
     "NEW_PAGE", "PAGES", "RUNS_PAGE", "RUN_PAGE", "SOURCES_PAGE", "STORE_ERRORS", "action_error", "apportioned",
     "apportioned_note", "cancel_job", "chart", "clear_caches", "compare_replays", "csv_download", "db_path",
     "estimated_badge",
@@ -102,7 +100,7 @@ __all__ = [
     "show_cross_check", "show_flash", "show_measured", "source_label",
     "source_statuses", "status_badge", "store_error", "store_errors", "summary_of", "token_text_html",
     "trace_download", "workload_components",
-    "LIVE_REFRESH_S", "SWEEP_PAGE", "cancel_sweep", "launch_sweep", "live_job_body", "per_step_label",
+    "LIVE_REFRESH_S", "SWEEP_PAGE", "launch_sweep", "live_job_body", "per_step_label",
     "quoted_metrics", "sweep_link",
     "delete_run", "flow_section", "is_read_only", "machine_name", "machine_section", "machine_table",
     "read_only_sidebar", "refused", "report_download",

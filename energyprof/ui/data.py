@@ -15,6 +15,7 @@ from energyprof.power import registry
 from energyprof.power.base import SourceStatus
 from energyprof.run_views import read_views
 from energyprof.store import ACTIVE_STATUSES, Store, StoreError, default_db_path
+from energyprof.store.errors import sentence_for
 from energyprof.ui.format import md_escape
 
 CACHE_TTL_S = 600
@@ -39,27 +40,8 @@ def get_store() -> Store:
 
 
 def store_error(exc: BaseException, path: Path) -> str:
-    """One sentence for a database error: which file, what is wrong, what to do (plain text)."""
-    if isinstance(exc, StoreError):
-        return str(exc)
-    text = str(exc).strip() or exc.__class__.__name__
-    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        return (f"The database path {path} goes through {blocker}, which is a file, not a folder: set ENERGYPROF_DB "
-                "to a file in a folder, or move that file away.")
-    if "not a database" in text or "malformed" in text:
-        return (f"The database {path} is damaged or is not an energyprof database ({text}): move it aside to start "
-                "a new one, or set ENERGYPROF_DB to another file.")
-    if "readonly" in text or "read-only" in text or isinstance(exc, PermissionError) or not writable(path):
-        return read_only_sentence(path)
-    if "locked" in text:
-        return (f"The database {path} is locked by another program ({text}): wait for it to finish and try again.")
-    return f"The database {path} cannot be used ({text}): check the file and its folder, or set ENERGYPROF_DB."
-
-
-def read_only_sentence(path: Path) -> str:
-    return (f"The database {path} is read-only: its runs can be looked at, but nothing can be recorded, cancelled "
-            "or deleted; make the file and its folder writable (chmod u+w), or set ENERGYPROF_DB to another file.")
+    """One sentence for a database error: which file, what is wrong, what to do (energyprof.store.errors)."""
+    return sentence_for(exc, path)
 
 
 def writable(path: Path) -> bool:

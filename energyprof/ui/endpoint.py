@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from energyprof.summary import RunSummary
-from energyprof.ui.format import fmt_seconds_ci, md_escape
+from energyprof.ui.format import fmt_ci, md_escape
 
 ENDPOINT_MODE_HELP = ("Profile a server you already run (Ollama, LM Studio, llama.cpp's server, mlx_lm.server, "
                       "vLLM) through its OpenAI-compatible streaming API. Model is the server's name for it; an API "
@@ -31,7 +31,7 @@ def endpoint_facts(summary: RunSummary) -> list[str]:
 def endpoint_section(summary: RunSummary) -> None:
     """Time to first token, the server process's CPU and memory, and the notes an endpoint run needs."""
     cols = st.columns(4)
-    cols[0].metric("Time to first token", fmt_seconds_ci(summary.ttft_s),
+    cols[0].metric("Time to first token", fmt_ci(summary.ttft_s, "s"),
                    help="Request sent to first text received (the prefill step): mean ± 95% CI over repeats")
     cores = summary.server_cores
     cols[1].metric("Server CPU", "—" if cores is None else f"{cores:.2f} cores",

@@ -1,5 +1,5 @@
-"""User text made safe for Markdown, and (from energyprof.formatting) numbers as text for people.
-
+"""User text made safe for Markdown, and (from energyprof.formatting) numbers as text for people (energy, power, CI,
+rates, durations, dates).
 No streamlit import: pure functions."""
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ import string
 from typing import Any
 
 from energyprof.formatting import (  # noqa: F401 - the dashboard's names for them
+    PREFIXES,
     fmt_ci,
     fmt_date,
     fmt_energy,
     fmt_power,
+    fmt_prefixed,
     fmt_rate,
     fmt_seconds,
-    fmt_seconds_ci,
 )
 
 _MD_SPECIAL = frozenset(string.punctuation)

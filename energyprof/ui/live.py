@@ -8,11 +8,13 @@ measured phase it stays off unless asked for; between phases (loading, attributi
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
 
 from energyprof import charts
+from energyprof.errors import user_message
 from energyprof.read_only import ReadOnlyRefused, is_read_only, refuse_if_read_only
 from energyprof.run_views import TIMELINE_ROWS
 from energyprof.runner import jobs
@@ -91,7 +93,14 @@ def live_job_body(run_id: int, cancel: bool = True) -> None:
             timeline = store.power_timeline(run_id, max_points=TIMELINE_ROWS // max(1, len(totals)))
         chart(charts.power_timeline(timeline, None, estimated=is_estimated(run), height=220))
     if cancel and not is_read_only() and st.button("Cancel job", key=f"cancel-{run_id}", type="secondary"):
-        cancel_job(store, run_id)
+        cancel_job(store, jobs.RUN, run_id)
+
+
+STOPPED = {jobs.RUN.name: "Job #{} cancelled; what it recorded is kept.",
+           jobs.SWEEP.name: "Sweep {} cancelled; its finished points are kept."}
+"""What the page says after cancelling a job of each kind."""
+CANCELLING = {jobs.RUN.name: "cancel job #{}", jobs.SWEEP.name: "cancel sweep {}"}
+"""What cancelling a job of each kind is called when read-only mode refuses it."""
 
 
 def refused(action: str) -> bool:
@@ -105,62 +114,47 @@ def refused(action: str) -> bool:
     return False
 
 
-def cancel_job(store: Store, run_id: int) -> None:
-    """Stop a job (SIGTERM; it keeps what it recorded) and say so."""
-    if refused(f"cancel job #{run_id}"):
+def cancel_job(store: Store, kind: jobs.JobKind, job_id: Any) -> None:
+    """Stop a job or a sweep (SIGTERM; it keeps what it recorded) and say so."""
+    if refused(CANCELLING[kind.name].format(job_id)):
         return
     with store_errors(store.path):
-        cancelled = jobs.cancel_job(store, run_id)
+        cancelled = jobs.cancel(store, kind, job_id)
     if cancelled:
-        flash(f"Job #{run_id} cancelled; what it recorded is kept.")
+        flash(STOPPED[kind.name].format(job_id))
     clear_caches()
     st.rerun(scope="app")
 
 
 def action_error(exc: BaseException) -> str:
     """One sentence for a failed action (Markdown-escaped: it may quote user input)."""
-    text = str(exc).strip() or exc.__class__.__name__
-    return md_escape(text if text.endswith(".") else text + ".")
+    return md_escape(user_message(exc, "Starting the job"))
+
+
+def _started(store: Store, start: Callable[[], Any]) -> Any:
+    """Run `start` (a launch); None, with the reason shown, when the job cannot start."""
+    with store_errors(store.path):
+        try:
+            started = start()
+        except (JobAlreadyRunning, OSError, ValueError) as exc:  # the database's own errors: store_errors
+            st.error(action_error(exc))
+            return None
+    clear_caches()
+    return started
 
 
 def launch_sweep(store: Store, spec: SweepSpec, sweep_id: str) -> str | None:
     """Start a sweep job and return its id; None (with the reason shown) when it cannot start."""
     if refused("launch a sweep"):
         return None
-    with store_errors(store.path):
-        try:
-            jobs.launch_sweep(store, spec.to_dict(), spec.size, sweep_id)
-        except (JobAlreadyRunning, OSError, ValueError) as exc:  # the database's own errors: store_errors
-            st.error(action_error(exc))
-            return None
-    clear_caches()
-    return sweep_id
-
-
-def cancel_sweep(store: Store, sweep_id: str) -> None:
-    """Stop a sweep (SIGTERM: the running point ends cancelled, no other starts) and say so."""
-    if refused(f"cancel sweep {sweep_id}"):
-        return
-    with store_errors(store.path):
-        cancelled = jobs.cancel_sweep(store, sweep_id)
-    if cancelled:
-        flash(f"Sweep {sweep_id} cancelled; its finished points are kept.")
-    clear_caches()
-    st.rerun(scope="app")
+    return _started(store, lambda: jobs.launch_sweep(store, spec.to_dict(), spec.size, sweep_id))
 
 
 def launch(store: Store, params: dict[str, Any]) -> int | None:
     """Start a profiling job and return its run id; None (with the reason shown) when it cannot start."""
     if refused("launch a profile"):
         return None
-    with store_errors(store.path):
-        try:
-            run_id = jobs.launch_job(store, params)
-        except (JobAlreadyRunning, OSError, ValueError) as exc:  # the database's own errors: store_errors
-            st.error(action_error(exc))
-            return None
-    clear_caches()
-    return run_id
+    return _started(store, lambda: jobs.launch_job(store, params))
 
 
 def delete_run(store: Store, run_id: int) -> bool | None:

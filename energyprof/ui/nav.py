@@ -15,7 +15,8 @@ import streamlit as st
 from energyprof.read_only import is_read_only
 from energyprof.runner import jobs
 from energyprof.store import ACTIVE_STATUSES, Store
-from energyprof.ui.data import db_path, get_store, read_only_sentence, source_statuses, store_errors, writable
+from energyprof.store.errors import read_only_sentence
+from energyprof.ui.data import db_path, get_store, source_statuses, store_errors, writable
 from energyprof.ui.format import md_escape
 from energyprof.ui.sharing import read_only_sidebar
 

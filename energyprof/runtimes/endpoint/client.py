@@ -10,6 +10,7 @@ this object's request headers only, and appears in no message.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ READ_BYTES = 64 * 1024
 MAX_BODY_BYTES = 1024 * 1024
 """Most of a non-stream answer (an error, a JSON body) that is read."""
 MODELS_TIMEOUT_S = 5.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,16 @@ class EndpointClient:
         stream keeps what came). EndpointError (one sentence) for every failure."""
         t0 = clock()
         result = StreamResult(t0)
+        log.debug("endpoint: streaming request to %s (max_tokens %d)", self.where, max_tokens)
+        try:
+            return self._stream(t0, result, max_tokens, clock, on_text)
+        except EndpointError as exc:
+            log.info("endpoint: request to %s failed after %d arrivals of text: %s", self.where, len(result.arrivals),
+                     exc)
+            raise
+
+    def _stream(self, t0: int, result: StreamResult, max_tokens: int, clock: Callable[[], int],
+                on_text: Callable[[int, Arrival], None] | None) -> StreamResult:
         with self._post(self.body(max_tokens)) as response:
             self._check(response)
             last_text_ns = t0

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from energyprof.errors import EnergyprofError
+from energyprof.errors import EnergyprofError, detail
 from energyprof.spec.params import DEVICE_NAMES, DTYPE_NAMES
 
 ModelKind = Literal["causal", "encoder"]
@@ -159,20 +159,15 @@ def _load_pretrained(name: str, dtype: torch.dtype, trust_remote_code: bool) -> 
 
 def _load_failure(name: str, is_local: bool, exc: Exception) -> str:
     """One sentence on why a model could not be loaded."""
-    detail = _first_line(str(exc))
+    why = detail(exc)
     if "trust_remote_code" in str(exc):
-        return (f"Could not load model {name!r}: it needs code from its repository ({detail}); "
+        return (f"Could not load model {name!r}: it needs code from its repository ({why}); "
                 "pass --trust-remote-code only if you trust that code.")
     if is_local:
-        return f"Could not load model {name!r} from its local folder ({detail}); check that it holds a model."
+        return f"Could not load model {name!r} from its local folder ({why}); check that it holds a model."
     return (f"Could not load model {name!r}: it is not a built-in ({', '.join(BUILTIN_MODELS)}), not a local "
-            f"folder, and could not be fetched from the Hugging Face Hub ({detail}). "
+            f"folder, and could not be fetched from the Hugging Face Hub ({why}). "
             "Check the name, or pass a local folder.")
-
-
-def _first_line(text: str, limit: int = 300) -> str:
-    line = next((part.strip() for part in text.splitlines() if part.strip()), "no details")
-    return line.rstrip(".")[:limit]
 
 
 def _check_hub_reachable(name: str) -> None:

@@ -20,22 +20,28 @@ layer long enough to measure instead (DESIGN.md, "Measured per-layer energy: rep
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from energyprof.errors import ControlFlow, detail
 from energyprof.power.base import CounterReading, PowerSource, PowerSourceError, now_ns
 from energyprof.power.counter import probe_counter
+from energyprof.runtimes.transformers.loop import forward_once, generate
 from energyprof.runtimes.transformers.models import synchronize
 from energyprof.spec.records import Layer, ReplayOutcome, ReplayTrial
 from energyprof.spec.replay_plan import WARMUP_CALLS, default_replay_step, trial_seconds
 from energyprof.store.replay import RESTORE_LAYER_ID, RESTORE_NAME
 
+log = logging.getLogger(__name__)
 
-class _CaptureDone(Exception):
-    """Raised from a capture hook once every wanted step has been captured: the capture generation stops early."""
+
+class _CaptureDone(ControlFlow, Exception):
+    """Control flow, not an error: raised from a capture hook once every wanted step has been captured, so the
+    capture generation stops early."""
 
 
 # -- cache state ---------------------------------------------------------------------------------------------
@@ -220,8 +226,6 @@ class Capturer:
 def capture_inputs(loaded: Any, layers: Sequence[Layer], prompt_ids: list[int], options: Any,
                    decode_step: int | None) -> list[Captured]:
     """Run one unmeasured generation (or forward pass) and return the captured inputs, in layer order per phase."""
-    from energyprof.runtimes.transformers.loop import forward_once, generate
-
     encoder = loaded.kind == "encoder"
     capturer = Capturer(layers, None if encoder else decode_step, "forward" if encoder else "prefill")
     try:
@@ -317,10 +321,13 @@ class Replayer:
                 try:
                     captured = capture_inputs(self.loaded, self.layers, prompt_ids, options, decode_step)
                 except Exception as exc:  # the measured repeats stand; the replay says why it has nothing
+                    log.info("replay: capturing the layer inputs failed", exc_info=True)
                     self.outcome.skipped.append(f"No layer could be replayed: capturing their inputs failed with "
-                                                f"{type(exc).__name__}: {_first_line(exc)}.")
+                                                f"{type(exc).__name__}: {detail(exc, 200)}.")
                     return self.outcome
                 self.outcome.steps = {c.phase: c.step for c in captured}
+                log.info("replay: %d module inputs captured at steps %s; %d trials each", len(captured),
+                         self.outcome.steps, self.trials)
                 for c in captured:
                     self._learn(c)
                 for trial in range(1, self.trials + 1):
@@ -356,8 +363,9 @@ class Replayer:
     def _skip(self, layer_id: int, name: str, phase: str, exc: BaseException) -> None:
         """Leave a module (or the reference) out of the rest of the replay, with one sentence saying why."""
         self._broken.add((layer_id, phase))
+        log.info("replay: %s (%s) skipped: %s", name, phase, exc)
         self.outcome.skipped.append(f"{name} ({phase}) could not be replayed alone: {type(exc).__name__}: "
-                                    f"{_first_line(exc)}.")
+                                    f"{detail(exc, 200)}.")
 
     def _trial(self, c: Captured, trial: int, *, reference: bool = False) -> None:
         name = RESTORE_NAME if reference else c.layer.name
@@ -389,10 +397,6 @@ class Replayer:
         synchronize(self.loaded.device)
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or ["no details"])[0][:200].rstrip(".")
-
-
 def replay_step_of(params: Any) -> int | None:
     """The decode step to replay: the parameter, else the middle decode step."""
     return params.replay_step if params.replay_step is not None else default_replay_step(params.max_new_tokens)
@@ -408,6 +412,7 @@ def replay_seconds(replay_s: float | None, source: PowerSource | None, interval_
     """Seconds per trial: replay_s when set; else 10 sample windows or, for a counter source, 10 updates of its
     counter (probed now), at least 1 s (energyprof.spec.replay_plan.trial_seconds)."""
     if replay_s:
+        log.info("replay: %g s per trial (--replay-s)", replay_s)
         return float(replay_s)
     period = None
     if source is not None and source.is_counter:
@@ -415,6 +420,10 @@ def replay_seconds(replay_s: float | None, source: PowerSource | None, interval_
             on_phase("replay: timing the energy counter")
         try:
             period = probe_counter(source, COUNTER_PROBE_S).update_period_s
-        except PowerSourceError:
+        except PowerSourceError as exc:
+            log.info("replay: the counter could not be timed (%s)", exc)
             period = None
-    return trial_seconds(None, interval_ms, period)
+    seconds = trial_seconds(None, interval_ms, period)
+    log.info("replay: %g s per trial (sample interval %s ms, counter update period %s s)", seconds, interval_ms,
+             period)
+    return seconds
