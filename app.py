@@ -1,6 +1,6 @@
 """energyprof dashboard: `streamlit run app.py`. This file is the home page, Runs: every run in the database with the
-machine that made it, filters (also by machine), a link to each, deletion of finished runs, the demo on an empty one
-(neither in read-only mode: energyprof.read_only).
+machine that made it, filters (also by machine), a link to each, importing a bundle, deletion of finished runs, the
+demo on an empty one (none of those three in read-only mode: energyprof.read_only).
 
 The other pages are pages/*.py (served at /run, /new, /compare, /sources); the list of pages and the shared
 sidebar are in energyprof/ui/nav.py, which every page calls first (`ui.page_setup`)."""
@@ -29,6 +29,7 @@ if runs.empty:
         if run_id is not None:
             st.switch_page(ui.RUN_PAGE, query_params={"run": str(run_id)})
     st.page_link(ui.NEW_PAGE, label="Or set up your own profile", icon=":material/play_arrow:")
+    ui.import_section(store)
     st.stop()
 
 summaries = [RunSummary.from_dict(s) for s in runs["summary"]]
@@ -96,6 +97,8 @@ with c2:
 
 if read_only:
     st.stop()
+ui.import_section(store)
+
 with st.expander("Delete a run"):
     finished = runs[~runs["status"].isin(ACTIVE_STATUSES)]
     if finished.empty:

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 MODULES = ("parse_throughput", "attribution_accuracy", "ingest", "profiler_cpu", "counter_reads", "boundary_reads",
-           "overhead", "render", "live_view", "replay")
+           "overhead", "render", "live_view", "replay", "ray_sweep")
 
 
 def machine() -> str:

@@ -520,6 +520,36 @@ def sweep_pareto(points: pd.DataFrame, *, estimated: bool = False) -> alt.LayerC
         title=title("Decode speed (tokens/s) against energy per decode token (J)", estimated), height=320)
 
 
+MACHINE_MEASURES = {"j_per_token": "Energy per decode token (J)", "tokens_per_s": "Decode speed (tokens/s)"}
+"""What the machine × configuration chart can show: column -> axis title."""
+
+
+def sweep_machines(machines: pd.DataFrame, measure: str = "j_per_token", *, estimated: bool = False) -> alt.Chart:
+    """A replicated sweep's machines side by side per configuration: one bar per machine (with the 95% CI for
+    J/token); columns label, point, machine, j_per_token, j_per_token_ci95, tokens_per_s (sweep_table.machine_frame)."""
+    axis = MACHINE_MEASURES[measure]
+    data = machines.dropna(subset=[measure]).head(MAX_ROWS) if not machines.empty else machines
+    if data.empty:
+        return _empty(title(f"No finished runs to compare machines by {axis.split(' (')[0].lower()}", estimated))
+    data = data[["label", "point", "machine", measure, "j_per_token_ci95"]].copy()
+    ci = data["j_per_token_ci95"].fillna(0) if measure == "j_per_token" else 0.0
+    data = data.assign(lo=data[measure] - ci, hi=data[measure] + ci)
+    order = list(dict.fromkeys(data.sort_values("point")["label"]))
+    base = alt.Chart(data).encode(
+        y=alt.Y("label:N", title=None, sort=order, axis=LAYER_AXIS),
+        yOffset=alt.YOffset("machine:N"),
+        color=alt.Color("machine:N", title="Machine", scale=RUN_SCALE, legend=alt.Legend(orient="bottom")),
+        tooltip=[alt.Tooltip("label:N", title="Configuration"), alt.Tooltip("machine:N", title="Machine"),
+                 alt.Tooltip(f"{measure}:Q", title=axis, format=".4g")])
+    bars = base.mark_bar().encode(x=alt.X(f"{measure}:Q", title=axis))
+    layers = [bars]
+    if measure == "j_per_token":
+        layers.append(base.mark_rule(color="#333333").encode(x="lo:Q", x2="hi:Q"))
+    what = "energy per decode token" if measure == "j_per_token" else "decode speed"
+    return alt.layer(*layers).properties(title=title(f"Machines side by side: {what}", estimated),
+                                         height=alt.Step(14))
+
+
 PROVENANCE_COLORS = {"measured": "#54a24b", "apportioned": "#8e6bbf", "estimated": "#f58518", "unknown": "#bab0ac"}
 """One colour per provenance label (energyprof.provenance): the same in every flow chart."""
 FLOW_ROW_PX = 44

@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "doctor",
     "sample",
     "import_capture",
+    "import_bundle",
     "export",
     "report",
     "profile",

@@ -205,7 +205,8 @@ class RunSummary:
     """The same ratio net of the idle baseline."""
     # -- the rest of the machine (energyprof.runner.background)
     background_cpu: dict[str, float | None] = field(default_factory=dict)
-    """Mean CPU cores used by other processes: {"baseline": …, "workload": …}."""
+    """Mean CPU cores used by other processes: {"baseline": …, "workload": …}; on a machine running Ray also the part
+    of Ray's own processes: {"ray_baseline": …, "ray_workload": …} (energyprof.runner.background)."""
     background_top: list[ProcessCpu] = field(default_factory=list)
     """The busiest other processes during the workload."""
     # -- a counter source read at every step boundary (energyprof.analysis.counter_chain)

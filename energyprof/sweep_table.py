@@ -1,5 +1,6 @@
-"""A sweep as a table: one row per point (its latest run's figures, or the point's values while it waits), the
-Pareto front of throughput against energy, the long form the curves are drawn from, and the CSV download.
+"""A sweep as a table: one row per point (its latest run's figures, or the point's values while it waits; per point and
+machine for a replicated Ray sweep), the Pareto front of throughput against energy, the long form the curves are
+drawn from, the machine × configuration table of a replicated sweep, and the CSV download.
 
 The one owner of what a sweep's row holds: `energyprof sweep --json`, the Sweep page and its CSV all read
 `sweep_rows`. No streamlit, no torch: pure functions over what the Store returns."""
@@ -20,26 +21,56 @@ from energyprof.summary import RunSummary
 from energyprof.units import finite_or_none
 
 COLUMNS: tuple[str, ...] = (
-    "point", "run_id", "status", "error", "model", "device", "dtype", "batch", "prompt_tokens", "max_new_tokens",
-    "source", "estimated", "repeats", "new_tokens", "j_per_token", "j_per_token_ci95", "prefill_j_per_token",
-    "prefill_j_per_token_ci95", "tokens_per_s", "tokens_per_j", "wh_per_1000_tokens", "g_co2e_per_1000_tokens",
-    "grid_g_co2e_per_kwh", "target_ci_met", "ci_pct", "disturbed", "label", "machine", "machine_id")
+    "point", "run_id", "status", "error", "machine", "model", "device", "dtype", "batch", "prompt_tokens",
+    "max_new_tokens", "source", "estimated", "repeats", "new_tokens", "j_per_token", "j_per_token_ci95",
+    "prefill_j_per_token", "prefill_j_per_token_ci95", "tokens_per_s", "tokens_per_j", "wh_per_1000_tokens",
+    "g_co2e_per_1000_tokens", "grid_g_co2e_per_kwh", "target_ci_met", "ci_pct", "disturbed", "label", "machine_id")
 """A sweep row: the point's values, then its run's figures (decode J/token and its units unless named prefill;
-new_tokens per repeat, every sequence counted; label: the point for people; machine: where its run ran)."""
+new_tokens per repeat, every sequence counted; machine: the Ray node or other machine that ran it (machine_id: its
+hashed id, energyprof.machine); label: the point for people)."""
+MACHINE_COLUMNS: tuple[str, ...] = ("label", "point", "machine", "source", "estimated", "status", "run_id",
+                                    "j_per_token", "j_per_token_ci95", "tokens_per_s")
+"""A replicated sweep's machine × configuration rows (long form: one per point and machine)."""
 AXIS_COLUMNS: dict[str, str] = {"batch": "Batch size (sequences)", "prompt_tokens": "Prompt tokens per sequence"}
 """The x axes of the sweep curves: column -> axis title."""
 
 
 def sweep_rows(store: Store, sweep_id: str) -> list[dict[str, Any]]:
-    """One row per point of the sweep, in point order (COLUMNS); [] for an unknown sweep."""
+    """One row per point of the sweep (a replicated Ray sweep: per point and machine), in point order (COLUMNS); []
+    for an unknown sweep."""
     sweep = store.get_sweep(sweep_id)
     if sweep is None:
         return []
     spec = SweepSpec.from_dict(sweep["spec"])
-    latest: dict[int, dict[str, Any]] = {}
-    for run in store.sweep_runs(sweep_id):
-        latest[run["sweep_point"]] = run  # oldest first: the last one wins
-    return [_row(index, values, latest.get(index)) for index, values in enumerate(spec.point_values())]
+    by_machine = replicated(sweep)
+    latest: dict[tuple[int, str | None], dict[str, Any]] = {}
+    for run in store.sweep_runs(sweep_id):  # oldest first: the last one wins
+        latest[(run["sweep_point"], machine_of(run) if by_machine else None)] = run
+    rows = []
+    for index, values in enumerate(spec.point_values()):
+        keys = sorted((k for k in latest if k[0] == index), key=lambda k: str(k[1])) or [(index, None)]
+        rows.extend(_row(index, values, latest.get(key)) for key in keys)
+    return rows
+
+
+def replicated(sweep: dict[str, Any]) -> bool:
+    """True for a sweep whose every point runs on every Ray node (one run per point per machine)."""
+    return bool((sweep.get("ray") or {}).get("replicate"))
+
+
+def machine_of(run: dict[str, Any]) -> str | None:
+    """The machine that made a run, for people: the Ray node (its name, and its address when the name is not it),
+    else the machine its summary names (energyprof.machine), else the machine id a bundle brought; None when the
+    run names none (a run recorded before machines were)."""
+    name, ip = run.get("ray_node_name"), run.get("ray_node_ip")
+    if name or ip:
+        return f"{name} ({ip})" if name and ip and name != ip else str(name or ip)
+    machine = RunSummary.from_dict(run.get("summary")).machine
+    if machine is not None and machine.label:
+        return machine.label
+    if run.get("origin_machine_id"):
+        return f"machine {str(run['origin_machine_id'])[:12]}"
+    return None
 
 
 def _row(index: int, values: dict[str, Any], run: dict[str, Any] | None) -> dict[str, Any]:
@@ -47,6 +78,7 @@ def _row(index: int, values: dict[str, Any], run: dict[str, Any] | None) -> dict
     row.update({"point": index, "status": "pending", "label": describe(values), **values})
     if run is None:
         return row
+    row["machine"] = machine_of(run)
     s = RunSummary.from_dict(run.get("summary"))
     decode, prefill = s.per_token("decode"), s.per_token("prefill")
     q = quote_summary(s, "decode")
@@ -61,7 +93,7 @@ def _row(index: int, values: dict[str, Any], run: dict[str, Any] | None) -> dict
         "tokens_per_s": s.tokens_per_s, "tokens_per_j": q.tokens_per_j, "wh_per_1000_tokens": q.wh_per_1000_tokens,
         "g_co2e_per_1000_tokens": q.g_co2e_per_1000_tokens, "grid_g_co2e_per_kwh": q.grid_g_per_kwh,
         "target_ci_met": s.target_ci_met, "ci_pct": s.ci_pct, "disturbed": s.disturbed,
-        "machine": s.machine_name, "machine_id": s.machine.machine_id if s.machine else None})
+        "machine_id": s.machine.machine_id if s.machine else None})
     return row
 
 
@@ -88,6 +120,32 @@ def pareto_front(frame: pd.DataFrame, cost: str = "j_per_token", gain: str = "to
 
 
 
+def machine_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A replicated sweep's done runs, one row per configuration and machine (MACHINE_COLUMNS); a machine whose figures
+    come from the estimate source is labelled so in its name, as every estimated figure is."""
+    if frame.empty:
+        return pd.DataFrame(columns=list(MACHINE_COLUMNS))
+    done = frame[(frame["status"] == "done") & frame["machine"].notna()].copy()
+    est = done["estimated"].fillna(False).astype(bool)
+    done["machine"] = [f"{m} (estimated)" if e else str(m) for m, e in zip(done["machine"], est, strict=True)]
+    return done[list(MACHINE_COLUMNS)].sort_values(["point", "machine"]).reset_index(drop=True)
+
+
+def machine_table(machines: pd.DataFrame) -> pd.DataFrame:
+    """The machine × configuration table: one row per configuration, per machine its J/token and tokens/s."""
+    if machines.empty:
+        return pd.DataFrame(columns=["configuration"])
+    order = list(dict.fromkeys(machines["machine"]))
+    wide = machines.pivot_table(index=["point", "label"], columns="machine", values=["j_per_token", "tokens_per_s"],
+                                aggfunc="first")
+    out = pd.DataFrame({"configuration": [label for _, label in wide.index]})
+    for machine in order:
+        for value, unit in (("j_per_token", "J/token"), ("tokens_per_s", "tokens/s")):
+            column = (value, machine)
+            out[f"{machine} · {unit}"] = wide[column].to_numpy() if column in wide else None
+    return out
+
+
 def curve_frame(frame: pd.DataFrame, x: str) -> pd.DataFrame:
     """The long form of the J/token curves against column `x` (batch or prompt_tokens): x, phase, mean, ci95,
     series (the point's other swept values, for people), done points with a known J/token only."""
@@ -95,7 +153,7 @@ def curve_frame(frame: pd.DataFrame, x: str) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame(columns=columns)
     done = frame[(frame["status"] == "done") & frame[x].notna()]
-    others = [c for c in ("model", "device", "dtype", "batch", "prompt_tokens", "max_new_tokens")
+    others = [c for c in ("model", "device", "dtype", "batch", "prompt_tokens", "max_new_tokens", "machine")
               if c != x and done[c].nunique(dropna=False) > 1]
     series = done.apply(lambda r: _series_label(r, others), axis=1) if not done.empty else pd.Series(dtype=str)
     parts = []

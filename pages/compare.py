@@ -74,5 +74,10 @@ with right:
     else:
         st.caption("None of these runs profiled layers.")
 ui.compare_replays(data.replays, est)
-ui.report_download(partial(compare_report, store, [r["id"] for r in chosen]),
-                   f"energyprof-compare-{'-'.join(str(r['id']) for r in chosen)}.html", "dl-report-compare")
+d1, d2 = st.columns(2)
+with d1:
+    ui.report_download(partial(compare_report, store, [r["id"] for r in chosen]),
+                       f"energyprof-compare-{'-'.join(str(r['id']) for r in chosen)}.html", "dl-report-compare")
+with d2:
+    ui.bundle_download(store, run_ids=[r["id"] for r in chosen], runs=chosen,
+                       label="⬇ These runs as a bundle (SQLite)")

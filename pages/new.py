@@ -1,11 +1,12 @@
 """New profile: every engine option in one form; launch returns at once and the job's progress shows live. The
-Sweep tab launches a sweep (lists for the sweepable options) and opens its page. In read-only mode: the running job's
-progress only (energyprof.read_only)."""
+Sweep tab launches a sweep (lists for the sweepable options; optionally on a Ray cluster) and opens its page. In
+read-only mode: the running job's progress only (energyprof.read_only)."""
 
 import streamlit as st
 
 from energyprof import ui
 from energyprof.spec.params import ProfileParams, not_in_mode
+from energyprof.spec.ray_cluster import RAY_ADDRESS_HELP, RAY_RESOURCE, RaySettings
 from energyprof.spec.sweep import (
     SWEEP_DEFAULTS,
     SweepSpec,
@@ -69,6 +70,15 @@ with many, st.form("sweep"):
                                     skip=not_in_mode("local"))
     sweep_id_text = st.text_input("Sweep id (optional)", key="sweep_id", placeholder="e.g. batch-study (default: "
                                   "the date and time)", help="Letters, digits, '.', '_' and '-'.")
+    st.markdown("**Run on a Ray cluster (optional)**")
+    ray_left, ray_right = st.columns([2, 1])
+    ray_address = ray_left.text_input(
+        "Ray address", key="sweep_ray", placeholder="empty: here; auto, local or ray://head:10001",
+        help=f"Run every point as a Ray task on a machine offering the `{RAY_RESOURCE}` resource: "
+             f"{RAY_ADDRESS_HELP}. Needs Ray on this machine and on every node (`pip install -e \".[ray]\"`).")
+    ray_replicate = ray_right.checkbox("Every point on every node", key="sweep_ray_replicate",
+                                       help="One run per point per machine (a cross-machine comparison) instead of "
+                                            "each point once on any free machine.")
     sweep_submitted = st.form_submit_button("Launch sweep", type="primary", key="launch_sweep")
 
 if submitted:
@@ -93,11 +103,16 @@ if sweep_submitted:
     sweep_id = sweep_id_text.strip() or new_sweep_id()
     if sweep_id_error(sweep_id):
         problems.append(sweep_id_error(sweep_id))
+    ray = RaySettings(ray_address.strip(), ray_replicate) if ray_address.strip() else None
+    if ray is not None:
+        problems.extend(ray.errors())
+    elif ray_replicate:
+        problems.append("Every point on every node needs a Ray address.")
     if not problems:
         spec = SweepSpec(ProfileParams(**{**sweep_values, **{n: v[0] for n, v in axes.items()}}), axes)
         problems = spec.errors()
     for problem in problems:
         st.error(ui.md_escape(problem))
-    if not problems and ui.launch_sweep(store, spec, sweep_id) is not None:
+    if not problems and ui.launch_sweep(store, spec, sweep_id, ray.to_dict() if ray else None) is not None:
         ui.flash(f"Sweep {sweep_id} started: {spec.size} points.")
         st.switch_page(ui.SWEEP_PAGE, query_params={"sweep": sweep_id})

@@ -42,6 +42,7 @@ facts.append(f"machine **{ui.md_escape(machine)}**")
 st.markdown(f"{ui.status_badge(run['status'])} {ui.measured_badge(run)} " + " · ".join(
     [*facts, ui.fmt_date(run.get("created_at"))]))
 ui.show_flash()
+ui.origin_caption(store.run_origin(run["id"]))
 if run.get("sweep_id"):
     point = (run.get("sweep_point") or 0) + 1
     ui.sweep_link(run["sweep_id"], f"Point {point} of sweep {ui.md_escape(run['sweep_id'])}")
@@ -192,7 +193,7 @@ with st.expander("Parameters"):
     st.dataframe(pd.DataFrame({"parameter": list(params), "value": [str(v) for v in params.values()]}),
                  hide_index=True, width="stretch", key="table_params")
 ui.machine_section(summary.machine, key="table_machine")
-d1, d2, d3, d4 = st.columns(4)
+d1, d2, d3, d4, d5 = st.columns(5)
 with d1:
     ui.csv_download(store, run["id"], "samples", "Power samples")
 with d2:
@@ -200,5 +201,7 @@ with d2:
 with d3:
     ui.trace_download(store, run["id"])
 with d4:
+    ui.bundle_download(store, run_ids=[run["id"]], runs=[run])
+with d5:
     ui.report_download(partial(run_report, store, run["id"]), f"energyprof-run{run['id']}.html",
                        f"dl-report-{run['id']}")

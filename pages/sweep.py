@@ -1,6 +1,8 @@
 """Sweeps (`?sweep=ID`): J/token against batch size and against prompt length (decode and prefill, with 95% CIs),
-decode speed against energy with the Pareto front, the table (with each point's machine), its CSV and the HTML
-report; while it runs, the point being measured (the quiet live view) and a cancel button (not in read-only mode).
+decode speed against energy with the Pareto front, the table (with the machine that ran each point) and its CSV, a
+bundle of its runs, the HTML report; for a sweep replicated on every Ray node, a machine × configuration table and
+charts; while it runs, the point being measured (the quiet live view; on Ray, each task's node and phase) and a cancel
+button (not in read-only mode).
 Without an id: every sweep, to pick one."""
 
 from functools import partial
@@ -12,9 +14,20 @@ from energyprof import charts, ui
 from energyprof.analysis.quoted import grid_label
 from energyprof.report import sweep_report
 from energyprof.runner import jobs
+from energyprof.spec.ray_cluster import RaySettings
 from energyprof.spec.sweep import SweepSpec, describe, sweep_id_error
 from energyprof.store import ACTIVE_STATUSES
-from energyprof.sweep_table import AXIS_COLUMNS, curve_frame, sweep_csv, sweep_frame, sweep_rows
+from energyprof.sweep_table import (
+    AXIS_COLUMNS,
+    curve_frame,
+    machine_frame,
+    machine_of,
+    machine_table,
+    replicated,
+    sweep_csv,
+    sweep_frame,
+    sweep_rows,
+)
 
 store = ui.page_setup("Sweeps")
 asked = st.query_params.get("sweep")
@@ -50,6 +63,7 @@ if sweep is None:
 
 sweep_id = sweep["id"]
 spec = SweepSpec.from_dict(sweep["spec"])
+ray = RaySettings.from_dict(sweep.get("ray"))
 rows = sweep_rows(store, sweep_id)
 frame = sweep_frame(rows)
 done = int((frame["status"] == "done").sum())
@@ -69,26 +83,37 @@ if sweep["status"] in ("failed", "cancelled") and sweep.get("error"):
 
 @st.fragment(run_every=ui.LIVE_REFRESH_S)
 def sweep_progress(sweep_id: str, total: int, done: int) -> None:
-    """The running sweep: points done, the point being measured (the quiet live view), cancel."""
+    """The running sweep: points done, the point being measured (the quiet live view; on Ray, every task's node and
+    phase), cancel."""
     with ui.store_errors(store.path):
         now = store.get_sweep(sweep_id)
         runs = store.sweep_runs(sweep_id)
-    latest = {r["sweep_point"]: r["status"] for r in runs}  # by point, oldest first: the last one wins
+        tasks = store.sweep_tasks(sweep_id) if ray is not None else []
+    latest = {(r["sweep_point"], machine_of(r) if replicated(sweep) else None): r["status"] for r in runs}
     finished = sum(1 for status in latest.values() if status == "done")
     if now is None or now["status"] not in ACTIVE_STATUSES or finished != done:
         st.rerun(scope="app")
+    if ray is not None:
+        total = max(total, finished + sum(1 for t in tasks if t["status"] in ACTIVE_STATUSES))
     st.progress(finished / max(1, total), text=f"{finished} of {total} points done")
-    active = next((r for r in runs if r["status"] in ACTIVE_STATUSES), None)
-    if active is not None:
-        st.caption(f"Point {active['sweep_point'] + 1}: "
-                   f"{ui.md_escape(describe(spec.point_values()[active['sweep_point']]))}")
-        ui.live_job_body(active["id"], cancel=False)
+    if ray is not None:
+        ui.ray_tasks(tasks, spec)
     else:
-        st.caption("Starting the next point…")
+        active = next((r for r in runs if r["status"] in ACTIVE_STATUSES), None)
+        if active is not None:
+            st.caption(f"Point {active['sweep_point'] + 1}: "
+                       f"{ui.md_escape(describe(spec.point_values()[active['sweep_point']]))}")
+            ui.live_job_body(active["id"], cancel=False)
+        else:
+            st.caption("Starting the next point…")
     if not ui.is_read_only() and st.button("Cancel sweep", key=f"cancel-sweep-{sweep_id}", type="secondary"):
         ui.cancel_job(store, jobs.SWEEP, sweep_id)
 
 
+if ray is not None:
+    st.caption(ui.md_escape(f"On the Ray cluster at {ray.address}: "
+                            + ("every point on every node that offers energyprof (one run per machine)."
+                               if ray.replicate else "each point on whichever node offering energyprof is free.")))
 if sweep["status"] in ACTIVE_STATUSES:
     sweep_progress(sweep_id, len(frame), done)
 
@@ -105,18 +130,34 @@ st.subheader(ui.label("Speed against energy", est))
 ui.chart(charts.sweep_pareto(frame, estimated=est), key="chart_pareto")
 st.caption("Red diamonds: the Pareto front, points that no other point beats on both energy per token and speed.")
 
+if replicated(sweep):
+    machines = machine_frame(frame)
+    st.subheader(ui.label("Machines × configurations", est))
+    st.dataframe(machine_table(machines), hide_index=True, width="stretch", key="table_machines")
+    st.caption("Every point ran on every machine: each row is one configuration, each machine its decode J/token "
+               "and tokens/s. Read across a row to compare machines on the same work; a machine marked estimated "
+               "has no energy counter, so compare its figures only with its own.")
+    left, right = st.columns(2)
+    with left:
+        ui.chart(charts.sweep_machines(machines, "j_per_token", estimated=est), key="chart_machines_jpt")
+    with right:
+        ui.chart(charts.sweep_machines(machines, "tokens_per_s", estimated=est), key="chart_machines_tps")
+
 st.subheader(ui.label("Points", est))
 grid = frame["grid_g_co2e_per_kwh"].dropna()
 table = frame.assign(run=[f"run?run={int(r)}" if pd.notna(r) else None for r in frame["run_id"]],
                      point=frame["point"] + 1)
-shown = ["point", "run", "status", "machine", "model", "device", "dtype", "batch", "prompt_tokens", "max_new_tokens",
+shown = ["point", "run", "status", "model", "device", "dtype", "batch", "prompt_tokens", "max_new_tokens",
          "new_tokens", "repeats", "j_per_token", "j_per_token_ci95", "prefill_j_per_token", "tokens_per_s",
          "tokens_per_j", "wh_per_1000_tokens", "pareto", "target_ci_met", "error"]
+if ray is not None or frame["machine"].notna().any():
+    shown.insert(shown.index("status") + 1, "machine")
 if not grid.empty:
     shown.insert(shown.index("pareto"), "g_co2e_per_1000_tokens")
 st.dataframe(table[shown], hide_index=True, width="stretch", key="table_points", column_config={
     "run": st.column_config.LinkColumn("Run", display_text=r"run\?run=(\d+)", help="Open the point's run"),
-    "machine": st.column_config.TextColumn("Machine", help="The machine that ran the point"),
+    "machine": st.column_config.TextColumn("Machine", help="The Ray node or the machine that ran the point (empty: "
+                                           "a run recorded before machines were)"),
     "new_tokens": st.column_config.NumberColumn("New tokens", help="Per repeat, every sequence of the batch"),
     "j_per_token": st.column_config.NumberColumn("J/token (decode)", format="%.4g J"),
     "j_per_token_ci95": st.column_config.NumberColumn("95% CI ±", format="%.2g J"),
@@ -133,11 +174,15 @@ st.dataframe(table[shown], hide_index=True, width="stretch", key="table_points",
 })
 if not grid.empty:
     st.caption(ui.md_escape(f"CO2e {grid_label(float(grid.iloc[0]))}."))
-d1, d2 = st.columns(2)
-with d1:
-    st.download_button("⬇ Sweep table (CSV)", data=partial(sweep_csv, store, sweep_id),
+dl_csv, dl_bundle, dl_report = st.columns(3)
+dl_csv.download_button("⬇ Sweep table (CSV)", data=partial(sweep_csv, store, sweep_id),
                        file_name=f"energyprof-sweep-{sweep_id}.csv", mime="text/csv", on_click="ignore",
                        key=f"dl-sweep-{sweep_id}")
-with d2:
+with dl_bundle:
+    if sweep["status"] in ACTIVE_STATUSES:
+        st.caption("The bundle download appears when the sweep has finished.")
+    else:
+        ui.bundle_download(store, sweep_id=sweep_id, label="⬇ Sweep as a bundle (SQLite)")
+with dl_report:
     ui.report_download(partial(sweep_report, store, sweep_id), f"energyprof-sweep-{sweep_id}.html",
                        f"dl-report-sweep-{sweep_id}")

@@ -151,7 +151,8 @@ def test_sample_run_shows_only_power(store: Store) -> None:
     assert set(charts_by_title(at)) == {"Power per component over time (W)", "Energy per component (J)"}
     assert set(metrics(at)) == {"Gross energy", "Mean power", "Peak power", "Duration"}
     labels = [b.label for b in at.get("download_button")]
-    assert len(labels) == 4 and not at.html  # samples, summary, trace, report
+    assert len(labels) == 5 and "⬇ Bundle (SQLite)" in labels and not at.html  # samples, summary, trace, bundle,
+    assert labels[-1].startswith("⬇ Report (HTML")  # and the report
 
 
 def test_repeats_pick_one_repeat(store: Store) -> None:

@@ -94,7 +94,7 @@ def test_a_running_sweep_shows_its_point_and_cancels(store: Store, monkeypatch: 
 def test_new_page_launches_a_sweep_from_lists(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     launched: list[dict[str, Any]] = []
 
-    def fake_launch(s: Store, spec: dict[str, Any], points: int, sweep_id: str) -> str:
+    def fake_launch(s: Store, spec: dict[str, Any], points: int, sweep_id: str, ray: Any = None) -> str:
         launched.append({"spec": spec, "points": points, "id": sweep_id})
         s.create_sweep(sweep_id, spec, points)
         return sweep_id

@@ -15,6 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="Run the queued profiling run N with the parameters stored in it; "
                                                "SIGTERM cancels it and keeps what was recorded.")
     parser.add_argument("--run-id", type=int_range(1, 2**63 - 1), required=True, help="the queued run's id")
+    parser.add_argument("--parent-pid", type=int_range(1, 2**31 - 1), default=None, metavar="PID",
+                        help="cancel the run as soon as process PID (the one that started this job, e.g. a Ray "
+                             "task's worker) is no longer its parent")
     add_db_option(parser)
     parser.set_defaults(func=run, log_level_default=JOB_LEVEL)
 
@@ -22,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     store = Store(args.db)
     try:
-        summary = run_job(store, args.run_id)
+        summary = run_job(store, args.run_id, parent_pid=args.parent_pid)
     except JobError as exc:
         return fail(str(exc))
     print(f"Run {args.run_id} {summary.status}.")

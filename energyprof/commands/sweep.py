@@ -1,20 +1,25 @@
 """`energyprof sweep`: profile every combination of lists of models, batch sizes, prompt lengths, new tokens,
-dtypes and devices, one ordinary profile run per point; `energyprof sweep-job`: run a queued sweep (what the
-dashboard launches)."""
+dtypes and devices, one ordinary profile run per point, here or (`--ray ADDRESS`) as Ray tasks on a lab's machines;
+`energyprof sweep-job`: run a queued sweep (what the dashboard launches)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from contextlib import nullcontext
+from functools import partial
 from typing import Any
 
 from energyprof.commands.args import add_db_option, add_json_option, add_param_options, fail, print_json
 from energyprof.commands.prompt_file import add_prompt_file_options, prompt_values
+from energyprof.errors import EnergyprofError
 from energyprof.log import JOB_LEVEL
 from energyprof.runner.jobs import reap_dead_jobs
-from energyprof.runner.sweep import SweepError, run_sweep, start_sweep
+from energyprof.runner.ray_cluster import ray_cluster
+from energyprof.runner.sweep import SweepError, SweepOutcome, run_sweep, start_sweep
 from energyprof.spec.params import ProfileParams
+from energyprof.spec.ray_cluster import RAY_ADDRESS_HELP, RAY_RESOURCE, RaySettings
 from energyprof.spec.sweep import (
     SWEEP_DEFAULTS,
     SweepSpec,
@@ -46,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sweep-id", default=None, metavar="ID",
                         help="name the sweep (letters, digits, '.', '_', '-'); an existing id resumes that sweep's "
                              "missing points (default: a new id)")
+    parser.add_argument("--ray", default=None, metavar="ADDRESS",
+                        help=f"run every point as a Ray task on a node offering the `{RAY_RESOURCE}` resource: "
+                             f"{RAY_ADDRESS_HELP}; each run comes home as a bundle (needs `pip install -e \".[ray]\"`)")
+    parser.add_argument("--ray-replicate", action="store_true",
+                        help=f"with --ray: run every point on every node offering `{RAY_RESOURCE}` (one run per point "
+                             "per machine) instead of once on any of them")
     add_db_option(parser)
     add_json_option(parser)
     parser.set_defaults(func=run, parser=parser)
@@ -78,22 +89,44 @@ def run(args: argparse.Namespace) -> int:
     problems = spec.errors()
     if args.sweep_id is not None and sweep_id_error(args.sweep_id):
         problems.insert(0, sweep_id_error(args.sweep_id))
+    ray = RaySettings(args.ray.strip(), args.ray_replicate) if args.ray is not None else None
+    if ray is not None:
+        problems[:0] = ray.errors()
+    elif args.ray_replicate:
+        problems.insert(0, "--ray-replicate runs every point on every Ray node: give --ray ADDRESS too")
     if problems:
         args.parser.error(problems[0])
     sweep_id = args.sweep_id or new_sweep_id()
     store = Store(args.db)
-    try:
-        start_sweep(store, spec, sweep_id)
-    except (JobAlreadyRunning, SweepError, ValueError) as exc:
-        if args.json:
-            print_json({"sweep_id": sweep_id, "status": "failed", "error": str(exc), "runs": []})
-        return fail(str(exc))
     out = None if args.json else sys.stdout
     try:
-        outcome = run_sweep(store, sweep_id, on_point=lambda i, n, s: _point_line(i, n, s, out))
-    except (JobAlreadyRunning, SweepError) as exc:
-        return _report(store, sweep_id, "failed", str(exc), args.json)
+        with _cluster(ray) as cluster:  # while connected, what Ray prints goes to the log, not into our output
+            try:
+                start_sweep(store, spec, sweep_id, ray)
+            except (JobAlreadyRunning, SweepError, ValueError) as exc:
+                refused = str(exc)
+            else:
+                refused = None
+                try:
+                    outcome = run_sweep(store, sweep_id, on_point=partial(_point_line, out=out), cluster=cluster)
+                except (JobAlreadyRunning, SweepError) as exc:
+                    outcome = SweepOutcome(sweep_id, "failed", str(exc))
+    except EnergyprofError as exc:  # Ray missing, the cluster unreachable: one sentence before anything starts
+        refused = str(exc)
+    if refused is not None:
+        return _refused(sweep_id, refused, args.json)
     return _report(store, sweep_id, outcome.status, outcome.error, args.json)
+
+
+def _refused(sweep_id: str, sentence: str, as_json: bool) -> int:
+    if as_json:
+        print_json({"sweep_id": sweep_id, "status": "failed", "error": sentence, "runs": []})
+    return fail(sentence)
+
+
+def _cluster(ray: RaySettings | None) -> Any:
+    """The connected Ray cluster for the block (None without --ray); Ray itself is imported only then."""
+    return nullcontext(None) if ray is None else ray_cluster(ray.address)
 
 
 def run_job(args: argparse.Namespace) -> int:
@@ -106,22 +139,29 @@ def run_job(args: argparse.Namespace) -> int:
         store.start_sweep(args.sweep_id, os.getpid())
     except (JobAlreadyRunning, ValueError) as exc:
         return fail(str(exc))
+    sweep = store.get_sweep(args.sweep_id) or {}
     try:
-        outcome = run_sweep(store, args.sweep_id, on_point=lambda i, n, s: _point_line(i, n, s, sys.stdout))
+        with _cluster(RaySettings.from_dict(sweep.get("ray"))) as cluster:
+            outcome = run_sweep(store, args.sweep_id, on_point=partial(_point_line, out=sys.stdout), cluster=cluster)
     except (JobAlreadyRunning, SweepError) as exc:
+        return fail(str(exc))
+    except EnergyprofError as exc:  # the sweep's Ray cluster cannot be used: nothing ran
+        store.finish_sweep(args.sweep_id, "failed", str(exc))
         return fail(str(exc))
     print(f"Sweep {args.sweep_id} {outcome.status}.")
     return 0 if outcome.status == "done" else fail(outcome.error or f"Sweep {args.sweep_id} ended {outcome.status}.")
 
 
-def _point_line(index: int, total: int, summary: RunSummary, out: Any) -> None:
-    """One line per finished point (text output only)."""
+def _point_line(index: int, total: int, summary: RunSummary, where: str | None = None, *, out: Any) -> None:
+    """One line per finished point (text output only); `where`: the Ray node that ran it."""
     if out is None:
         return
     decode = summary.per_token("decode").mean
     figure = "" if decode is None else f", decode {decode:.4g} J/token" + (" (estimated)" if summary.estimated else "")
     reason = f": {summary.error}" if summary.status != "done" and summary.error else ""
-    print(f"Point {index + 1} of {total}: run {summary.run_id} {summary.status}{figure}{reason}", file=out, flush=True)
+    node = f" on node {where}" if where else ""
+    print(f"Point {index + 1} of {total}{node}: run {summary.run_id} {summary.status}{figure}{reason}", file=out,
+          flush=True)
 
 
 def _report(store: Store, sweep_id: str, status: str, error: str | None, as_json: bool) -> int:

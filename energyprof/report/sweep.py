@@ -10,7 +10,15 @@ from energyprof.provenance import labelled
 from energyprof.report.document import Document
 from energyprof.spec.sweep import SweepSpec
 from energyprof.store import Store
-from energyprof.sweep_table import AXIS_COLUMNS, curve_frame, sweep_frame, sweep_rows
+from energyprof.sweep_table import (
+    AXIS_COLUMNS,
+    curve_frame,
+    machine_frame,
+    machine_table,
+    replicated,
+    sweep_frame,
+    sweep_rows,
+)
 
 POINT_COLUMNS = ["point", "run_id", "status", "machine", "model", "device", "dtype", "batch", "prompt_tokens",
                  "max_new_tokens", "new_tokens", "repeats", "j_per_token", "j_per_token_ci95", "prefill_j_per_token",
@@ -47,6 +55,15 @@ def sweep_report(store: Store, sweep_id: str) -> str:
         doc.chart(charts.sweep_curves(curve_frame(frame, column), axis_title, estimated=est))
     doc.caption("Decode: whole-system energy per generated token, every sequence of a batch counted. Prefill: the "
                 "prompt's forward pass per prompt token. Bars: 95% CI over each point's repeats.")
+    if replicated(sweep):
+        machines = machine_frame(frame)
+        doc.heading(labelled("Machines side by side", est))
+        doc.table(machine_table(machines), "Every point ran on every machine: each row is one configuration, each "
+                  "machine its decode J/token and tokens/s.")
+        left, right = doc.side(), doc.side()
+        left.chart(charts.sweep_machines(machines, "j_per_token", estimated=est))
+        right.chart(charts.sweep_machines(machines, "tokens_per_s", estimated=est))
+        doc.columns(left, right)
     doc.heading(labelled("Speed against energy", est))
     doc.chart(charts.sweep_pareto(frame, estimated=est))
     doc.heading(labelled("Points", est))

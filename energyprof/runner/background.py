@@ -8,7 +8,9 @@ other processes' mean CPU use during the workload differs from the baseline's by
 `DISTURBED_CORES`. This process and its children (e.g. powermetrics) are not "other", nor are the processes the
 workload names as its own (an endpoint run's server: energyprof.runtimes.endpoint.server). Processes that ended
 inside a span are not counted (their CPU time is gone with them). The dashboard's own processes (the
-Streamlit server, the browser) are named as such where they can be recognised by their command line.
+Streamlit server, the browser) are named as such where they can be recognised by their command line, and so are
+Ray's (a run on a Ray node: the raylet, the worker that started the job, Ray's services), whose CPU is also kept
+apart (`ray_cores`).
 """
 
 from __future__ import annotations
@@ -25,16 +27,22 @@ from energyprof.summary import ProcessCpu
 TOP_PROCESSES = 5
 DASHBOARD_WORDS = ("streamlit", "chromium", "chrome", "firefox", "safari", "webkit", "msedge")
 """Command-line words that mark a process as part of the dashboard (the server or a browser showing it)."""
+RAY_BINARIES = ("raylet", "gcs_server", "plasma_store")
+RAY_TAG = " (Ray)"
+"""Appended to the name of Ray's own processes (raylet, GCS, `ray::…` workers, its Python services), which run on
+every node of a Ray cluster: a run on a node measures them as background and names them."""
 
 
 @dataclass
 class SpanCpu:
-    """Background CPU of one span: total mean cores of other processes, and the busiest of them."""
+    """Background CPU of one span: total mean cores of other processes, and the busiest of them; `ray_cores`: the
+    part of Ray's processes (None when no Ray process was running)."""
 
     name: str
     seconds: float
     cores: float
     top: list[ProcessCpu] = field(default_factory=list)
+    ray_cores: float | None = None
 
 
 Snapshot = dict[tuple[int, float], tuple[str, float, bool]]
@@ -63,6 +71,13 @@ def process_label(name: str, cmdline: list[str] | None) -> str:
     return f"{name} {script.rsplit('/', 1)[-1]}"[:60] if script else name
 
 
+def is_ray(name: str, cmdline: list[str] | None) -> bool:
+    """Ray's own processes: its binaries, `ray::…` workers and agents, and Python services run from Ray's package."""
+    if name.startswith("ray::") or name in RAY_BINARIES:
+        return True
+    return any("/ray/" in arg.replace("\\", "/") for arg in list(cmdline or [])[:3])
+
+
 def _is_dashboard(cmdline: list[str] | None, name: str) -> bool:
     text = " ".join(cmdline or [name]).lower()
     return any(word in text for word in DASHBOARD_WORDS)
@@ -77,9 +92,11 @@ def snapshot() -> Snapshot:
         times = info.get("cpu_times")
         if info["pid"] in mine or times is None:
             continue
-        name = info.get("name") or f"pid {info['pid']}"
-        out[(info["pid"], info.get("create_time") or 0.0)] = (process_label(name, info.get("cmdline")),
-                                                              times.user + times.system,
+        name = (info.get("name") or "").strip() or f"pid {info['pid']}"  # Ray pads the titles it sets
+        label = process_label(name, info.get("cmdline"))
+        if is_ray(name, info.get("cmdline")):
+            label += RAY_TAG
+        out[(info["pid"], info.get("create_time") or 0.0)] = (label, times.user + times.system,
                                                               _is_dashboard(info.get("cmdline"), name))
     return out
 
@@ -94,7 +111,9 @@ def compare(before: Snapshot, after: Snapshot, seconds: float, name: str) -> Spa
         if cpu - start > 0:
             used.append(ProcessCpu(key[0], pname, (cpu - start) / seconds, dash))
     used.sort(key=lambda p: p.cores, reverse=True)
-    return SpanCpu(name, seconds, sum(p.cores for p in used), used[:TOP_PROCESSES])
+    ray_running = any(label.endswith(RAY_TAG) for label, _, _ in after.values())
+    ray_cores = sum(p.cores for p in used if p.name.endswith(RAY_TAG)) if ray_running else None
+    return SpanCpu(name, seconds, sum(p.cores for p in used), used[:TOP_PROCESSES], ray_cores)
 
 
 class BackgroundMonitor:
@@ -134,4 +153,6 @@ class BackgroundMonitor:
                 per_process[key] = ProcessCpu(p.pid, p.name, cpu_s, p.dashboard)
         top = sorted((ProcessCpu(p.pid, p.name, p.cores / seconds, p.dashboard) for p in per_process.values()),
                      key=lambda p: p.cores, reverse=True)[:TOP_PROCESSES]
-        return SpanCpu(prefix, seconds, sum(s.cores * s.seconds for s in spans) / seconds, top)
+        ray = [s for s in spans if s.ray_cores is not None]
+        ray_cores = sum(s.ray_cores * s.seconds for s in ray) / sum(s.seconds for s in ray) if ray else None
+        return SpanCpu(prefix, seconds, sum(s.cores * s.seconds for s in spans) / seconds, top, ray_cores)

@@ -446,6 +446,9 @@ class ProfileEngine:
         baseline, workload = self.background.mean("baseline"), self.background.mean("repeat")
         summary.background_cpu = {"baseline": baseline.cores if baseline else None,
                                   "workload": workload.cores if workload else None}
+        if any(span is not None and span.ray_cores is not None for span in (baseline, workload)):
+            summary.background_cpu.update({"ray_baseline": baseline.ray_cores if baseline else None,
+                                           "ray_workload": workload.ray_cores if workload else None})
         summary.background_top = workload.top if workload else []
         if baseline is not None and workload is not None:
             summary.disturbed = abs(workload.cores - baseline.cores) > DISTURBED_CORES

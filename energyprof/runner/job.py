@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from typing import Any
 
 from energyprof.errors import user_message
@@ -24,8 +25,12 @@ def run_profile(store: Store, run_id: int, params: ProfileParams, *, loaded: Any
     return ProfileEngine(store, run_id, params, loaded=loaded, cancel=cancel, on_progress=on_progress).run()
 
 
-def run_job(store: Store, run_id: int) -> RunSummary:
-    """What `energyprof job --run-id N` does: claim the queued run, run its params, stop on SIGTERM."""
+PARENT_CHECK_S = 0.5
+
+
+def run_job(store: Store, run_id: int, *, parent_pid: int | None = None) -> RunSummary:
+    """What `energyprof job --run-id N` does: claim the queued run, run its params, stop on SIGTERM (and, given
+    parent_pid, as soon as that process is no longer its parent: a Ray task's worker that was killed)."""
     run = store.get_run(run_id)
     if run is None:
         raise JobError(f"Run {run_id} does not exist in {store.path}; check --run-id and --db.")
@@ -41,7 +46,21 @@ def run_job(store: Store, run_id: int) -> RunSummary:
         return summary
     switch = CancelSwitch()
     with cancel_on_signals(switch, (signal.SIGTERM, signal.SIGINT)):
+        if parent_pid is not None:
+            _watch_parent(parent_pid)
         return run_profile(store, run_id, params, cancel=switch)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """A thread that sends this process SIGTERM (a cancel) once `parent_pid` is no longer its parent: the parent
+    ended and this process was re-parented (also when that happened before the thread started)."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            threading.Event().wait(PARENT_CHECK_S)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="energyprof-parent-watch", daemon=True).start()
 
 
 def profile_foreground(store: Store, params: ProfileParams,

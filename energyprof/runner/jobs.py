@@ -142,12 +142,14 @@ def launch_job(store: Store, params: dict[str, Any]) -> int:
     return _start(RUN, store, run_id)
 
 
-def launch_sweep(store: Store, spec: dict[str, Any], points: int, sweep_id: str) -> str:
-    """Queue a sweep (its spec: energyprof.spec.sweep.SweepSpec.to_dict()) and start its process; returns
-    the sweep id at once. Raises JobAlreadyRunning when a profiling job or sweep is active, ValueError when the id
-    is taken, JobLaunchError when its log or process cannot be started."""
+def launch_sweep(store: Store, spec: dict[str, Any], points: int, sweep_id: str,
+                 ray: dict[str, Any] | None = None) -> str:
+    """Queue a sweep (its spec: energyprof.spec.sweep.SweepSpec.to_dict(); `ray`: the Ray cluster its points run on,
+    energyprof.spec.ray_cluster.RaySettings.to_dict()) and start its process; returns the sweep id at once. Raises
+    JobAlreadyRunning when a profiling job or sweep is active, ValueError when the id is taken, JobLaunchError when
+    its log or process cannot be started."""
     reap_dead_jobs(store)
-    store.create_sweep(sweep_id, spec, points)
+    store.create_sweep(sweep_id, spec, points, ray=ray)
     return _start(SWEEP, store, sweep_id)
 
 

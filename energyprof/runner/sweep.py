@@ -1,5 +1,6 @@
 """Running a sweep: its points one after another in this process, each an ordinary profile run (the one engine)
-tagged with the sweep and its point.
+tagged with the sweep and its point; or, given a connected Ray cluster, as Ray tasks on its nodes
+(energyprof.runner.ray_sweep).
 
 A point that fails does not stop the others; a cancel (SIGTERM or Ctrl-C: the running point ends `cancelled`)
 stops the sweep. Points that already have a `done` run are skipped, so running a sweep again resumes the missing
@@ -20,13 +21,16 @@ from energyprof.machine import this_machine
 from energyprof.runner.cancel import CancelSwitch, cancel_on_signals
 from energyprof.runner.engine import ProfileEngine, ProgressCallback
 from energyprof.runner.jobs import reap_dead_jobs
+from energyprof.runner.ray_sweep import RaySweepDriver
 from energyprof.spec.params import ProfileParams
+from energyprof.spec.ray_cluster import RaySettings
 from energyprof.spec.sweep import SweepSpec
 from energyprof.store import Store
 from energyprof.summary import RunSummary
 
-PointCallback = Callable[[int, int, RunSummary], None]
-"""Called after each point: (point index, number of points, the point run's summary)."""
+PointCallback = Callable[..., None]
+"""Called after each point: (point index, number of points, the point run's summary) and, for a point run on Ray,
+the node that ran it."""
 
 
 class SweepError(EnergyprofError, ValueError):
@@ -42,29 +46,46 @@ class SweepOutcome:
     error: str | None = None
 
 
-def start_sweep(store: Store, spec: SweepSpec, sweep_id: str) -> None:
+def start_sweep(store: Store, spec: SweepSpec, sweep_id: str, ray: RaySettings | None = None) -> None:
     """Create the sweep (running for this process), or restart it for a resume when it exists with this spec.
+    `ray`: its points run on that Ray cluster (energyprof.runner.ray_sweep), None: here.
 
-    Raises SweepError for other options than it was started with, JobAlreadyRunning when a job is active."""
+    Raises SweepError for other options than it was started with (a replicated sweep is resumed replicated),
+    JobAlreadyRunning when a job is active."""
     reap_dead_jobs(store)
     existing = store.get_sweep(sweep_id)
     if existing is None:
-        store.create_sweep(sweep_id, spec.to_dict(), spec.size, pid=os.getpid())
+        store.create_sweep(sweep_id, spec.to_dict(), spec.size, pid=os.getpid(), ray=ray.to_dict() if ray else None)
         return
     difference = SweepSpec.from_dict(existing["spec"]).difference(spec)
+    if difference is None:
+        difference = _ray_difference(RaySettings.from_dict(existing.get("ray")), ray)
     if difference is not None:
         raise SweepError(f"Sweep {sweep_id} was started with other options ({difference}); give the options it was "
                          "started with to resume it, or another --sweep-id.")
     store.start_sweep(sweep_id, os.getpid())
+    store.set_sweep_ray(sweep_id, ray.to_dict() if ray else None)
+
+
+def _ray_difference(stored: RaySettings | None, asked: RaySettings | None) -> str | None:
+    """A replicated sweep runs every point on every node: it is resumed only so (the address may change)."""
+    was, now = bool(stored and stored.replicate), bool(asked and asked.replicate)
+    if was == now:
+        return None
+    return "--ray-replicate was given" if was else "--ray-replicate was not given"
 
 
 def run_sweep(store: Store, sweep_id: str, *, on_point: PointCallback | None = None,
-              on_progress: ProgressCallback | None = None) -> SweepOutcome:
-    """Run the missing points of a sweep that this process has started; SIGTERM and Ctrl-C cancel it."""
+              on_progress: ProgressCallback | None = None, cluster: Any = None) -> SweepOutcome:
+    """Run the missing points of a sweep that this process has started; SIGTERM and Ctrl-C cancel it. With a
+    connected Ray `cluster` (energyprof.runner.ray_cluster.ray_cluster) the points run as Ray tasks on its nodes."""
     switch = CancelSwitch()
     try:
         with cancel_on_signals(switch, _signals()):
-            outcome = _run_points(store, sweep_id, switch, on_point, on_progress)
+            if cluster is not None:
+                outcome = _run_on_ray(store, sweep_id, cluster, switch, on_point)
+            else:
+                outcome = _run_points(store, sweep_id, switch, on_point, on_progress)
     except BaseException as exc:
         with suppress(Exception):  # the original error matters more than this write
             why = (user_message(exc, "The sweep", db_path=store.path) if isinstance(exc, Exception)
@@ -107,6 +128,21 @@ def _run_points(store: Store, sweep_id: str, switch: CancelSwitch, on_point: Poi
     if failed:
         return SweepOutcome(sweep_id, "failed", f"{failed} of {len(points)} points failed; run the sweep again (same "
                                                 "sweep id) to retry them.")
+    return SweepOutcome(sweep_id, "done")
+
+
+def _run_on_ray(store: Store, sweep_id: str, cluster: Any, switch: CancelSwitch,
+                on_point: PointCallback | None) -> SweepOutcome:
+    sweep = store.get_sweep(sweep_id)
+    if sweep is None:
+        raise SweepError(f"There is no sweep {sweep_id} in {store.path}; check --sweep-id and --db.")
+    settings = RaySettings.from_dict(sweep.get("ray")) or RaySettings(cluster.address)
+    ended = RaySweepDriver(store, sweep_id, cluster, settings, switch, on_point).run()
+    if ended.cancelled:
+        return SweepOutcome(sweep_id, "cancelled", "The sweep was cancelled; its finished points are kept.")
+    if ended.failed:
+        return SweepOutcome(sweep_id, "failed", f"{ended.failed} of {ended.tasks} points failed; run the sweep again "
+                                                "(same sweep id) to retry them.")
     return SweepOutcome(sweep_id, "done")
 
 

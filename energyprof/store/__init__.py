@@ -7,6 +7,7 @@ cancelled or done meanwhile."""
 
 from __future__ import annotations
 
+from energyprof.store.bundle import BundleError, BundleMixin, ImportResult, RayNode
 from energyprof.store.db import ACTIVE_STATUSES, FINAL_STATUSES, StoreCore, default_db_path
 from energyprof.store.errors import RunNotActive, StoreError
 from energyprof.store.power import PowerMixin
@@ -16,9 +17,10 @@ from energyprof.store.runs import JobAlreadyRunning, RunsMixin
 from energyprof.store.sweeps import SweepsMixin
 
 
-class Store(RunsMixin, PowerMixin, ProfileMixin, ReplayMixin, SweepsMixin, StoreCore):
-    """energyprof's database: runs, power samples, (by later migrations) profiling results, layer replays and sweeps."""
+class Store(RunsMixin, PowerMixin, ProfileMixin, ReplayMixin, SweepsMixin, BundleMixin, StoreCore):
+    """energyprof's database: runs, power samples, (by later migrations) profiling results, layer replays, sweeps and
+    the origin of imported runs (bundles)."""
 
 
-__all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "JobAlreadyRunning", "RunNotActive", "Store", "StoreError",
-           "default_db_path"]
+__all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "BundleError", "ImportResult", "JobAlreadyRunning", "RayNode",
+           "RunNotActive", "Store", "StoreError", "default_db_path"]

@@ -188,7 +188,51 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN sweep_point INTEGER;
     CREATE INDEX runs_sweep ON runs (sweep_id, sweep_point);
     """,
-    # 8: the machine that made a run (energyprof.machine): its stable hashed id and a label, mirrored from the
+    # 8: where an imported run came from (energyprof.store.bundle): the run's id in the database that made it, that
+    # database's id, when its bundle was exported, the machine id from its summary, its content hash (importing the
+    # same run twice adds nothing) and, for a sweep point run on a Ray node, that node. `database_meta` holds this
+    # database's own random id, which bundles exported from it carry. A sweep run on Ray (energyprof.runner.ray_sweep)
+    # stores its address and whether every point runs on every node (`ray` JSON; NULL: the points run here), and
+    # each Ray task of it a row in `sweep_tasks` (pinned: the node a replicated point must run on, '' otherwise).
+    """
+    CREATE TABLE run_origins (
+        run_id             INTEGER PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+        content_hash       TEXT NOT NULL,
+        origin_run_id      INTEGER,
+        origin_database_id TEXT,
+        exported_at        REAL,
+        exported_on        TEXT,
+        machine_id         TEXT,
+        ray_node_id        TEXT,
+        ray_node_ip        TEXT,
+        ray_node_name      TEXT,
+        bundle_format      INTEGER,
+        imported_at        REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX run_origins_content ON run_origins (content_hash);
+    CREATE TABLE database_meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT
+    );
+    INSERT INTO database_meta (key, value) VALUES ('database_id', lower(hex(randomblob(16))));
+    ALTER TABLE sweeps ADD COLUMN ray TEXT;
+    CREATE TABLE sweep_tasks (
+        sweep_id   TEXT NOT NULL REFERENCES sweeps (id) ON DELETE CASCADE,
+        point      INTEGER NOT NULL,
+        pinned     TEXT NOT NULL DEFAULT '',
+        status     TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+        node_name  TEXT,
+        node_id    TEXT,
+        node_ip    TEXT,
+        phase      TEXT,
+        progress   REAL,
+        run_id     INTEGER REFERENCES runs (id) ON DELETE SET NULL,
+        error      TEXT,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (sweep_id, point, pinned)
+    );
+    """,
+    # 9: the machine that made a run (energyprof.machine): its stable hashed id and a label, mirrored from the
     # summary's `machine` so that runs can be listed and filtered by machine. NULL in runs written before: "unknown
     # machine" (their rows are kept as they are).
     """

@@ -6,8 +6,9 @@ figures), `format` (numbers as text, md_escape), `badges` (measured/estimated, s
 `drawing` (charts, downloads, shaded token text), `live` (launch, follow and cancel a job; the quiet live view),
 `endpoint` (an endpoint run's server, time to first token and server process), `counters` (share of tokens
 measured, a counter's update period and quantum, a cross-check source's agreement),
-`replay_view` (the run page's replayed-layers section), `sharing` (the machine of a run, where its energy went,
-the HTML report download, the read-only note).
+`replay_view` (the run page's replayed-layers section), `bundles` (bundle download, upload and origin),
+`ray_view` (a sweep's Ray tasks), `sharing` (the machine of a run, where its energy went, the HTML report download,
+the read-only note).
 The dashboard imports energyprof.store, energyprof.runner.jobs, energyprof.charts, energyprof.export,
 energyprof.power.registry and energyprof.spec.params (the parameter table), never torch or transformers."""
 
@@ -24,6 +25,7 @@ from energyprof.ui.badges import (
     source_label,
     status_badge,
 )
+from energyprof.ui.bundles import bundle_download, import_section, origin_caption
 from energyprof.ui.counters import probe_table, show_counter, show_cross_check, show_measured
 from energyprof.ui.data import (
     STORE_ERRORS,
@@ -76,6 +78,7 @@ from energyprof.ui.nav import (
     show_flash,
     sweep_link,
 )
+from energyprof.ui.ray_view import ray_tasks
 from energyprof.ui.replay_view import compare_replays, replay_section, replay_table
 from energyprof.ui.sharing import (
     flow_section,
@@ -101,7 +104,7 @@ __all__ = [
     "source_statuses", "status_badge", "store_error", "store_errors", "summary_of", "token_text_html",
     "trace_download", "workload_components",
     "LIVE_REFRESH_S", "SWEEP_PAGE", "launch_sweep", "live_job_body", "per_step_label",
-    "quoted_metrics", "sweep_link",
+    "quoted_metrics", "sweep_link", "bundle_download", "import_section", "origin_caption", "ray_tasks",
     "delete_run", "flow_section", "is_read_only", "machine_name", "machine_section", "machine_table",
     "read_only_sidebar", "refused", "report_download",
 ]

@@ -143,11 +143,12 @@ def _started(store: Store, start: Callable[[], Any]) -> Any:
     return started
 
 
-def launch_sweep(store: Store, spec: SweepSpec, sweep_id: str) -> str | None:
-    """Start a sweep job and return its id; None (with the reason shown) when it cannot start."""
+def launch_sweep(store: Store, spec: SweepSpec, sweep_id: str, ray: dict[str, Any] | None = None) -> str | None:
+    """Start a sweep job (its points on the Ray cluster `ray` names, when given) and return its id; None (with the
+    reason shown) when it cannot start."""
     if refused("launch a sweep"):
         return None
-    return _started(store, lambda: jobs.launch_sweep(store, spec.to_dict(), spec.size, sweep_id))
+    return _started(store, lambda: jobs.launch_sweep(store, spec.to_dict(), spec.size, sweep_id, ray=ray))
 
 
 def launch(store: Store, params: dict[str, Any]) -> int | None:
