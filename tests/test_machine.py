@@ -144,3 +144,28 @@ def test_a_database_from_before_machines_keeps_its_runs_as_unknown_machine(db_pa
     assert table.loc[f"run?run={new}", "machine"] == "Apple M4 Max · 16 cores · 64 GB"
     at.multiselect(key="f_machine").select(UNKNOWN_MACHINE).run()
     assert list(at.dataframe[0].value["run"]) == ["run?run=1"]  # Runs filters by machine
+
+
+def test_a_bundle_carries_the_machine_to_another_database_and_compare_sets_them_side_by_side(
+        tmp_path: Path, db_path: Path) -> None:
+    from sharing_runs import M4_MAX, made_elsewhere
+
+    from energyprof.compare_table import compare
+
+    mac_db = Store(tmp_path / "mac.sqlite3")  # the Mac's own database
+    made_there = seed_run(mac_db, tokens=12, source="ioreport")
+    made_elsewhere(mac_db, made_there, M4_MAX)
+    bundle = mac_db.export_bundle([made_there]).data
+    here = Store(db_path)
+    local = seed_run(here, tokens=12, source="estimate", measured=False)
+    made_elsewhere(here, local, this_machine("estimate"))
+    (imported,) = [new for _, new in here.import_bundle(bundle, name="mac.bundle").imported]
+    run = here.get_run(imported)
+    assert RunSummary.from_dict(run["summary"]).machine == M4_MAX  # every fact, as the Mac recorded it
+    assert (run["machine_id"], run["machine_label"]) == (M4_MAX.machine_id, M4_MAX.label)
+    rows = compare(here, [here.get_run(local), run]).rows.set_index("machine")
+    assert list(rows.index) == [this_machine().label, M4_MAX.label]
+    assert rows.loc[M4_MAX.label, "memory GB"] == 64.0 and rows.loc[M4_MAX.label, "source scope"].startswith("Apple")
+    assert rows.loc[this_machine().label, "source scope"].startswith("a model of CPU power")
+    mac_db.close()
+    here.close()

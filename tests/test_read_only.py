@@ -59,9 +59,10 @@ def test_the_environment_variable_is_the_switch(monkeypatch: pytest.MonkeyPatch)
 
 def test_every_page_says_read_only_and_offers_no_action(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     world = _world(store)
-    writable = [_controls(open_page(page, query)) for page, query, _ in _pages(world)]
+    opened = [open_page(page, query) for page, query, _ in _pages(world)]
     assert {"Delete…", "Launch profile", "Launch sweep", "Cancel job", "Probe the counters",
-            "Record a test sample"} <= {c for found in writable for c in found}  # the ordinary mode has them
+            "Record a test sample"} <= {c for at in opened for c in _controls(at)}  # the ordinary mode has them
+    assert opened[0].get("file_uploader") and opened[-1].get("file_uploader")  # bundle and capture uploads
     monkeypatch.setenv(READ_ONLY_ENV, "1")
     for page, query, _ in _pages(world):
         at = open_page(page, query)
