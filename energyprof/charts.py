@@ -140,6 +140,43 @@ def phase_spans(steps: pd.DataFrame) -> pd.DataFrame:
                                 ).reset_index(drop=True)
 
 
+def trusted_timeline(timeline: pd.DataFrame, unknown: Sequence[str] = (),
+                     smooth_s: dict[str, float] | None = None) -> pd.DataFrame:
+    """The power timeline (t_s, component, power_w, peak_w, t1_s) as a run's counter health allows: the rows of
+    `unknown` components (a stalled or implausible counter) dropped, so they show as a gap, never as 0 W; and each
+    component in `smooth_s` (a counter published in batches about every that many seconds) spread the way its figures
+    are (energyprof.analysis.counter_chain.change_edges): each batch's energy over the time since the batch before,
+    so the 0 W / spike saw-tooth of the raw differences is never drawn (the peak becomes that mean too). The time
+    before the first batch in view and after the last one is left out, not drawn as 0 W; bins already a period wide
+    are kept as they are."""
+    out = timeline[~timeline["component"].isin(list(unknown))] if len(unknown) and not timeline.empty else timeline
+    if not smooth_s or out.empty:
+        return out
+    parts = []
+    for component, rows in out.groupby("component", sort=False):
+        period = (smooth_s or {}).get(str(component))
+        rows = rows.sort_values("t_s")
+        t = rows["t_s"].to_numpy(dtype=float)
+        if period and t.size > 1 and float(np.median(np.diff(t))) < period:
+            rows = _spread_batches(rows)
+        parts.append(rows)
+    return pd.concat(parts, ignore_index=True).sort_values(["t_s", "component"], ignore_index=True)
+
+
+def _spread_batches(rows: pd.DataFrame) -> pd.DataFrame:
+    """One component's rows (sorted) with each batch (a row with energy) spread over the rows since the batch before."""
+    t = rows["t_s"].to_numpy(dtype=float)
+    ends = rows["t1_s"].to_numpy(dtype=float) if "t1_s" in rows else np.append(t[1:], t[-1])
+    power = rows["power_w"].to_numpy(dtype=float)
+    energy = np.nan_to_num(power) * np.clip(ends - t, 0, None)
+    batches = np.flatnonzero(energy > 0)
+    spread = np.full(t.size, np.nan)
+    for before, batch in zip(batches, batches[1:], strict=False):
+        spread[before + 1:batch + 1] = energy[batch] / (ends[batch] - ends[before])
+    keep = ~np.isnan(spread)
+    return rows.assign(power_w=spread, peak_w=spread)[keep]
+
+
 def power_timeline(timeline: pd.DataFrame, steps: pd.DataFrame | None = None, *, estimated: bool = False,
                    height: int = 320) -> alt.LayerChart | alt.Chart:
     """Power per component over time (W), with prefill/decode shading and a tick at each step start."""

@@ -14,6 +14,7 @@ import pandas as pd
 
 from energyprof import charts
 from energyprof.analysis.quoted import quote_summary
+from energyprof.components import ordered
 from energyprof.formatting import fmt_ci
 from energyprof.provenance import is_estimated, source_label
 from energyprof.store import Store
@@ -64,17 +65,27 @@ def compare(store: Store, runs: Sequence[dict[str, Any]]) -> Comparison:
     return Comparison(pd.DataFrame(rows), pd.DataFrame(jpt), pd.DataFrame(power), layers, replays, estimated)
 
 
+def health_cell(summary: RunSummary) -> str:
+    """The counters' health in one table cell (Compare): `cpu stalled, dram batched`, `ok`, or `—` when not judged."""
+    if not summary.counter_health:
+        return "—"
+    health = summary.counter_health
+    flagged = [f"{c} {health[c]}" for c in ordered(health) if health[c] != "ok"]
+    return ", ".join(flagged) or "ok"
+
+
 def compare_row(run: dict[str, Any], s: RunSummary) -> dict[str, Any]:
     """One run's row: what it ran, on which machine, with which source, and its figures."""
     machine = s.machine
     return {"run": run_tag(run), "machine": s.machine_name, "machine id": machine.machine_id if machine else None,
             "memory GB": machine.memory_gb if machine else None,
             "source": source_label(run.get("source"), run.get("measured")),
-            "source scope": (machine.power_scope if machine else None) or "—",
+            "source scope": s.scope or (machine.power_scope if machine else None) or "—",
             "device": run.get("device"), "dtype": run.get("dtype"), "status": run["status"],
             "J/token prefill": fmt_ci(s.per_token("prefill")), "J/token decode": fmt_ci(s.per_token("decode")),
             "tokens/s": s.tokens_per_s, "batch": s.batch or 1,
             "TTFT": fmt_ci(s.ttft_s, "s") if s.ttft_s is not None else "—",
             "tokens measured": None if s.tokens_measured_share is None else 100 * s.tokens_measured_share,
             "Wh/1k tokens": quote_summary(s).wh_per_1000_tokens, "mean W": s.mean_total_w,
-            "net energy J": s.net_total_j, "notes": s.notes(bool(run.get("power_incomplete")))}
+            "net energy J": s.net_total_j, "counters": health_cell(s),
+            "whole system lacks": ", ".join(s.total_lacks) or None, "notes": s.notes(bool(run.get("power_incomplete")))}

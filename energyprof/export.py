@@ -10,6 +10,12 @@ order of all stamps, and children are clamped inside their parents, so slices al
 Steps and layer calls carry `how` (measured / apportioned / estimated, energyprof.provenance) in the CSVs and the
 trace, and their raw stamps `t0_ns`/`t1_ns` on the job clock (time.perf_counter_ns() of the job process) next to
 the seconds from the run's start, so they can be joined with other traces taken on the same machine.
+
+A component whose counter was stalled or implausible for the run (energyprof.analysis.counter_health) is unknown in
+every export: empty cells (`how` = `unknown`) in the tokens and layers CSVs, empty energy in the samples CSV (whose
+`counter_health` column says why), no counter track in the trace. Each tokens row says which components its
+whole-system figure lacks (`whole_system_lacks`); the summary CSV and the trace's metadata carry the scope (what the
+whole-system figures cover) and the health per component.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from energyprof.components import lacking, ordered
 from energyprof.errors import EnergyprofError
 from energyprof.power.base import COMPONENTS
 from energyprof.provenance import replay_provenance, run_provenance
@@ -90,13 +97,17 @@ def _neutralised(value: Any) -> Any:
 
 
 def samples_frame(store: Store, run: dict[str, Any]) -> pd.DataFrame:
-    """Power windows, one row per window and component: t0_s, t1_s, component, energy_j, power_w, measured."""
+    """Power windows, one row per window and component: t0_s, t1_s, component, energy_j, power_w, measured, and the
+    component's counter_health for the run (a stalled or implausible component's energy is left empty: unknown; a
+    batched one's windows are raw counter differences, each a whole batch or nothing)."""
     df = store.power_samples(run["id"])
-    cols = ["t0_s", "t1_s", "component", "energy_j", "power_w", "measured"]
+    cols = ["t0_s", "t1_s", "component", "energy_j", "power_w", "measured", "counter_health"]
     if df.empty:
         return pd.DataFrame(columns=cols)
     origin = run["clock_t0_ns"] if run.get("clock_t0_ns") is not None else int(df["t0_ns"].min())
-    energy = pd.to_numeric(df["energy_mj"], errors="coerce")
+    summary = RunSummary.from_dict(run.get("summary"))
+    health = df["component"].map(summary.counter_health)
+    energy = pd.to_numeric(df["energy_mj"], errors="coerce").where(~df["component"].isin(summary.untrusted_counters()))
     return pd.DataFrame({
         "t0_s": (df["t0_ns"] - origin) / 1e9,
         "t1_s": (df["t1_ns"] - origin) / 1e9,
@@ -104,12 +115,14 @@ def samples_frame(store: Store, run: dict[str, Any]) -> pd.DataFrame:
         "energy_j": energy / 1e3,
         "power_w": energy / 1e3 / ((df["t1_ns"] - df["t0_ns"]) / 1e9),
         "measured": run.get("measured"),
+        "counter_health": health,
     })[cols]
 
 
 def tokens_frame(store: Store, run: dict[str, Any]) -> pd.DataFrame:
-    """One row per step: times (s from the run's start, and t0_ns/t1_ns on the job clock), whole-system energy and its
-    `how`, then energy_j_<component>, net_energy_j_<component> and how_<component>.
+    """One row per step: times (s from the run's start, and t0_ns/t1_ns on the job clock), whole-system energy, its
+    `how` and the components it lacks (`whole_system_lacks`, e.g. `cpu` when that counter stalled), then
+    energy_j_<component>, net_energy_j_<component> and how_<component>.
 
     A step holds n_tokens tokens (with a batch: one per sequence; the prefill: every prompt token), so
     energy_j_per_token (energy_j / n_tokens) follows energy_j."""
@@ -127,7 +140,11 @@ def tokens_frame(store: Store, run: dict[str, Any]) -> pd.DataFrame:
         for comp in comps:
             column = (value, comp)
             out[f"{value}_{comp}"] = wide[column] if column in wide.columns else float("nan")
-    return tokens.merge(out.reset_index(), on=["repeat", "idx"], how="left")
+    merged = tokens.merge(out.reset_index(), on=["repeat", "idx"], how="left")
+    per_row = merged[[f"energy_j_{c}" for c in comps]].apply(pd.to_numeric, errors="coerce").to_numpy()
+    lacks = [", ".join(lacking(dict(zip(comps, row.tolist(), strict=True)))) for row in per_row]
+    merged.insert(merged.columns.get_loc("how") + 1, "whole_system_lacks", lacks)
+    return merged
 
 
 def _int_token_ids(tokens: pd.DataFrame) -> pd.DataFrame:
@@ -293,10 +310,14 @@ def _step_events(store: Store, run: dict[str, Any], origin: int, steps: pd.DataF
 
 
 def _counter_events(run: dict[str, Any], samples: pd.DataFrame, origin: int) -> list[dict[str, Any]]:
-    """One counter track per component: window mean W at each window start, 0 where no window covers."""
+    """One counter track per component: window mean W at each window start, 0 where no window covers; none for a
+    component whose counter was stalled or implausible (unknown for the run)."""
     suffix = "W" if run.get("measured") is not False else "W, estimated"
+    untrusted = RunSummary.from_dict(run.get("summary")).untrusted_counters()
     events = []
     for comp in _ordered_components(samples["component"].unique()):
+        if comp in untrusted:
+            continue
         name = f"power {comp} ({suffix})"
         rows = samples[samples["component"] == comp].sort_values(["t0_ns", "t1_ns"])
         last_end: int | None = None
@@ -373,6 +394,7 @@ def export_trace(store: Store, run_id: int) -> dict[str, Any]:
     timed.sort(key=lambda e: (e["ts"], e["ph"] != "C", -e.get("dur", 0)))
     meta = _metadata_events(run, (e["tid"] for e in timed if e["ph"] == "X"))
     measured = run.get("measured")
+    health = RunSummary.from_dict(summary)
     return {
         "traceEvents": meta + timed,
         "displayTimeUnit": "ms",
@@ -381,7 +403,9 @@ def export_trace(store: Store, run_id: int) -> dict[str, Any]:
             "device": run.get("device"), "dtype": run.get("dtype"), "source": run.get("source"),
             "power": "estimated" if measured is False else "measured" if measured else "unknown",
             "created_at": run.get("created_at"), "clock_t0_ns": run.get("clock_t0_ns"),
-            "trace_origin_ns": origin,
+            "trace_origin_ns": origin, "scope": health.total_sentence(),
+            "counter_health": ", ".join(f"{c} {health.counter_health[c]}" for c in ordered(health.counter_health))
+            or None,
             "counters": "mean power of each sample window, held until the next; 0 where no window or an "
                         "unknown value covers the time (no data, not 0 W)"}.items()},
     }

@@ -41,14 +41,6 @@ PACKAGES: tuple[str, ...] = ("torch", "transformers", "mlx", "mlx-lm", "zeus-app
 """Distributions whose installed version every run records (None when not installed)."""
 COMMAND_TIMEOUT_S = 5.0
 MACHINE_ID_FILES: tuple[str, ...] = ("/etc/machine-id", "/var/lib/dbus/machine-id")
-SCOPES: dict[str, str] = {
-    "ioreport": "Apple SoC energy model: CPU, GPU, ANE and DRAM rails (not display, SSD or fans)",
-    "powermetrics": "Apple SoC energy model: CPU, GPU and ANE (no DRAM since macOS 13)",
-    "nvml": "NVIDIA GPU board",
-    "rapl": "CPU package (cores, uncore) and DRAM",
-    "estimate": "a model of CPU power from utilisation (not a reading)",
-}
-"""What a source's figures cover, when the source itself does not say (a PowerSource's own `scope` wins)."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +72,7 @@ class Machine:
     power_source: str | None = None
     power_measured: bool | None = None
     power_scope: str | None = None
-    """What the power source's figures cover (its boundary)."""
+    """What the power source's figures cover (its boundary, PowerSource.scope())."""
     counter_update_period_s: float | None = None
     """The source's counter update period as probed at the start of the run (profile runs with a counter source)."""
     counter_quantum_mj: float | None = None
@@ -142,19 +134,20 @@ def source_facts(source: Any, counter: Any = None) -> dict[str, Any]:
     name = source if isinstance(source, str) else getattr(source, "name", None)
     measured = None if isinstance(source, str) else getattr(source, "measured", None)
     scope = getattr(source, "scope", None) if not isinstance(source, str) else None
-    scope = scope() if callable(scope) else scope
+    scope = scope() if callable(scope) else scope  # PowerSource.scope(): a Scope, whose text says what it covers
+    text = getattr(scope, "text", scope)
     return {"power_source": name, "power_measured": None if measured is None else bool(measured),
-            "power_scope": str(scope) if scope else SCOPES.get(name or ""),
+            "power_scope": str(text) if text else None,
             "counter_update_period_s": getattr(counter, "update_period_s", None),
             "counter_quantum_mj": getattr(counter, "quantum_mj", None)}
 
 
-def capture_machine(hw_model: str | None, os_build: str | None, macos: str | None) -> Machine:
-    """The Mac a powermetrics capture names (its file holds the hardware model and the OS build, nothing else)."""
+def capture_machine(hw_model: str | None, os_build: str | None, macos: str | None, scope: str | None) -> Machine:
+    """The Mac a powermetrics capture names (its file holds the hardware model and the OS build, nothing else);
+    `scope`: what powermetrics' figures cover."""
     label = f"{hw_model or 'unknown Mac'} (powermetrics capture)"
     return Machine(label=label, hw_model=hw_model, os_name="macOS", os_version=macos, os_build=os_build,
-                   power_source="powermetrics", power_measured=True, power_scope=SCOPES["powermetrics"],
-                   recorded_here=False)
+                   power_source="powermetrics", power_measured=True, power_scope=scope, recorded_here=False)
 
 
 @functools.lru_cache(maxsize=1)

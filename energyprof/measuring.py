@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from energyprof.analysis.attribution import attribute_intervals, whole_system_mj
+from energyprof.components import lacking
 from energyprof.machine import this_machine
 from energyprof.power import registry
-from energyprof.power.base import PolledSource, PowerSource, PowerWindow, now_ns
+from energyprof.power.base import PolledSource, PowerSource, PowerWindow, Scope, now_ns
 from energyprof.power.sampler import Sampler
 from energyprof.store import Store
 from energyprof.summary import RunSummary
@@ -68,11 +69,13 @@ class Measurement:
         self._resolution: float | None = None
         self.source = ""
         self.measured = False
+        self.scope: Scope | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
     def __enter__(self) -> Measurement:
         src = _resolve(self._source_arg)
         self.source, self.measured = src.name, bool(src.measured)
+        self.scope = src.scope()
         self._sampler = Sampler(src, self._on_windows, self._interval_ms)
         self._sampler.start()
         wait_s = max(MIN_WAIT_S, 3 * self._sampler.interval_ms / 1e3)
@@ -157,7 +160,9 @@ class Measurement:
                                   for c, e in self.energy_j.items()},
                           power_incomplete=bool(self.error), warnings=[self.error] if self.error else [],
                           label=self.label, resolution=self._resolution, block_t0_ns=self._t0_ns,
-                          block_t1_ns=self._t1_ns,
+                          block_t1_ns=self._t1_ns, scope=self.scope.text if self.scope else None,
+                          scope_package_includes_dram=self.scope.package_includes_dram if self.scope else None,
+                          total_lacks=lacking(self.energy_j) if self.total_j is not None else [],
                           machine=this_machine(self._sampler.source if self._sampler is not None else self.source),
                           **fields)
 

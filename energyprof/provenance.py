@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from energyprof.components import AGGREGATE_COMPONENTS
+from energyprof.components import AGGREGATE_COMPONENTS, OUTSIDE_PACKAGE
 
 MEASURED, APPORTIONED, ESTIMATED, UNKNOWN = "measured", "apportioned", "estimated", "unknown"
 Provenance = Literal["measured", "apportioned", "estimated", "unknown"]
@@ -85,7 +85,8 @@ def whole_system_provenance(by_component: Mapping[str, np.ndarray]) -> np.ndarra
     """Per interval, the provenance of its whole-system figure from its components' (arrays of labels).
 
     It follows the whole-system rule of energyprof.components: where an aggregate component (package) is known,
-    the whole is the aggregate's figure and has its provenance; else it is the sum of the known parts and is as
+    the whole is the aggregate's figure plus the parts it does not hold (DRAM) and is as good as the worst of those;
+    else it is the sum of the known parts and is as
     good as the worst of them (one apportioned part makes the whole apportioned). Nothing known: unknown."""
     if not by_component:
         return np.array([], dtype=object)
@@ -93,8 +94,10 @@ def whole_system_provenance(by_component: Mapping[str, np.ndarray]) -> np.ndarra
     n = len(next(iter(ranks.values())))
     parts = [r for c, r in ranks.items() if c not in AGGREGATE_COMPONENTS]
     whole = np.max(np.vstack(parts), axis=0) if parts else np.zeros(n, dtype=np.int64)
+    outside = [r for c, r in ranks.items() if c in OUTSIDE_PACKAGE]
+    extra = np.max(np.vstack(outside), axis=0) if outside else np.zeros(n, dtype=np.int64)
     for aggregate in AGGREGATE_COMPONENTS & ranks.keys():
-        whole = np.where(ranks[aggregate] > 0, ranks[aggregate], whole)
+        whole = np.where(ranks[aggregate] > 0, np.maximum(ranks[aggregate], extra), whole)
     return _ORDER[whole]
 
 

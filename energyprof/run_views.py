@@ -79,9 +79,18 @@ class Headline:
     profiled: bool
 
 
+def trusted_totals(summary: RunSummary, totals: pd.DataFrame) -> pd.DataFrame:
+    """The recording's per-component totals without the figures of a stalled or implausible counter (unknown)."""
+    unknown = list(summary.untrusted_counters())
+    if not unknown or totals.empty:
+        return totals
+    return totals.assign(**{col: totals[col].where(~totals["component"].isin(unknown))
+                            for col in ("energy_j", "mean_w")})
+
+
 def headline(summary: RunSummary, views: dict[str, Any]) -> Headline:
     """The headline figures of a run, as the run page shows them."""
-    totals, timeline = views["totals"], views["timeline"]
+    totals, timeline = trusted_totals(summary, views["totals"]), views["timeline"]
     by_component = {col: dict(zip(totals["component"], totals[col], strict=True)) if not totals.empty else {}
                     for col in ("energy_j", "mean_w")}
     gross = summary.gross_total_j if summary.gross_total_j is not None else whole_system(by_component["energy_j"])

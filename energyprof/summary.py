@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from energyprof.analysis.counter_health import BATCHED, UNTRUSTED, ComponentHealth
 from energyprof.components import ordered, whole_system
 from energyprof.machine import UNKNOWN_MACHINE, Machine
 from energyprof.provenance import Provenance, source_provenance
@@ -225,6 +226,22 @@ class RunSummary:
     """Share (0-1) of the steps whose whole-system energy is measured; the rest are apportioned (or estimated)."""
     tokens_measured_share_by_component: ComponentValues | None = None
     """Per component, the share (0-1) of steps whose energy is measured."""
+    # -- can the counters be trusted (energyprof.analysis.counter_health), and what the totals cover
+    counter_health: dict[str, str] = field(default_factory=dict)
+    """Per component of a measured source: ok, stalled, batched or implausible. A stalled or implausible component's
+    energy is unknown (None) for the run in every figure; a batched one's steps shorter than its publication period
+    are apportioned."""
+    counter_health_detail: dict[str, ComponentHealth] = field(default_factory=dict)
+    """Per component: the verdict with its sentence, publication period, longest still time, peak and ceiling."""
+    chip: str | None = None
+    """The chip or board the source read (e.g. "Apple M4 Max"), which picks the power ceiling; None when unknown."""
+    scope: str | None = None
+    """What the whole-system figures cover, in the source's words (PowerSource.scope())."""
+    scope_package_includes_dram: bool | None = None
+    """Whether the source's package figure already holds DRAM (None: it has no package figure)."""
+    total_lacks: list[str] = field(default_factory=list)
+    """Components the source reports whose energy is unknown for the run, so the whole-system figures leave them
+    out (energyprof.components.lacking)."""
     # -- a second opinion: another source recorded during the same run (energyprof.analysis.cross_check)
     cross_check: str | None = None
     cross_check_error: str | None = None
@@ -349,11 +366,47 @@ class RunSummary:
         return bool(self.j_per_token)
 
     def notes(self, run_power_incomplete: bool = False) -> str:
-        """Flags a reader must see next to the run's numbers: disturbed by other processes, power incomplete."""
+        """Flags a reader must see next to the run's numbers: disturbed by other processes, power incomplete, a
+        counter that could not be trusted (its energy unknown)."""
         flags = ["disturbed"] if self.disturbed else []
         if run_power_incomplete or self.power_incomplete:
             flags.append("power incomplete")
+        flags += [f"{c} counter {status}: unknown" for c, status in self.untrusted_counters().items()]
         return ", ".join(flags)
+
+    def untrusted_counters(self) -> dict[str, str]:
+        """{component: stalled | implausible} for the components whose energy is unknown for this run."""
+        return {c: self.counter_health[c] for c in ordered(self.counter_health) if self.counter_health[c] in UNTRUSTED}
+
+    def health_warnings(self) -> list[str]:
+        """One sentence per stalled or implausible component: what was seen and what to do."""
+        return [self._health_note(c) for c in self.untrusted_counters()]
+
+    def batched_notes(self) -> list[str]:
+        """One sentence per batched component: what is apportioned and smoothed."""
+        return [self._health_note(c) for c in ordered(self.counter_health) if self.counter_health[c] == BATCHED]
+
+    def _health_note(self, component: str) -> str:
+        detail = self.counter_health_detail.get(component)
+        if detail is not None and detail.note:
+            return detail.note
+        status = self.counter_health[component]
+        return f"The {component} energy counter is {status}: its energy is unknown for this run."
+
+    def publication_s(self) -> dict[str, float]:
+        """Per batched component, the publication period (s) its figures and charts are smoothed over."""
+        return {c: d.publication_s for c, d in self.counter_health_detail.items()
+                if d.status == BATCHED and d.publication_s is not None}
+
+    def total_sentence(self) -> str | None:
+        """What the whole-system figures cover and which components they lack, e.g. `Whole system = SoC rails: …;
+        without cpu (its energy is unknown for this run).` (None when the source stated no scope)."""
+        if not self.scope:
+            return None
+        text = f"Whole system = {self.scope}"
+        if self.total_lacks:
+            text += f"; without {', '.join(self.total_lacks)} (unknown for this run)"
+        return text + "."
 
     def measured_sentence(self) -> str | None:
         """`Tokens measured: 96 % whole-system (cpu 100 %, gpu 92 %); the rest are time-apportioned.` (None when the
@@ -435,6 +488,10 @@ def _shaped(value: Any, hint: Any) -> Any:
         if not isinstance(value, list):
             return _DROP
         return [p for p in (ProcessCpu.from_value(v) for v in value) if p is not None]
+    if "ComponentHealth" in text:
+        if not isinstance(value, dict):
+            return _DROP
+        return {str(k): h for k, h in ((k, ComponentHealth.from_value(v)) for k, v in value.items()) if h is not None}
     if "Agreement" in text:
         if not isinstance(value, dict):
             return _DROP

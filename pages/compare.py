@@ -1,6 +1,6 @@
 """Compare two or more runs (also `?runs=1,2`), also runs made on different machines: the machine, its memory and the
-source scope beside J/token with CI, tokens/s, batch, TTFT, share of tokens measured, mean power per component, layers
-and replayed layers (energyprof.compare_table)."""
+source scope beside J/token with CI, tokens/s, batch, TTFT, share of tokens measured, counter health and what each
+whole-system figure lacks, mean power per component, layers and replayed layers (energyprof.compare_table)."""
 
 from functools import partial
 
@@ -53,6 +53,12 @@ st.dataframe(data.rows, hide_index=True, width="stretch", key="compare_table", c
     "Wh/1k tokens": st.column_config.NumberColumn(ui.label("Wh / 1,000 decode tokens", est), format="%.3g"),
     "mean W": st.column_config.NumberColumn(ui.label("Mean power", est), format="%.3g W"),
     "net energy J": st.column_config.NumberColumn(ui.label("Net energy", est), format="%.4g J"),
+    "counters": st.column_config.TextColumn(
+        "Counters", help="Counter health per component: stalled or implausible = that component's energy is unknown "
+        "for the run; batched = steps shorter than its publication period are apportioned"),
+    "whole system lacks": st.column_config.TextColumn(
+        "Whole system lacks", help="Components whose energy is unknown for the run, left out of its whole-system "
+                                   "figures: compare such a run's totals with care"),
 })
 if est:
     st.caption(f"{ui.estimated_badge()} At least one of these runs uses an estimated power source: compare "

@@ -8,7 +8,7 @@ import streamlit as st
 
 from energyprof import charts, ui
 from energyprof.report import run_report
-from energyprof.run_views import headline
+from energyprof.run_views import headline, trusted_totals
 from energyprof.spec.params import not_in_mode
 from energyprof.store import ACTIVE_STATUSES
 
@@ -67,26 +67,31 @@ for warning in summary.warnings:
     st.warning(ui.md_escape(warning))
 if summary.disturbed:
     st.warning(ui.md_escape(summary.disturbance()), icon=":material/group:")
+ui.show_health(summary)
+unknown = list(summary.untrusted_counters())
 repeats = max(1, summary.repeats)
 repeat = st.selectbox("Repeat shown per token and per layer", list(range(repeats)), key="repeat",
                       format_func=lambda r: f"repeat {r + 1} of {repeats}") if repeats > 1 else 0
 views = ui.run_views(store, run, repeat)
 tokens, layers, totals = views["tokens"], views["layers"], views["totals"]
+totals = trusted_totals(summary, totals)  # the raw windows of a stalled or implausible counter are no figure
 head = headline(summary, views)
 profiled, gross, mean_w, peak_w, duration = head.profiled, head.gross_j, head.mean_w, head.peak_w, head.duration_s
 timeline = views["timeline"]
 
+lacks = f" (without {', '.join(summary.total_lacks)})" if summary.total_lacks else ""
 top = st.columns(4)
-top[0].metric(ui.label("Gross energy", est), ui.fmt_energy(gross),
-              help="Whole-system energy of the workload (every measured repeat), idle draw included")
+top[0].metric(ui.label("Gross energy", est) + lacks, ui.fmt_energy(gross),
+              help="Whole-system energy of the workload (every measured repeat), idle draw included; what the whole "
+                   "system covers is stated under the figures")
 rest = top[1:]
 if profiled:
     jpt = summary.j_per_token
     phases = [p for p in ("prefill", "decode") if p in jpt] or [p for p in jpt if p != "prefill"][:2]
-    top[1].metric(ui.label("Net energy", est), ui.fmt_energy(summary.net_total_j),
+    top[1].metric(ui.label("Net energy", est) + lacks, ui.fmt_energy(summary.net_total_j),
                   help="Gross energy minus the idle baseline power × the workload's duration")
     for col, phase in zip(top[2:], phases, strict=False):
-        col.metric(ui.label(f"J/token {ui.md_escape(phase)}", est), ui.fmt_ci(summary.per_token(phase)),
+        col.metric(ui.label(f"J/token {ui.md_escape(phase)}", est) + lacks, ui.fmt_ci(summary.per_token(phase)),
                    help="Mean ± 95% CI over repeats" + (", per prompt token" if phase == "prefill" else ""))
     second = st.columns(4)
     second[0].metric("Tokens/s", ui.fmt_rate(summary.tokens_per_s), help="Decode tokens per second")
@@ -102,6 +107,7 @@ if summary.endpoint is not None:
 if profiled and summary.baseline_total_w is not None:
     st.caption(f"Idle baseline: {ui.fmt_power(summary.baseline_total_w)} (model loaded, no work). "
                "Net = gross − baseline × duration; gross includes the idle draw.")
+ui.show_scope(summary)
 
 st.subheader(ui.label("Power over time", est))
 if profiled and "workload_timeline" in views:
@@ -110,9 +116,15 @@ if profiled and "workload_timeline" in views:
                                 "baseline and warm-up runs.")
     if span != "Whole recording":
         timeline = views["workload_timeline"]
+timeline = charts.trusted_timeline(timeline, unknown, summary.publication_s())
 ui.chart(charts.power_timeline(timeline, views["steps"] if profiled else None, estimated=est), key="chart_timeline")
 st.caption("Lines: mean power per component in each time bin" + (
-    ". Shading: prefill / decode. Ticks: step starts." if profiled else "."))
+    ". Shading: prefill / decode. Ticks: step starts." if profiled else ".") + (
+    f" Not drawn: {', '.join(unknown)} (counter {', '.join(summary.untrusted_counters().values())}: unknown)."
+    if unknown else "") + (
+    " Smoothed over the publication period: " + ", ".join(f"{c} {p:.2g} s" for c, p in
+                                                          summary.publication_s().items()) + "."
+    if summary.publication_s() else ""))
 
 left, right = st.columns(2)
 with left:

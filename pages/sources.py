@@ -84,7 +84,9 @@ if not read_only and st.button("Probe the counters", key="probe") and not ui.ref
         else:
             st.dataframe(probed, hide_index=True, width="stretch", key="table_probe")
             st.caption("An empty update period: the component did not change during the probe (idle, or slower "
-                       "than it); the quantum is the smallest change seen.")
+                       "than it); the quantum is the smallest change seen. Health: the counter over the probe "
+                       "(stalled: it did not move while the probe kept the CPU busy; batched: it publishes about "
+                       "once a second or slower; implausible: backwards, or above what the chip can draw).")
 
 st.subheader("On a Mac (Apple Silicon)")
 st.markdown(

@@ -4,6 +4,8 @@ a cross-check source's second opinion, for a real run through the engine (iorepo
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from profile_helpers import fast_params, use_fake_powermetrics
 from seed import open_page, seed_run, texts
@@ -42,6 +44,12 @@ def test_run_page_shows_measured_share_counter_and_cross_check(store: Store, sta
     cross = _table(at, "Correlation")
     assert set(cross["Component"]) == {"cpu", "gpu", "ane"}  # powermetrics has no DRAM since macOS 13
     assert {"ioreport (J)", "powermetrics (J)", "Ratio", "Correlation"} <= set(cross.columns)
+    # the second opinion is part of each component's counter verdict
+    for comp in ("cpu", "gpu"):
+        assert summary.counter_health[comp] == "ok"
+        assert re.search(r" powermetrics measured [\d.e+-]+ J over the same work, [\d.e+-]+ times this source's "
+                         r"figure\.$", summary.counter_health_detail[comp].note), summary.counter_health_detail[comp]
+    assert "Health" in counter.columns
 
 
 def test_run_without_counter_or_cross_check_shows_neither(store: Store) -> None:

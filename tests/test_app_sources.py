@@ -87,6 +87,7 @@ def test_counter_probe_shows_update_period_and_quantum(store: Store, stand_in: o
     assert list(ioreport.index) == ["cpu", "gpu", "ane", "dram"]
     assert ioreport.loc["cpu", "Update period (ms)"] == pytest.approx(100, rel=0.3)  # published every 100 ms
     assert ioreport.loc["cpu", "Quantum (mJ)"] >= 1  # IOReport counts whole millijoules
+    assert list(ioreport["Health"]) == ["ok", "ok", "ok", "ok"]  # judged over the probe (the ANE rests: not stalled)
 
 
 def test_counter_probe_shows_exactly_this_machines_counters(store: Store) -> None:

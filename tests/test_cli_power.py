@@ -52,8 +52,9 @@ def test_doctor_lists_every_source_with_its_true_reason() -> None:
     sources = {s["name"]: s for s in report["sources"]}
     assert list(sources) == ["ioreport", "powermetrics", "nvml", "rapl", "estimate"]
     for s in sources.values():
-        assert set(s) == {"name", "available", "reason", "components", "measured", "interval_ms", "counter"}
+        assert set(s) == {"name", "available", "reason", "components", "measured", "interval_ms", "counter", "health"}
         assert s["counter"] is None or s["available"]  # only available counter sources are probed
+        assert (s["health"] is None) == (s["counter"] is None)  # each probed counter is judged
         assert s["reason"].endswith(".") and s["interval_ms"] == 100
     if sys.platform != "darwin":
         assert not sources["powermetrics"]["available"] and not sources["ioreport"]["available"]

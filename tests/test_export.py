@@ -100,7 +100,7 @@ def run_id(store: Store) -> int:
 
 def test_samples_csv(store: Store, run_id: int) -> None:
     rows = read_csv(export_csv(store, run_id, "samples"))
-    assert list(rows[0]) == ["t0_s", "t1_s", "component", "energy_j", "power_w", "measured"]
+    assert list(rows[0]) == ["t0_s", "t1_s", "component", "energy_j", "power_w", "measured", "counter_health"]
     windows = make_windows()
     assert len(rows) == 2 * len(windows)
     cpu = [r for r in rows if r["component"] == "cpu"]
@@ -287,7 +287,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 def test_cli_export(store: Store, run_id: int, db_path: Path, tmp_path: Path) -> None:
     out = cli(str(run_id), "--what", "samples", "--db", str(db_path))
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[0] == "t0_s,t1_s,component,energy_j,power_w,measured"
+    assert out.stdout.splitlines()[0] == "t0_s,t1_s,component,energy_j,power_w,measured,counter_health"
     target = tmp_path / "run.json"
     out = cli(str(run_id), "--format", "trace", "--out", str(target), "--db", str(db_path))
     assert out.returncode == 0, out.stderr

@@ -23,6 +23,8 @@ from seed import open_page, seed_run
 
 from energyprof import machine as machine_mod
 from energyprof.machine import UNKNOWN_MACHINE, Machine, hashed_id, read_machine, source_facts, this_machine
+from energyprof.power import registry
+from energyprof.power.base import Scope
 from energyprof.power.counter import CounterCharacteristics
 from energyprof.store import Store
 from energyprof.store.schema import MIGRATIONS
@@ -97,11 +99,12 @@ def test_the_power_source_and_its_probed_counter_are_recorded() -> None:
     counter = CounterCharacteristics(update_period_s=0.1, quantum_mj=1.0, reads=900, changes=10, read_us=40.0,
                                      seconds=1.0)
     facts = source_facts(type("S", (), {"name": "nvml", "measured": True})(), counter)
-    assert facts == {"power_source": "nvml", "power_measured": True, "power_scope": "NVIDIA GPU board",
-                     "counter_update_period_s": 0.1, "counter_quantum_mj": 1.0}
-    scoped = type("S", (), {"name": "rapl", "measured": True, "scope": lambda self: "the package alone"})()
-    assert source_facts(scoped)["power_scope"] == "the package alone"  # a source's own scope wins
-    assert this_machine("estimate").power_scope.startswith("a model of CPU power")
+    assert facts == {"power_source": "nvml", "power_measured": True, "power_scope": None,
+                     "counter_update_period_s": 0.1, "counter_quantum_mj": 1.0}  # a source that states no scope
+    scoped = type("S", (), {"name": "rapl", "measured": True, "scope": lambda self: Scope("the package alone")})()
+    assert source_facts(scoped)["power_scope"] == "the package alone"  # what the source says it covers
+    estimate = registry.resolve_source("estimate")
+    assert this_machine(estimate).power_scope == estimate.scope().text and estimate.scope().text
 
 
 def test_the_machine_round_trips_through_the_summary_and_junk_is_dropped() -> None:

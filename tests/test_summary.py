@@ -12,6 +12,7 @@ from energyprof.analysis.replay_results import ReplayFigures
 from energyprof.analysis.results import EnergyFigures
 from energyprof.runner.boundary_reads import CounterFigures
 from energyprof.runner.cross_check_run import CrossCheckFigures
+from energyprof.runner.health import HealthFigures
 from energyprof.summary import MeanCI, RunSummary
 
 
@@ -61,7 +62,7 @@ def test_provenance_of_the_figures() -> None:
     assert RunSummary().provenance == "unknown"
 
 
-FIGURE_RECORDS = [EnergyFigures, ReplayFigures, CounterFigures, CrossCheckFigures]
+FIGURE_RECORDS = [EnergyFigures, ReplayFigures, CounterFigures, CrossCheckFigures, HealthFigures]
 """Every typed figure record the engine copies into the summary with RunSummary.take."""
 
 

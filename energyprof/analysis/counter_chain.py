@@ -39,7 +39,17 @@ see) is not coarsened from boundary readings: it uses the sampler's periodic win
 does, and its steps are apportioned unless they happen to cover whole windows. One exception
 (:func:`with_still_components`): a component whose counter did not move at all during the run (an idle ANE) spent
 no energy in any part of it, since the counters only grow, so every step's 0 is a measurement; it keeps every
-reading as an edge.
+reading as an edge. Only a component the work does not use may count as still that way: a used one whose counter
+never moved is judged by energyprof.analysis.counter_health (stalled: unknown), never measured at 0.
+
+A **batched** component (energyprof.analysis.counter_health: published about once a second or slower) is chained
+differently (:func:`change_edges`): its edges are the readings at which its counter changed, i.e. the first reading
+after each publication, plus the first and last readings. A batch published at p holds the energy spent since the
+publication before, so the window between two such edges holds the energy spent between the two publications, late
+only by the time between a publication and the next reading: the windows are about one period long and unbiased. A
+repeat shorter than the period keeps no edge of its own (it would get a whole batch or none: the 0 W / spike
+saw-tooth in per-token form); its steps are apportioned, and the steps vs window closure still holds
+(:func:`resampled` gives the sampler's windows the same smoothing).
 """
 
 from __future__ import annotations
@@ -47,6 +57,9 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
+
+from energyprof.analysis.attribution import attribute_intervals
 from energyprof.power.base import CounterReading, PowerWindow
 
 
@@ -83,38 +96,94 @@ def chain_windows(readings: Mapping[int, CounterReading], edges: Sequence[int], 
 
 def component_chains(boundary: Sequence[CounterReading], polls: Sequence[CounterReading],
                      periods_ns: Mapping[str, int | None], repeat_spans: Iterable[tuple[int, int]],
-                     periodic: Sequence[PowerWindow]) -> dict[str, list[PowerWindow]]:
+                     periodic: Sequence[PowerWindow], unforced: Iterable[str] = ()) -> dict[str, list[PowerWindow]]:
     """Per component, the windows its steps are attributed from (see the module docstring).
 
     `periods_ns` names every component to attribute: its update period, or None when untimed (then the sampler's
-    `periodic` windows are used). `repeat_spans` are the measured repeats' (first step start, last step end)."""
+    `periodic` windows are used). `repeat_spans` are the measured repeats' (first step start, last step end);
+    `unforced` components (batched) keep no repeat edges."""
     readings: dict[int, CounterReading] = {}
     for reading in sorted([*polls, *boundary], key=lambda r: r.t_ns):
         readings.setdefault(reading.t_ns, reading)
     boundary_t = [r.t_ns for r in boundary]
     poll_t = [r.t_ns for r in polls]
-    forced = {t for span in repeat_spans for t in span if t in readings}
-    if readings:
-        forced |= {min(readings), max(readings)}
+    ends = {min(readings), max(readings)} if readings else set()
+    forced = {t for span in repeat_spans for t in span if t in readings} | ends
+    unforced = set(unforced)
     chains: dict[str, list[PowerWindow]] = {}
     for component, period in periods_ns.items():
         if period is None or not readings:
             chains[component] = [PowerWindow(w.t0_ns, w.t1_ns, {component: w.energy_mj.get(component)})
                                  for w in periodic]
             continue
-        chains[component] = chain_windows(readings, kept_edges(boundary_t, poll_t, forced, max(1, int(period))),
-                                          component)
+        if component in unforced:
+            edges = change_edges(readings, component)
+        else:
+            edges = kept_edges(boundary_t, poll_t, forced, max(1, int(period)))
+        chains[component] = chain_windows(readings, edges, component)
     return chains
+
+
+def change_edges(readings: Mapping[int, CounterReading], component: str) -> list[int]:
+    """The times of the first and last readings and of every reading whose value of `component` differs from the
+    reading before (the first reading after a publication), sorted."""
+    times = sorted(readings)
+    edges = times[:1]
+    for before, now in zip(times, times[1:], strict=False):
+        if readings[now].energy_mj.get(component) != readings[before].energy_mj.get(component):
+            edges.append(now)
+    if times and edges[-1] != times[-1]:
+        edges.append(times[-1])
+    return edges
+
+
+def resampled(windows: Sequence[PowerWindow], chains: Mapping[str, Sequence[PowerWindow]],
+              components: Iterable[str]) -> list[PowerWindow]:
+    """The windows with these components' energy replaced by their time share of the components' chain windows (a
+    batched counter's periodic windows smoothed over its publication period); other components unchanged."""
+    components = [c for c in components if chains.get(c)]
+    if not components or not windows:
+        return list(windows)
+    t0 = np.array([w.t0_ns for w in windows], dtype=np.int64)
+    t1 = np.array([w.t1_ns for w in windows], dtype=np.int64)
+    shares = {c: attribute_intervals(chains[c], t0, t1, [c]).energy_mj[c] for c in components}
+    out = []
+    for i, w in enumerate(windows):
+        energy = dict(w.energy_mj)
+        for c in components:
+            if c in energy:
+                energy[c] = None if np.isnan(shares[c][i]) else float(shares[c][i])
+        out.append(PowerWindow(w.t0_ns, w.t1_ns, energy))
+    return out
+
+
+def forget(readings: Iterable[CounterReading], components: Iterable[str]) -> list[CounterReading]:
+    """The readings with these components unknown (None): a counter judged untrustworthy for the run."""
+    gone = set(components)
+    if not gone:
+        return list(readings)
+    return [CounterReading(r.t_ns, {c: None if c in gone else v for c, v in r.energy_mj.items()}) for r in readings]
+
+
+def forget_windows(windows: Iterable[PowerWindow], components: Iterable[str]) -> list[PowerWindow]:
+    """The windows with these components unknown (None)."""
+    gone = set(components)
+    if not gone:
+        return list(windows)
+    return [PowerWindow(w.t0_ns, w.t1_ns, {c: None if c in gone else v for c, v in w.energy_mj.items()})
+            for w in windows]
 
 
 STILL_PERIOD_NS = 1
 """The period given to a component whose counter never moved: every reading is an edge, every step measured."""
 
 
-def with_still_components(periods_ns: Mapping[str, int | None], readings: Iterable[CounterReading]
-                          ) -> dict[str, int | None]:
-    """The periods, with STILL_PERIOD_NS for each untimed component whose counter kept one known value throughout."""
-    values: dict[str, set[float | None]] = {c: set() for c, p in periods_ns.items() if p is None}
+def with_still_components(periods_ns: Mapping[str, int | None], readings: Iterable[CounterReading],
+                          used: Iterable[str] = ()) -> dict[str, int | None]:
+    """The periods, with STILL_PERIOD_NS for each untimed component whose counter kept one known value throughout,
+    unless the work uses it (`used`: a used component that never moves is judged by counter_health, not measured)."""
+    used = set(used)
+    values: dict[str, set[float | None]] = {c: set() for c, p in periods_ns.items() if p is None and c not in used}
     for reading in readings:
         for comp, seen in values.items():
             if len(seen) < 2:

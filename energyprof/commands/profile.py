@@ -10,6 +10,7 @@ from energyprof.analysis.quoted import grid_label, quote_summary
 from energyprof.commands.args import add_db_option, add_json_option, add_param_options, fail, print_json
 from energyprof.commands.progress import terminal_progress
 from energyprof.commands.prompt_file import add_prompt_file_options, prompt_values
+from energyprof.components import ordered
 from energyprof.provenance import labelled
 from energyprof.runner.job import profile_foreground
 from energyprof.spec.params import ProfileParams
@@ -67,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         fail(f"warning: {warning}")
     if summary.disturbed:
         fail(f"warning: {summary.disturbance()}")
+    for sentence in summary.health_warnings():
+        fail(f"warning: {sentence}")
     return 0
 
 
@@ -154,14 +157,17 @@ def format_summary(s: RunSummary) -> str:
                      + (f" (batch of {s.batch} sequences: every sequence's tokens counted)"
                         if (s.batch or 1) > 1 else ""))
     if s.profiled:
+        lacks = f" (without {', '.join(s.total_lacks)})" if s.total_lacks else ""
         lines.append(labelled("Energy, gross", est) + f": {_components(s.energy_j, 'J')}   whole system "
-                     f"{_j(s.gross_total_j)}")
+                     f"{_j(s.gross_total_j)}{lacks}")
+        if s.total_sentence():
+            lines.append(s.total_sentence())
         if s.baseline_w:
             lines.append(f"Idle baseline: {_components(s.baseline_w, 'W')}   " + labelled("net energy", est)
                          + f": {_j(s.net_total_j)}")
         parts = [f"{phase} {_per_token(s.per_token(phase))}" for phase in ("prefill", "decode", "forward")
                  if phase in s.j_per_token and (phase != "forward" or s.per_token(phase).mean is not None)]
-        lines.append(labelled("J/token", est) + f" (mean ± 95% CI over repeats): {'   '.join(parts)}")
+        lines.append(labelled("J/token", est) + f" (mean ± 95% CI over repeats): {'   '.join(parts)}{lacks}")
         lines.append(_quoted_line(s, est))
         if s.target_ci_pct is not None:
             lines.append(_target_line(s))
@@ -186,6 +192,7 @@ def format_summary(s: RunSummary) -> str:
         lines.append(f"Warning: {warning}")
     if s.disturbed:
         lines.append(f"Warning: {s.disturbance()}")
+    lines.extend(f"Warning: {sentence}" for sentence in s.health_warnings())
     return "\n".join(lines)
 
 
@@ -197,6 +204,10 @@ def _how_lines(s: RunSummary) -> list[str]:
         parts = [f"{c} every {p * 1e3:.3g} ms in steps of {quanta.get(c) or 0:.4g} mJ" if p is not None
                  else f"{c} untimed" for c, p in periods.items()]
         lines.append(f"Counter read at every step boundary ({s.boundary_reads} reads): {'; '.join(parts)}")
+    if s.counter_health:
+        lines.append("Counter health: " + ", ".join(f"{c} {s.counter_health[c]}" for c in ordered(s.counter_health))
+                     + (f" (ceilings for {s.chip})" if s.chip else ""))
+        lines.extend(s.batched_notes())
     return lines
 
 

@@ -114,9 +114,9 @@ def run(args: argparse.Namespace) -> int:
     recorder = WindowWriter(store, run_id, keep=True)
     status, error, code = record(source, recorder, args.seconds, interval_ms)
     skipped = source.skipped
-    summary = summarise_windows(recorder.windows, source.components(), run_id=run_id, kind="sample", status=status,
-                                error=error, source=source.name, measured=source.measured, interval_ms=interval_ms,
-                                samples_skipped=skipped, power_incomplete=error is not None,
+    summary = summarise_windows(recorder.windows, source.components(), source.scope(), run_id=run_id, kind="sample",
+                                status=status, error=error, source=source.name, measured=source.measured,
+                                interval_ms=interval_ms, samples_skipped=skipped, power_incomplete=error is not None,
                                 machine=this_machine(source))
     store.update_run(run_id, samples_skipped=skipped, power_incomplete=int(error is not None))
     store.finish_run(run_id, status, error=error, summary=summary.to_dict())

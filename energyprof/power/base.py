@@ -91,6 +91,19 @@ class PowerSourceError(EnergyprofError, RuntimeError):
 
 
 @dataclass(frozen=True)
+class Scope:
+    """What a source's whole-system figure covers, in words every total repeats, and whether its `package` figure
+    already holds DRAM (None: the source has no package figure). The rule that sums the parts is
+    energyprof.components.whole_system; this says what the sum is of."""
+
+    text: str
+    package_includes_dram: bool | None = None
+
+
+UNKNOWN_SCOPE = Scope("not stated")
+
+
+@dataclass(frozen=True)
 class SourceStatus:
     """What `doctor` shows for one source."""
 
@@ -143,6 +156,15 @@ class PowerSource(ABC):
     def read_counter(self) -> CounterReading:
         """The counters now (see CounterReading); thread-safe. PowerSourceError when the source has none."""
         raise PowerSourceError(f"the {self.name} source has no energy counter to read at a step boundary.")
+
+    def scope(self) -> Scope:
+        """What this source's whole-system figure covers (the one owner of that sentence for this source)."""
+        return UNKNOWN_SCOPE
+
+    def hardware(self) -> str | None:
+        """The chip or board this source reads (e.g. "Apple M4 Max", "NVIDIA H100 80GB HBM3"); None when unknown.
+        It picks the power ceiling of energyprof.power.chips."""
+        return None
 
     def drain(self) -> list[PowerWindow]:
         """Windows that were still in flight when the source stopped, each returned once (default: none)."""
@@ -260,6 +282,9 @@ class NullSource(PowerSource):
 
     def available(self) -> tuple[bool, str]:
         return True, "No power data: every figure will be unknown."
+
+    def scope(self) -> Scope:
+        return Scope("nothing: no power source recorded this run")
 
     def components(self) -> tuple[str, ...]:
         return ()

@@ -20,9 +20,9 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
-from energyprof.power.base import PowerSource, PowerSourceError, now_ns
+from energyprof.power.base import CounterReading, PowerSource, PowerSourceError, now_ns
 
 DEFAULT_PROBE_S = 1.0
 POLL_S = 0.0002
@@ -55,9 +55,15 @@ class CounterCharacteristics:
     components: dict[str, ComponentCounter] = field(default_factory=dict)
     untimed: tuple[str, ...] = ()
     """Components with no update period: idle, or publishing more slowly than the probe can see."""
+    hardware: str | None = None
+    """The chip or board the source read (PowerSource.hardware()), when probe_source started it."""
+    readings: tuple[CounterReading, ...] = field(default=(), repr=False, compare=False)
+    """Every reading the probe took (for the counter's health, energyprof.analysis.counter_health; not in JSON)."""
 
     def to_json(self) -> dict:
-        return asdict(self)
+        out = asdict(replace(self, readings=()))
+        del out["readings"]
+        return out
 
 
 def probe_counter(source: PowerSource, seconds: float = DEFAULT_PROBE_S, poll_s: float = POLL_S
@@ -97,7 +103,7 @@ def probe_counter(source: PowerSource, seconds: float = DEFAULT_PROBE_S, poll_s:
         update_period_s=max(periods) if periods else None, quantum_mj=min(quanta) if quanta else None,
         reads=len(readings), changes=sum(any_change), read_us=statistics.median(costs) / 1e3,
         seconds=(readings[-1].t_ns - readings[0].t_ns) / 1e9, components=components,
-        untimed=tuple(name for name, c in components.items() if c.update_period_s is None))
+        untimed=tuple(name for name, c in components.items() if c.update_period_s is None), readings=tuple(readings))
     log.info("counter probe of %s over %.2f s: %d reads, update period %s s, quantum %s mJ, untimed %s",
              source.name, found.seconds, found.reads, found.update_period_s, found.quantum_mj,
              ", ".join(found.untimed) or "none")
@@ -108,7 +114,9 @@ def probe_source(source: PowerSource, seconds: float = DEFAULT_PROBE_S) -> Count
     """Start an unstarted source, probe its counter when it has one, stop it; None when it has none."""
     source.start(source.default_interval_ms)
     try:
-        return probe_counter(source, seconds) if source.is_counter else None
+        if not source.is_counter:
+            return None
+        return replace(probe_counter(source, seconds), hardware=source.hardware())
     finally:
         source.stop()
 

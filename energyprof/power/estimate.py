@@ -15,7 +15,7 @@ import os
 
 import psutil
 
-from energyprof.power.base import CPU, PolledSource
+from energyprof.power.base import CPU, PolledSource, Scope
 
 DEFAULT_IDLE_W = 10.0
 DEFAULT_MAX_W = 65.0
@@ -68,6 +68,9 @@ class EstimateSource(PolledSource):
 
     def components(self) -> tuple[str, ...]:
         return (CPU,)
+
+    def scope(self) -> Scope:
+        return Scope("a model of CPU power (utilisation × a linear power model): it measures nothing")
 
     def available(self) -> tuple[bool, str]:
         return True, (f"estimated, not measured: CPU utilisation (psutil) in a linear model "

@@ -38,8 +38,11 @@ import subprocess
 import sys
 from typing import Any
 
-from energyprof.power.base import ANE, CPU, DRAM, GPU, PolledSource, PowerSourceError
+from energyprof.power.base import ANE, CPU, DRAM, GPU, PolledSource, PowerSourceError, Scope
+from energyprof.power.chips import apple_chip
 
+SCOPE = Scope("SoC rails: CPU + GPU + ANE + DRAM, Apple's own estimates inside the chip (not fans, display, SSD, "
+              "the rest of the machine, or wall power)")
 MODULE = "zeus_apple_silicon"
 FIELDS: dict[str, str] = {CPU: "cpu_total_mj", GPU: "gpu_mj", ANE: "ane_mj", DRAM: "dram_mj"}
 """Component -> AppleEnergyMetrics field (integer mJ or None)."""
@@ -124,6 +127,12 @@ class IOReportSource(PolledSource):
 
     def components(self) -> tuple[str, ...]:
         return tuple(FIELDS)
+
+    def scope(self) -> Scope:
+        return SCOPE
+
+    def hardware(self) -> str | None:
+        return apple_chip()
 
     def available(self) -> tuple[bool, str]:
         if self._probe is None:

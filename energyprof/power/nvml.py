@@ -14,9 +14,10 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-from energyprof.power.base import GPU, PolledSource, PowerSourceError, now_ns
+from energyprof.power.base import GPU, PolledSource, PowerSourceError, Scope, now_ns
 
 NVML_ERROR_NOT_SUPPORTED = 3
+SCOPE = Scope("the GPU board: each GPU's chip, memory and power delivery (not the CPU, the host's DRAM, or wall power)")
 
 
 def _is_not_supported(nvml: Any, exc: BaseException) -> bool:
@@ -48,10 +49,13 @@ class _Device:
         return False
 
     @property
-    def label(self) -> str:
+    def name(self) -> str:
         name = self.nvml.nvmlDeviceGetName(self.handle) if hasattr(self.nvml, "nvmlDeviceGetName") else "GPU"
-        name = name.decode() if isinstance(name, bytes) else str(name)
-        return f"{self.index}: {name} ({'energy counter' if self.counter else 'power polling'})"
+        return name.decode() if isinstance(name, bytes) else str(name)
+
+    @property
+    def label(self) -> str:
+        return f"{self.index}: {self.name} ({'energy counter' if self.counter else 'power polling'})"
 
     def energy_mj(self) -> float:
         """Cumulative energy in mJ: the driver's counter, or the trapezoid integral of polled power."""
@@ -78,6 +82,7 @@ class NvmlSource(PolledSource):
         self._nvml = nvml
         self._devices: list[_Device] = []
         self._initialised = False
+        self._hardware: str | None = None
 
     @property
     def is_counter(self) -> bool:  # type: ignore[override]
@@ -86,6 +91,13 @@ class NvmlSource(PolledSource):
 
     def components(self) -> tuple[str, ...]:
         return (GPU,)
+
+    def scope(self) -> Scope:
+        return SCOPE
+
+    def hardware(self) -> str | None:
+        """The GPUs' names, known once the source has started (kept after it stops)."""
+        return self._hardware
 
     def _module(self) -> Any:
         if self._nvml is None:
@@ -142,6 +154,7 @@ class NvmlSource(PolledSource):
 
     def _open(self) -> None:
         self._devices = self._init_devices()
+        self._hardware = ", ".join(dict.fromkeys(d.name for d in self._devices)) or None
 
     def _counters_mj(self) -> dict[str, float | None]:
         try:

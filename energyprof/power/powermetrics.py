@@ -27,8 +27,9 @@ import weakref
 from collections.abc import Sequence
 
 from energyprof.power import child_process
-from energyprof.power.base import PowerSource, PowerSourceError, PowerWindow, now_ns
+from energyprof.power.base import PowerSource, PowerSourceError, PowerWindow, Scope, now_ns
 from energyprof.power.child_process import stop_all
+from energyprof.power.chips import apple_chip
 from energyprof.power.powermetrics_messages import (
     ENV_COMMAND,
     NEEDS_ROOT,
@@ -65,6 +66,11 @@ def default_command() -> list[str]:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         return [POWERMETRICS]
     return ["sudo", "-n", POWERMETRICS]
+
+
+SCOPE = Scope("SoC rails: CPU + GPU + ANE (+ DRAM on macOS 12 only), Apple's own estimates inside the chip (not fans, "
+              "display, SSD, the rest of the machine, or wall power)", package_includes_dram=False)
+"""macOS 12's package_energy holds CPU, GPU and ANE but not DRAM (Apple developer forums, thread 709276)."""
 
 
 class PowermetricsSource(PowerSource):
@@ -109,6 +115,12 @@ class PowermetricsSource(PowerSource):
     # -- description ----------------------------------------------------------------------------
     def components(self) -> tuple[str, ...]:
         return LIVE_COMPONENTS
+
+    def scope(self) -> Scope:
+        return SCOPE
+
+    def hardware(self) -> str | None:
+        return apple_chip()
 
     def arguments(self, interval_ms: int, count: int | None = None) -> list[str]:
         """The powermetrics arguments appended to the command."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from energyprof.power.base import COMPONENTS, CPU, DRAM, GPU, PACKAGE, PolledSource, PowerSourceError
+from energyprof.power.base import COMPONENTS, CPU, DRAM, GPU, PACKAGE, PolledSource, PowerSourceError, Scope
 
 POWERCAP_ROOT = Path("/sys/class/powercap")
 MISSING = ("no RAPL powercap interface (/sys/class/powercap/intel-rapl) on this machine: not an Intel/AMD "
@@ -21,6 +21,10 @@ MISSING = ("no RAPL powercap interface (/sys/class/powercap/intel-rapl) on this 
 NO_PERMISSION = ("RAPL counters are readable only by root here: run energyprof as root or "
                  "`sudo chmod a+r /sys/class/powercap/intel-rapl:*/energy_uj` (until the next reboot).")
 _ZONE_COMPONENTS = {"core": CPU, "uncore": GPU, "dram": DRAM}
+SCOPE = Scope("CPU package (cores, uncore / integrated graphics) + DRAM, the CPU's own model (not a GPU card, disks, "
+              "fans, or wall power)", package_includes_dram=False)
+"""RAPL's package domain leaves DRAM out (DRAM is a domain of its own in Intel's SDM, "Running Average Power Limit");
+the whole-system total adds it (energyprof.components)."""
 
 
 def zone_component(name: str) -> str | None:
@@ -78,6 +82,9 @@ class RaplSource(PolledSource):
             if component is not None:
                 zones.append(_Zone(path, component, max_range))
         return zones
+
+    def scope(self) -> Scope:
+        return SCOPE
 
     def components(self) -> tuple[str, ...]:
         found = {z.component for z in (self._zones or self._discover())}

@@ -5,19 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from energyprof.components import ordered
-from energyprof.power.base import PowerWindow
+from energyprof.components import lacking, ordered
+from energyprof.power.base import PowerWindow, Scope
 from energyprof.provenance import labelled, source_provenance
 from energyprof.summary import RunSummary
 from energyprof.units import NS_PER_S, mj_to_j, watts
 
 
-def summarise_windows(windows: Iterable[PowerWindow], components: Sequence[str] = (), **fields: Any) -> RunSummary:
+def summarise_windows(windows: Iterable[PowerWindow], components: Sequence[str] = (), scope: Scope | None = None,
+                      **fields: Any) -> RunSummary:
     """Energy (J), mean power over the windows where each component is known (W), and peak window power (W).
 
     Components are those the windows carry plus `components` (e.g. the source's own list), so a component the
-    source reports as unknown still appears, with None. `fields` fill the rest of the RunSummary (run_id, kind,
-    status, source, measured, ...)."""
+    source reports as unknown still appears, with None. `scope`: what the source's whole-system figure covers.
+    `fields` fill the rest of the RunSummary (run_id, kind, status, source, measured, ...)."""
     windows = list(windows)
     names = ordered({c for w in windows for c in w.energy_mj} | set(components))
     energy_mj = dict.fromkeys(names, 0.0)
@@ -35,11 +36,13 @@ def summarise_windows(windows: Iterable[PowerWindow], components: Sequence[str] 
                 if power is not None and (peak[comp] is None or power > peak[comp]):
                     peak[comp] = power
     known = {c: known_ns[c] > 0 for c in names}
+    energy_j = {c: mj_to_j(energy_mj[c]) if known[c] else None for c in names}
+    if scope is not None:
+        fields = {"scope": scope.text, "scope_package_includes_dram": scope.package_includes_dram, **fields}
     return RunSummary(
-        windows=len(windows), duration_s=duration_ns / NS_PER_S,
-        energy_j={c: mj_to_j(energy_mj[c]) if known[c] else None for c in names},
+        windows=len(windows), duration_s=duration_ns / NS_PER_S, energy_j=energy_j,
         mean_w={c: watts(energy_mj[c], known_ns[c]) if known[c] else None for c in names},
-        peak_w=peak, **fields)
+        peak_w=peak, total_lacks=lacking(energy_j), **fields)
 
 
 def format_summary(summary: RunSummary) -> list[str]:

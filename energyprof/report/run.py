@@ -14,7 +14,7 @@ from energyprof.formatting import fmt_ci, fmt_date, fmt_energy, fmt_power, fmt_r
 from energyprof.machine import Machine
 from energyprof.provenance import APPORTIONED, ESTIMATED, MEASURED, is_estimated, labelled
 from energyprof.report.document import Document, Figure
-from energyprof.run_views import headline, read_views, workload_components
+from energyprof.run_views import headline, read_views, trusted_totals, workload_components
 from energyprof.spec.params import not_in_mode
 from energyprof.store import Store
 from energyprof.summary import RunSummary
@@ -48,6 +48,7 @@ def run_section(doc: Document, store: Store, run: dict[str, Any], summary: RunSu
     _headline(doc, summary, views, est)
     doc.heading(labelled("Power over time", est))
     timeline = views.get("workload_timeline", views["timeline"]) if not views["steps"].empty else views["timeline"]
+    timeline = charts.trusted_timeline(timeline, list(summary.untrusted_counters()), summary.publication_s())
     doc.chart(charts.power_timeline(timeline, views["steps"] if not views["steps"].empty else None, estimated=est))
     _flow(doc, views, est)
     _components(doc, summary, views, est)
@@ -69,7 +70,7 @@ def _warnings(doc: Document, run: dict[str, Any], summary: RunSummary) -> None:
         doc.warning(f"This run failed: {run.get('error') or 'no reason was recorded.'}")
     elif run["status"] == "cancelled":
         doc.warning(f"This run was cancelled: {run.get('error') or 'stopped before it finished.'}")
-    for warning in summary.warnings:
+    for warning in [*summary.warnings, *summary.health_warnings()]:
         doc.warning(warning)
     if summary.disturbed:
         doc.warning(summary.disturbance() or "Disturbed by other processes.")
@@ -89,7 +90,8 @@ def token_provenance(summary: RunSummary) -> str:
 def _headline(doc: Document, summary: RunSummary, views: dict[str, Any], est: bool) -> None:
     head = headline(summary, views)
     whole = ESTIMATED if est else MEASURED
-    figures = [Figure("Gross energy", fmt_energy(head.gross_j), whole,
+    lacks = f" (without {', '.join(summary.total_lacks)})" if summary.total_lacks else ""
+    figures = [Figure("Gross energy" + lacks, fmt_energy(head.gross_j), whole,
                       "Whole-system energy of the workload, idle draw included")]
     if head.profiled:
         per_token = token_provenance(summary)
@@ -114,9 +116,9 @@ def _headline(doc: Document, summary: RunSummary, views: dict[str, Any], est: bo
         figures.append(Figure("Idle baseline", fmt_power(summary.baseline_total_w), whole,
                               "Model loaded, no work; net = gross − baseline × duration"))
     doc.figures(figures)
-    sentence = summary.measured_sentence()
-    if sentence:
-        doc.caption(sentence)
+    for sentence in (summary.total_sentence(), summary.measured_sentence()):
+        if sentence:
+            doc.caption(sentence)
     if summary.ci_pct is not None:
         doc.caption(f"The {checked_phase(summary.j_per_token)} J/token 95% CI half-width is {summary.ci_pct:.2g}% of "
                     f"its mean after {summary.repeats} repeats.")
@@ -133,7 +135,7 @@ def _flow(doc: Document, views: dict[str, Any], est: bool) -> None:
 
 
 def _components(doc: Document, summary: RunSummary, views: dict[str, Any], est: bool) -> None:
-    totals = views["totals"]
+    totals = trusted_totals(summary, views["totals"])
     doc.heading(labelled("Components", est))
     breakdown = workload_components(summary) if not views["steps"].empty else totals
     left, right = doc.side(), doc.side()

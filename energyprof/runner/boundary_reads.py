@@ -14,7 +14,8 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from energyprof.analysis.counter_chain import component_chains, with_still_components
+from energyprof.analysis.counter_chain import component_chains, forget, forget_windows, with_still_components
+from energyprof.analysis.counter_health import BATCHED, ComponentHealth, trusted_periods
 from energyprof.power.base import CounterReading, PowerSource, PowerSourceError, PowerWindow, now_ns
 from energyprof.power.counter import CounterCharacteristics, probe_counter
 from energyprof.summary import ComponentValues
@@ -89,12 +90,21 @@ def periods_ns(characteristics: CounterCharacteristics | None, components: Itera
 
 def chains(clock: BoundaryClock, polls: list[CounterReading] | None, periodic: list[PowerWindow],
            characteristics: CounterCharacteristics | None, components: Iterable[str],
-           repeat_spans: list[tuple[int, int]]) -> tuple[dict[str, list[PowerWindow]], dict[str, int | None]]:
+           repeat_spans: list[tuple[int, int]], health: dict[str, ComponentHealth] | None = None,
+           used: Iterable[str] = ()) -> tuple[dict[str, list[PowerWindow]], dict[str, int | None]]:
     """Per component, the windows its steps are attributed from and the update period (ns) that labels them
-    (energyprof.analysis.counter_chain); a component whose counter never moved counts as timed at every reading."""
-    readings, polls = list(clock.readings), list(polls or [])
-    periods = with_still_components(periods_ns(characteristics, components), [*readings, *polls])
-    return component_chains(readings, polls, periods, repeat_spans, periodic), periods
+    (energyprof.analysis.counter_chain). With the run's counter `health`: a stalled or implausible component is
+    unknown throughout, a batched one is coarsened to its publication period without repeat edges. A component the
+    work does not use (not in `used`) whose counter never moved counts as timed at every reading."""
+    health = health or {}
+    untrusted = [c for c, h in health.items() if not h.trusted]
+    readings, polls = forget(clock.readings, untrusted), forget(polls or [], untrusted)
+    periods = trusted_periods(health, periods_ns(characteristics, components))
+    periods = with_still_components(periods, [*readings, *polls], used)
+    periods.update({c: None for c in untrusted if c in periods})
+    batched = [c for c, h in health.items() if h.status == BATCHED]
+    return component_chains(readings, polls, periods, repeat_spans, forget_windows(periodic, untrusted),
+                            unforced=batched), periods
 
 
 @dataclass

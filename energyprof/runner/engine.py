@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from energyprof.analysis import results
+from energyprof.analysis.counter_health import used_components, with_cross_check
 from energyprof.analysis.precision import checked_phase, covered_stat, goal_of, relative_ci_pct
 from energyprof.analysis.quoted import fill_quoted
 from energyprof.analysis.replay_results import replay_results
@@ -41,11 +42,12 @@ from energyprof.power.base import PolledSource, PowerSource, PowerWindow, now_ns
 from energyprof.power.child_process import stop_all
 from energyprof.power.sampler import Sampler
 from energyprof.provenance import source_provenance
-from energyprof.runner import boundary_reads
+from energyprof.runner import boundary_reads, health
 from energyprof.runner.background import BackgroundMonitor
 from energyprof.runner.boundary_reads import BoundaryClock, CounterProbe
 from energyprof.runner.cancel import CancelSwitch, JobCancelled
 from energyprof.runner.cross_check_run import CrossCheck
+from energyprof.runner.health import figure_windows, run_health
 from energyprof.runner.monitor import Monitor
 from energyprof.runtimes import workload_for
 from energyprof.runtimes.base import Workload
@@ -55,6 +57,10 @@ from energyprof.summary import DISTURBED_CORES, RunSummary
 
 LAST_WINDOW_WAIT_S = 2.0
 """Longest wait (beyond 3 sampling intervals) for the window that covers the end of the workload."""
+PUBLICATION_WAIT_S = 2.5
+"""Longest wait, after the workload, for every counter that moved during it to publish once more: a counter
+published in batches (about once a second; every ~2 s on M5 Max) holds the end of the work in its next batch, and
+without it the last steps would get none of their energy (energyprof.analysis.counter_chain.change_edges)."""
 CALL_ROWS_PER_BATCH = 100_000
 
 log = logging.getLogger(__name__)
@@ -119,6 +125,12 @@ class ProfileEngine:
         self.cross: CrossCheck | None = None
         self.replay: Any = None
         """The ReplayOutcome of a run with layer_energy=replay (its finished trials, also when cancelled)."""
+        self.clock_t0_ns: int | None = None
+        """The run's clock start (stored with the run), for times in sentences."""
+        self.hardware: str | None = None
+        """The chip or board the source reads (PowerSource.hardware(), asked once it has started)."""
+        self.health: dict[str, Any] = {}
+        """The run's counter health per component (energyprof.analysis.counter_health), set while attributing."""
 
     # -- the workload's parts (a model loaded here; None / empty for an endpoint) -----------------
     @property
@@ -165,7 +177,8 @@ class ProfileEngine:
         outcome = Outcome()
         try:
             log.info("run %d: starting (%s)", self.run_id, type(self.workload).__name__)
-            self.store.update_run(self.run_id, pid=os.getpid(), clock_t0_ns=now_ns(), phase="starting")
+            self.clock_t0_ns = now_ns()
+            self.store.update_run(self.run_id, pid=os.getpid(), clock_t0_ns=self.clock_t0_ns, phase="starting")
             self.monitor.start()
             self.cancel.arm()
             self._measure()
@@ -228,6 +241,8 @@ class ProfileEngine:
             self.source.poll_readings = []
         self.sampler = Sampler(self.source, self._on_windows, self.params.interval_ms)
         self.sampler.start()
+        with suppress(Exception):  # naming the chip is a courtesy: it must never stop a measurement
+            self.hardware = self.source.hardware()
         if self.source.is_counter:
             self.boundary = BoundaryClock(self.source)
             self.clock = self.boundary
@@ -330,8 +345,19 @@ class ProfileEngine:
             _stop_powermetrics()
 
     def _await_last_window(self) -> None:
-        """Wait (bounded) until a window ending after the workload has arrived."""
+        """Wait (bounded) until a window ending after the workload has arrived, and for a counter source until every
+        component that moved during the workload has published again after it (PUBLICATION_WAIT_S)."""
         self._await_window(self.workload_end)
+        polls = getattr(self.source, "poll_readings", None)
+        if self.boundary is None or not self.boundary.readings or polls is None or self.sampler is None:
+            return
+        first, last = self.boundary.readings[0].energy_mj, self.boundary.readings[-1].energy_mj
+        moved = [c for c, v in last.items() if v is not None and first.get(c) is not None and v != first[c]]
+        deadline = time.monotonic() + PUBLICATION_WAIT_S
+        while moved and self.sampler.alive and time.monotonic() < deadline:
+            latest = polls[-1].energy_mj if polls else {}
+            moved = [c for c in moved if latest.get(c) == last[c]]
+            time.sleep(0.01)
 
     def _await_window(self, t_ns: int) -> None:
         """Wait (bounded) until a window ending at or after t_ns has arrived."""
@@ -413,20 +439,35 @@ class ProfileEngine:
     def _attribute(self, summary: RunSummary) -> None:
         components = self._components()
         kind = source_provenance(self.source.name, self.source.measured) if self.source is not None else None
+        self.health = self._counter_health(components, summary)
+        used = used_components(summary.device, getattr(self.params, "runtime", None))
         chains, periods = None, None
         if self.boundary is not None and self.boundary.readings:
             chains, periods = boundary_reads.chains(
                 self.boundary, getattr(self.source, "poll_readings", None), list(self.windows),
                 self.probe.characteristics if self.probe else None, components,
-                [g.span_ns for g in self.generations if g.steps])
-        done = results.attribute_run(list(self.windows), self.generations, self.layers, components, self.baseline_span,
-                             chains=chains, how=results.HowContext(kind, periods) if kind is not None else None)
+                [g.span_ns for g in self.generations if g.steps], self.health, used)
+        windows = figure_windows(list(self.windows), self.health, chains)
+        done = results.attribute_run(windows, self.generations, self.layers, components, self.baseline_span,
+                                     chains=chains, how=results.HowContext(kind, periods) if kind is not None else None)
         self.store.add_step_energy(self.run_id, done.step_energy_rows)
         for i in range(0, len(done.layer_call_rows), CALL_ROWS_PER_BATCH):
             self.store.add_layer_calls(self.run_id, done.layer_call_rows[i:i + CALL_ROWS_PER_BATCH])
         if done.layer_energy_rows:
             self.store.add_layer_energy(self.run_id, done.layer_energy_rows)
         summary.take(done.figures)
+        summary.take(health.figures(self.health, summary.energy_j))
+
+    def _counter_health(self, components: list[str], summary: RunSummary) -> dict[str, Any]:
+        """Each component's counter verdict (energyprof.analysis.counter_health); none for an estimate."""
+        if self.source is None or not self.source.measured or not self.windows:
+            return {}
+        readings = [*(self.boundary.readings if self.boundary else []),
+                    *(getattr(self.source, "poll_readings", None) or [])]
+        used = used_components(summary.device, getattr(self.params, "runtime", None))
+        return run_health(self.source.name, self.hardware, readings, list(self.windows),
+                          self.probe.characteristics if self.probe else None, components,
+                          [g.span_ns for g in self.generations if g.steps], used, self.clock_t0_ns)
 
     def _attribute_replay(self, summary: RunSummary) -> None:
         """Figures of the replayed layers (the trials that finished, when the run was cancelled)."""
@@ -464,6 +505,8 @@ class ProfileEngine:
         if self.cross is not None:
             spans = [g.span_ns for g in self.generations if g.steps]
             summary.take(self.cross.figures(list(self.windows), spans))
+            summary.counter_health_detail = with_cross_check(summary.counter_health_detail,
+                                                             summary.cross_check_agreement, summary.cross_check)
 
     def _precision_figures(self, summary: RunSummary) -> None:
         """The CI reached and, under a target CI, whether it was met and why the repeats stopped."""
@@ -506,6 +549,10 @@ class ProfileEngine:
             repeats=sum(1 for g in self.generations if g.steps), repeats_requested=p.repeats,
             baseline_s=p.baseline_s, text=_text_of(self.generations),
             machine=this_machine(self.source or p.source, self.probe.characteristics if self.probe else None))
+        if self.source is not None:
+            scope = self.source.scope()
+            summary.scope, summary.scope_package_includes_dram = scope.text, scope.package_includes_dram
+        summary.chip = self.hardware
         self.workload.describe(summary)
         return summary
 

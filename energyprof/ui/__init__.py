@@ -5,7 +5,7 @@ Modules: `nav` (the pages table, page_setup and the sidebar, links, query parame
 figures), `format` (numbers as text, md_escape), `badges` (measured/estimated, status, time-apportioned),
 `drawing` (charts, downloads, shaded token text), `live` (launch, follow and cancel a job; the quiet live view),
 `endpoint` (an endpoint run's server, time to first token and server process), `counters` (share of tokens
-measured, a counter's update period and quantum, a cross-check source's agreement),
+measured, a counter's update period, quantum and health, what the totals cover, a cross-check source's agreement),
 `replay_view` (the run page's replayed-layers section), `bundles` (bundle download, upload and origin),
 `ray_view` (a sweep's Ray tasks), `sharing` (the machine of a run, where its energy went, the HTML report download,
 the read-only note).
@@ -26,7 +26,15 @@ from energyprof.ui.badges import (
     status_badge,
 )
 from energyprof.ui.bundles import bundle_download, import_section, origin_caption
-from energyprof.ui.counters import probe_table, show_counter, show_cross_check, show_measured
+from energyprof.ui.counters import (
+    health_cell,
+    probe_table,
+    show_counter,
+    show_cross_check,
+    show_health,
+    show_measured,
+    show_scope,
+)
 from energyprof.ui.data import (
     STORE_ERRORS,
     clear_caches,
@@ -99,7 +107,7 @@ __all__ = [
     "flash", "fmt_ci", "fmt_date", "fmt_energy", "fmt_power", "fmt_rate", "fmt_seconds", "get_store",
     "is_estimated", "is_measured_phase", "label", "launch", "live_job", "md_escape", "measured_badge",
     "page_setup", "param_widgets", "query_run_id", "query_run_ids", "replay_section", "replay_table", "run_link",
-    "probe_table", "run_views", "show_counter",
+    "probe_table", "run_views", "show_counter", "health_cell", "show_health", "show_scope",
     "show_cross_check", "show_flash", "show_measured", "source_label",
     "source_statuses", "status_badge", "store_error", "store_errors", "summary_of", "token_text_html",
     "trace_download", "workload_components",

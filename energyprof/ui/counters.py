@@ -1,5 +1,6 @@
 """How per-token figures are obtained, for the run and Power sources pages: the share of tokens measured, a
-counter's update period and quantum per component, and the second opinion of a cross-check source.
+counter's update period, quantum and health per component, what the totals cover, and the second opinion of a
+cross-check source.
 
 `*_table` and `*_sentence` are pure functions; `show_*` draw them (user-controlled text escaped)."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from energyprof.compare_table import health_cell  # noqa: F401 - the pages' name for it
 from energyprof.components import ordered
 from energyprof.summary import RunSummary
 from energyprof.ui.format import fmt_energy, md_escape
@@ -17,35 +19,58 @@ MEASURED_NOTE = ("measured: the counter difference across the token, which lasts
                  "period, or the source has no counter)")
 
 
+COUNTER_COLUMNS = ["Component", "Health", "Update period (ms)", "Quantum (mJ)", "Tokens measured (%)"]
+
+
 def counter_table(summary: RunSummary) -> pd.DataFrame:
-    """Per component of a counter source: update period (ms), quantum (mJ) and share of tokens measured (%)."""
+    """Per component of a counter source: its health (energyprof.analysis.counter_health), update period (ms), quantum
+    (mJ) and share of tokens measured (%)."""
     periods = summary.counter_update_period_s or {}
     quanta = summary.counter_quantum_mj or {}
     shares = summary.tokens_measured_share_by_component or {}
-    rows = [{"Component": c,
+    rows = [{"Component": c, "Health": summary.counter_health.get(c),
              "Update period (ms)": None if periods.get(c) is None else periods[c] * 1e3,
              "Quantum (mJ)": quanta.get(c),
              "Tokens measured (%)": None if shares.get(c) is None else shares[c] * 100}
             for c in ordered(periods)]
-    return pd.DataFrame(rows, columns=["Component", "Update period (ms)", "Quantum (mJ)", "Tokens measured (%)"])
+    return pd.DataFrame(rows, columns=COUNTER_COLUMNS)
+
+
+def show_health(summary: RunSummary) -> None:
+    """A warning per stalled or implausible counter (its energy is unknown: what was seen, what to do) and a note per
+    batched one (what is apportioned and smoothed)."""
+    for sentence in summary.health_warnings():
+        st.warning(md_escape(sentence), icon=":material/speed:")
+    for sentence in summary.batched_notes():
+        st.info(md_escape(sentence), icon=":material/timer:")
+
+
+def show_scope(summary: RunSummary) -> None:
+    """What the whole-system figures cover (the source's own sentence) and which components they lack."""
+    sentence = summary.total_sentence()
+    if sentence is not None:
+        st.caption(md_escape(sentence))
 
 
 def probe_table(doctor: dict) -> pd.DataFrame:
-    """Per counter source and component in `energyprof doctor --json`: update period (ms), quantum (mJ), read cost."""
+    """Per counter source and component in `energyprof doctor --json`: its health over the probe, update period (ms),
+    quantum (mJ), read cost."""
     rows = []
     for source in doctor.get("sources", []):
         counter = source.get("counter")
         if not counter:
             continue
+        health = source.get("health") or {}
         for comp in ordered(counter.get("components", {})):
             found = counter["components"][comp]
             period = found.get("update_period_s")
             rows.append({"Source": source["name"], "Component": comp,
+                         "Health": (health.get(comp) or {}).get("status"),
                          "Update period (ms)": None if period is None else period * 1e3,
                          "Quantum (mJ)": found.get("quantum_mj"), "Changes seen": found.get("changes"),
                          "One read (µs)": counter.get("read_us")})
-    return pd.DataFrame(rows, columns=["Source", "Component", "Update period (ms)", "Quantum (mJ)", "Changes seen",
-                                       "One read (µs)"])
+    return pd.DataFrame(rows, columns=["Source", "Component", "Health", "Update period (ms)", "Quantum (mJ)",
+                                       "Changes seen", "One read (µs)"])
 
 
 def counter_sentence(summary: RunSummary) -> str | None:

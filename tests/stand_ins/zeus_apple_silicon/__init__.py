@@ -27,6 +27,19 @@ Environment (read when a monitor is created):
   FAKE_IOREPORT_READ_LOG=PATH        append every read to this file, one JSON line [t_ns, {field: mJ}] (READS for
                                      a test that drives the monitor in another process)
 
+How these counters fail in the field (see energyprof.analysis.counter_health), each on request; times count from
+the moment this module was imported (the process's first use of the package):
+  FAKE_IOREPORT_STALL=cpu_total_mj   these fields stop moving FAKE_IOREPORT_STALL_S seconds in (default 0: never
+  FAKE_IOREPORT_STALL_S=0            move at all), as the "CPU Energy" channel does on macOS 27 betas (macmon #76,
+                                     mactop #82, stats #3621)
+  FAKE_IOREPORT_UPDATE_MS=2000 with FAKE_IOREPORT_GPU_UPDATE_MS=2000: every channel published in one batch every
+                                     2 s, as on M5 Max (lablup/all-smi #410, #415)
+  FAKE_IOREPORT_GPU_UNIT=nJ          the driver keeps "GPU Energy" in nJ (HardwareVisualizer #1977) and the package
+                                     converts it to integer mJ, as its contract says (floor of nJ / 10^6)
+  FAKE_IOREPORT_GPU_UNIT=nJ-raw      the same channel handed on in nJ without the conversion: 10^6 times too large
+  FAKE_IOREPORT_BACKWARDS=cpu_total_mj  these fields restart from 0 (a counter reset: it goes backwards)
+  FAKE_IOREPORT_BACKWARDS_S=0        ... this many seconds in
+
 The library promises nothing about threads, so two threads inside one monitor at once raise
 RuntimeError here (callers must serialise their reads). Counter values are a function of
 time.perf_counter_ns() (the job clock on the same host), so a test can compute what any read returned:
@@ -51,6 +64,9 @@ ORIGIN_MJ = 123_456_789
 """The counters' value at perf_counter_ns() == 0: "an unspecified point fixed over the lifetime of the monitor"."""
 READS: deque[tuple[int, dict[str, int | None]]] = deque(maxlen=100_000)
 """(perf_counter_ns() at the read, the scalar fields it returned), for tests."""
+IMPORTED_NS = time.perf_counter_ns()
+"""When this module was imported: the failure modes' clock starts here."""
+NJ_PER_MJ = 1_000_000
 
 _POWER_ENV = {"cpu_total_mj": ("FAKE_IOREPORT_CPU_W", 4.0), "gpu_mj": ("FAKE_IOREPORT_GPU_W", 8.0),
               "ane_mj": ("FAKE_IOREPORT_ANE_W", 0.0), "dram_mj": ("FAKE_IOREPORT_DRAM_W", 1.5),
@@ -78,10 +94,27 @@ def update_ns(field: str) -> int:
     return int(_env_float("FAKE_IOREPORT_UPDATE_MS", 1000.0) * 1e6)
 
 
+def _fields(name: str) -> set[str]:
+    return {f.strip() for f in os.environ.get(name, "").split(",") if f.strip()}
+
+
+def _since_import_ns(name: str) -> int:
+    return IMPORTED_NS + int(_env_float(name, 0.0) * 1e9)
+
+
 def counter_mj(field: str, t_ns: int) -> int:
-    """The integer mJ a read of `field` (a scalar one) returns at perf_counter_ns() == t_ns."""
+    """The integer mJ a read of `field` (a scalar one) returns at perf_counter_ns() == t_ns (failure modes included)."""
     period = update_ns(field)
     published = t_ns - t_ns % period if period > 0 else t_ns
+    if field in _fields("FAKE_IOREPORT_STALL"):
+        published = min(published, _since_import_ns("FAKE_IOREPORT_STALL_S"))
+    if field in _fields("FAKE_IOREPORT_BACKWARDS"):
+        reset = _since_import_ns("FAKE_IOREPORT_BACKWARDS_S")
+        if published >= reset:
+            return int(power_w(field) * (published - reset) / 1e6)
+    if field == "gpu_mj" and os.environ.get("FAKE_IOREPORT_GPU_UNIT", "").strip() in ("nJ", "nJ-raw"):
+        nanojoules = ORIGIN_MJ * NJ_PER_MJ + int(power_w(field) * published)  # W x ns = nJ
+        return nanojoules if os.environ["FAKE_IOREPORT_GPU_UNIT"].strip() == "nJ-raw" else nanojoules // NJ_PER_MJ
     return ORIGIN_MJ + int(power_w(field) * published / 1e6)
 
 
