@@ -1,5 +1,6 @@
-"""energyprof dashboard: `streamlit run app.py`. This file is the home page, Runs: every run in the database,
-filters, a link to each, importing a bundle, deletion of finished runs, the demo on an empty one.
+"""energyprof dashboard: `streamlit run app.py`. This file is the home page, Runs: every run in the database with the
+machine that made it, filters (also by machine), a link to each, importing a bundle, deletion of finished runs, the
+demo on an empty one (none of those three in read-only mode: energyprof.read_only).
 
 The other pages are pages/*.py (served at /run, /new, /compare, /sources); the list of pages and the shared
 sidebar are in energyprof/ui/nav.py, which every page calls first (`ui.page_setup`)."""
@@ -16,7 +17,11 @@ st.title("Runs")
 ui.show_flash()
 runs = store.list_runs()
 
+read_only = ui.is_read_only()
 if runs.empty:
+    if read_only:
+        st.info("No runs yet.")
+        st.stop()
     st.info("No runs yet. Start with a demo: the tiny built-in model (no download) generates a few tokens "
             "while the best available power source samples; it takes well under a minute.")
     if st.button("Run a demo profile", type="primary", key="demo"):
@@ -29,9 +34,11 @@ if runs.empty:
 
 summaries = [RunSummary.from_dict(s) for s in runs["summary"]]
 active = {r["id"]: ui.shown_status(r) for r in store.active_runs()}  # "running · not responding, …" from job_health
+machines = [ui.machine_name(label) for label in runs["machine_label"]]
 table = pd.DataFrame({
     "run": [f"run?run={i}" for i in runs["id"]],
     "kind": runs["kind"],
+    "machine": machines,
     "model": runs["model"],
     "runtime": runs["runtime"],
     "device": runs["device"],
@@ -48,10 +55,12 @@ table = pd.DataFrame({
     "date": pd.to_datetime(runs["created_at"], unit="s", utc=True).dt.tz_convert(None),
 })
 
-f1, f2, f3 = st.columns(3)
+f1, f2, f3, f4 = st.columns(4)
 status_pick = f1.multiselect("Status", sorted(runs["status"].dropna().unique()), key="f_status", placeholder="All")
 source_pick = f2.multiselect("Source", sorted(runs["source"].dropna().unique()), key="f_source", placeholder="All")
 model_pick = f3.multiselect("Model", sorted(runs["model"].dropna().unique()), key="f_model", placeholder="All")
+machine_pick = f4.multiselect("Machine", sorted(set(machines)), key="f_machine", placeholder="All",
+                              help="The machine that made each run (unknown machine: recorded before machines were)")
 keep = pd.Series(True, index=runs.index)
 if status_pick:
     keep &= runs["status"].isin(status_pick)
@@ -59,11 +68,14 @@ if source_pick:
     keep &= runs["source"].isin(source_pick)
 if model_pick:
     keep &= runs["model"].isin(model_pick)
+if machine_pick:
+    keep &= table["machine"].isin(machine_pick)
 shown = table[keep]
 
 st.dataframe(shown, hide_index=True, width="stretch", key="runs_table", column_config={
     "run": st.column_config.LinkColumn("Run", display_text=r"run\?run=(\d+)", help="Open the run"),
     "kind": st.column_config.TextColumn("Kind"),
+    "machine": st.column_config.TextColumn("Machine", help="The machine that made the run"),
     "model": st.column_config.TextColumn("Model"),
     "runtime": st.column_config.TextColumn("Runtime", help="transformers (PyTorch) or mlx (mlx-lm) for a model loaded "
                                            "here, endpoint for a server; auto while a run has not loaded its model"),
@@ -91,6 +103,8 @@ with c1:
 with c2:
     st.page_link(ui.COMPARE_PAGE, label="Compare runs", icon=":material/compare_arrows:")
 
+if read_only:
+    st.stop()
 ui.import_section(store)
 
 with st.expander("Delete a run"):
@@ -107,12 +121,12 @@ with st.expander("Delete a run"):
             st.warning(f"Delete run #{pending} and everything recorded for it? This cannot be undone.")
             yes, no = st.columns(2)
             if yes.button("Yes, delete it", type="primary", key="delete_yes"):
-                with ui.store_errors(store.path):
-                    deleted = store.delete_run(pending)
+                deleted = ui.delete_run(store, pending)
                 st.session_state.pop("confirm_delete", None)
-                ui.clear_caches()
-                ui.flash(f"Run #{pending} deleted." if deleted else f"Run #{pending} was not deleted (still running?).")
-                st.rerun()
+                if deleted is not None:
+                    ui.flash(f"Run #{pending} deleted." if deleted else
+                             f"Run #{pending} was not deleted (still running?).")
+                    st.rerun()
             if no.button("Keep it", key="delete_no"):
                 st.session_state.pop("confirm_delete", None)
                 st.rerun()

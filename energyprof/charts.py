@@ -591,3 +591,37 @@ def sweep_machines(machines: pd.DataFrame, measure: str = "j_per_token", *, esti
     what = "energy per decode token" if measure == "j_per_token" else "decode speed"
     return alt.layer(*layers).properties(title=title(f"Machines side by side: {what}", estimated),
                                          height=alt.Step(14))
+
+
+PROVENANCE_COLORS = {"measured": "#54a24b", "apportioned": "#8e6bbf", "estimated": "#f58518", "unknown": "#bab0ac"}
+"""One colour per provenance label (energyprof.provenance): the same in every flow chart."""
+FLOW_ROW_PX = 44
+FLOW_LABEL_SHARE = 0.12
+"""A flow band narrower than this share of the whole gets no text label (its tooltip and the table have it)."""
+
+
+def energy_flow(drawn: pd.DataFrame, *, estimated: bool = False) -> alt.LayerChart | alt.Chart:
+    """Where the energy went, as an icicle: one row per level (the whole run, idle baseline vs workload, components,
+    phases, layer kinds), each band as wide as its energy inside its parent, coloured by how its figure was obtained
+    (EnergyFlow.drawn() from energyprof.flow)."""
+    if drawn.empty:
+        return _empty(title("No energy flow for this run", estimated))
+    data = drawn.head(MAX_ROWS).copy()
+    whole = float(data["x1"].max()) or 1.0
+    data["label"] = [f"{n} · {e:.3g} J" if (x1 - x0) / whole >= FLOW_LABEL_SHARE else ""
+                     for n, e, x0, x1 in zip(data["name"], data["energy_j"], data["x0"], data["x1"], strict=True)]
+    data["mid"] = (data["x0"] + data["x1"]) / 2
+    levels = list(dict.fromkeys(data["level"]))
+    present = [p for p in PROVENANCE_COLORS if p in set(data["provenance"])]
+    y = alt.Y("level:N", title=None, sort=levels, axis=alt.Axis(labelLimit=160))
+    bands = alt.Chart(data).mark_rect(stroke="white", strokeWidth=1.5).encode(
+        x=alt.X("x0:Q", title="Energy (J)", scale=alt.Scale(domain=[0, whole], nice=False)), x2="x1:Q", y=y,
+        color=alt.Color("provenance:N", title="How it was obtained",
+                        scale=alt.Scale(domain=present, range=[PROVENANCE_COLORS[p] for p in present])),
+        tooltip=[alt.Tooltip("band:N", title="Band"), alt.Tooltip("energy_j:Q", title="Energy (J)", format=".4g"),
+                 alt.Tooltip("share_pct:Q", title="Share of the whole (%)", format=".3g"),
+                 alt.Tooltip("provenance:N", title="How"), alt.Tooltip("note:N", title="Note")])
+    text = alt.Chart(data).mark_text(fontSize=11, color="white", clip=True).encode(
+        x="mid:Q", y=y, text="label:N")
+    return alt.layer(bands, text).properties(title=title("Where the energy went (J)", estimated),
+                                             height=FLOW_ROW_PX * len(levels))

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "import_capture",
     "import_bundle",
     "export",
+    "report",
     "profile",
     "sweep",
     "job",

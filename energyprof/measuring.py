@@ -22,6 +22,7 @@ import numpy as np
 
 from energyprof.analysis.attribution import attribute_intervals, whole_system_mj
 from energyprof.components import lacking
+from energyprof.machine import this_machine
 from energyprof.power import registry
 from energyprof.power.base import PolledSource, PowerSource, PowerWindow, Scope, now_ns
 from energyprof.power.sampler import Sampler
@@ -161,7 +162,9 @@ class Measurement:
                           label=self.label, resolution=self._resolution, block_t0_ns=self._t0_ns,
                           block_t1_ns=self._t1_ns, scope=self.scope.text if self.scope else None,
                           scope_package_includes_dram=self.scope.package_includes_dram if self.scope else None,
-                          total_lacks=lacking(self.energy_j) if self.total_j is not None else [], **fields)
+                          total_lacks=lacking(self.energy_j) if self.total_j is not None else [],
+                          machine=this_machine(self._sampler.source if self._sampler is not None else self.source),
+                          **fields)
 
     def _require_done(self) -> None:
         if self._t1_ns is None:

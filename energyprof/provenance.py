@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -99,6 +99,12 @@ def whole_system_provenance(by_component: Mapping[str, np.ndarray]) -> np.ndarra
     for aggregate in AGGREGATE_COMPONENTS & ranks.keys():
         whole = np.where(ranks[aggregate] > 0, np.maximum(ranks[aggregate], extra), whole)
     return _ORDER[whole]
+
+
+def worst_provenance(labels: Iterable[str | None]) -> Provenance:
+    """The label of a sum of parts: as good as its worst known part (unknown when no part is known)."""
+    ranks = _ranks(np.array([label or UNKNOWN for label in labels], dtype=object))
+    return _ORDER[int(ranks.max())] if ranks.size else UNKNOWN  # type: ignore[return-value]
 
 
 def measured_share(labels: np.ndarray) -> float | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from energyprof.analysis.counter_health import BATCHED, UNTRUSTED, ComponentHealth
 from energyprof.components import ordered, whole_system
+from energyprof.machine import UNKNOWN_MACHINE, Machine
 from energyprof.provenance import Provenance, source_provenance
 from energyprof.textsafe import terminal_text
 from energyprof.units import finite_or_none
@@ -129,6 +130,8 @@ class RunSummary:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     power_incomplete: bool = False
+    machine: Machine | None = None
+    """The machine that made the run (energyprof.machine); None for runs written before machines were recorded."""
     # -- the power source
     source: str | None = None
     measured: bool | None = None
@@ -344,6 +347,11 @@ class RunSummary:
     @property
     def provenance(self) -> Provenance:
         return source_provenance(self.source, self.measured)
+
+    @property
+    def machine_name(self) -> str:
+        """The machine's label, or "unknown machine" (a run written before machines were recorded)."""
+        return self.machine.name if self.machine is not None else UNKNOWN_MACHINE
 
     @property
     def estimated(self) -> bool:
@@ -570,6 +578,8 @@ def _shaped(value: Any, hint: Any) -> Any:
     text = str(hint)
     if value is None:
         return None if "None" in text else _DROP
+    if "Machine" in text:
+        return Machine.from_value(value) or _DROP
     if "ProcessCpu" in text:
         if not isinstance(value, list):
             return _DROP

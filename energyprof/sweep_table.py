@@ -25,10 +25,11 @@ COLUMNS: tuple[str, ...] = (
     "prompt_tokens", "max_new_tokens", "source", "estimated", "repeats", "new_tokens", "j_per_token",
     "j_per_token_ci95", "prefill_j_per_token", "prefill_j_per_token_ci95", "tokens_per_s", "tokens_per_j",
     "wh_per_1000_tokens", "g_co2e_per_1000_tokens", "grid_g_co2e_per_kwh", "peak_memory_mb", "target_ci_met",
-    "ci_pct", "disturbed", "label")
+    "ci_pct", "disturbed", "label", "machine_id")
 """A sweep row: the point's values, then its run's figures (decode J/token and its units unless named prefill;
 new_tokens per repeat, every sequence counted; machine: the Ray node or other machine that ran it, None for this
-one; runtime: the one the run used, else the one asked for; label: the point for people)."""
+one; machine_id: its hashed id, energyprof.machine; runtime: the one the run used, else the one asked for; label:
+the point for people)."""
 MACHINE_COLUMNS: tuple[str, ...] = ("label", "point", "machine", "source", "estimated", "status", "run_id",
                                     "j_per_token", "j_per_token_ci95", "tokens_per_s")
 """A replicated sweep's machine × configuration rows (long form: one per point and machine)."""
@@ -97,10 +98,14 @@ def replicated(sweep: dict[str, Any]) -> bool:
 
 def machine_of(run: dict[str, Any]) -> str | None:
     """The machine that made a run, for people: the Ray node (its name, and its address when the name is not it),
-    else the machine id a bundle brought; None for a run made here."""
+    else the machine its summary names (energyprof.machine), else the machine id a bundle brought; None when the
+    run names none (a run recorded before machines were)."""
     name, ip = run.get("ray_node_name"), run.get("ray_node_ip")
     if name or ip:
         return f"{name} ({ip})" if name and ip and name != ip else str(name or ip)
+    machine = RunSummary.from_dict(run.get("summary")).machine
+    if machine is not None and machine.label:
+        return machine.label
     if run.get("origin_machine_id"):
         return f"machine {str(run['origin_machine_id'])[:12]}"
     return None
@@ -127,7 +132,8 @@ def _row(index: int, values: dict[str, Any], run: dict[str, Any] | None) -> dict
         "prefill_j_per_token": prefill.mean, "prefill_j_per_token_ci95": prefill.ci95,
         "tokens_per_s": s.tokens_per_s, "tokens_per_j": q.tokens_per_j, "wh_per_1000_tokens": q.wh_per_1000_tokens,
         "g_co2e_per_1000_tokens": q.g_co2e_per_1000_tokens, "grid_g_co2e_per_kwh": q.grid_g_per_kwh,
-        "target_ci_met": s.target_ci_met, "ci_pct": s.ci_pct, "disturbed": s.disturbed})
+        "target_ci_met": s.target_ci_met, "ci_pct": s.ci_pct, "disturbed": s.disturbed,
+        "machine_id": s.machine.machine_id if s.machine else None})
     return row
 
 

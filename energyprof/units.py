@@ -8,6 +8,7 @@ from typing import Any
 NS_PER_S = 1_000_000_000
 MJ_PER_J = 1_000.0
 J_PER_WH = 3_600.0
+J_PER_KWH = 3_600_000.0
 BYTES_PER_MB = 1_000_000
 
 
@@ -17,6 +18,10 @@ def mj_to_j(mj: float | None) -> float | None:
 
 def j_to_mj(j: float | None) -> float | None:
     return None if j is None else j * MJ_PER_J
+
+
+def j_to_kwh(j: float | None) -> float | None:
+    return None if j is None else j / J_PER_KWH
 
 
 def ns_to_s(ns: float | None) -> float | None:

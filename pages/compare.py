@@ -1,11 +1,15 @@
-"""Compare two or more runs (also `?runs=1,2`): J/token with CI, tokens/s, batch, TTFT, share of tokens measured,
-counter health and what each whole-system figure lacks, mean power per component, layers and replayed layers."""
+"""Compare two or more runs (also `?runs=1,2`), also runs made on different machines: the machine, its memory and the
+source scope beside J/token with CI, tokens/s, batch, TTFT, share of tokens measured, counter health and what each
+whole-system figure lacks, mean power per component, layers and replayed layers (energyprof.compare_table)."""
+
+from functools import partial
 
 import pandas as pd
 import streamlit as st
 
 from energyprof import charts, ui
-from energyprof.analysis.quoted import quote_summary
+from energyprof.compare_table import compare
+from energyprof.report import compare_report
 
 store = ui.page_setup("Compare")
 st.title("Compare runs")
@@ -17,7 +21,7 @@ if runs.empty:
     st.stop()
 
 names = {int(r.id): " · ".join([f"#{r.id} {r.model}", *(str(v) for v in (r.device, r.dtype) if not pd.isna(v)),
-                                  r.status]) for r in runs.itertuples()}
+                                  ui.machine_name(r.machine_label), r.status]) for r in runs.itertuples()}
 """A run's name in the picker: what it has (an endpoint run has no dtype: none shown, never "nan")."""
 wanted = ui.query_run_ids("runs")
 if "compare_pick" not in st.session_state:
@@ -30,36 +34,18 @@ if len(picked) < 2:
 
 chosen = [store.get_run(i) for i in picked]
 chosen = [r for r in chosen if r is not None]
-est = any(ui.is_estimated(r) for r in chosen)
-rows, jpt, power, layers, replays = [], [], [], [], {}
-for run in chosen:
-    s = ui.summary_of(run)
-    tag = f"#{run['id']} {run.get('model')}"
-    rows.append({"run": tag, "runtime": s.runtime or "—", "device": run.get("device") or "—",
-                 "dtype": run.get("dtype") or "—",
-                 "source": ui.source_label(run.get("source"), run.get("measured")), "status": run["status"],
-                 "J/token prefill": ui.fmt_ci(s.per_token("prefill")),
-                 "J/token decode": ui.fmt_ci(s.per_token("decode")), "tokens/s": s.tokens_per_s,
-                 "batch": s.batch or 1, "TTFT": ui.fmt_ci(s.ttft_s, "s") if s.ttft_s is not None else "—",
-                 "tokens measured": None if s.tokens_measured_share is None else 100 * s.tokens_measured_share,
-                 "Wh/1k tokens": quote_summary(s).wh_per_1000_tokens,
-                 "mean W": s.mean_total_w, "net energy J": s.net_total_j, "peak memory MB": s.peak_memory_mb,
-                 "counters": ui.health_cell(s), "whole system lacks": ", ".join(s.total_lacks) or None,
-                 "notes": s.notes(bool(run.get("power_incomplete")))})
-    for phase in ("prefill", "decode"):
-        stat = s.per_token(phase)
-        jpt.append({"run": tag, "phase": phase, "mean": stat.mean, "ci95": stat.ci95})
-    for comp, watts in s.mean_w.items():
-        power.append({"run": tag, "component": comp, "mean_w": watts})
-    summary = store.layer_summary(run["id"])
-    if not summary.empty:
-        per_layer = charts.whole_system(summary, ["name", "position"], ["energy_j"])
-        tokens = max(1, s.tokens_total or 1)
-        per_layer["energy_j"] = per_layer["energy_j"] / tokens
-        layers.append(per_layer.rename(columns={"name": "layer"}).assign(run=tag))
-    replays[tag] = store.layer_replay(run["id"])
-
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="compare_table", column_config={
+data = compare(store, chosen)
+est = data.estimated
+if data.machines > 1:
+    st.caption(f"These runs were made on {data.machines} machines: read J/token and power next to each run's "
+               "machine and source scope (what its figures cover; a GPU board is not a whole SoC).")
+st.dataframe(data.rows, hide_index=True, width="stretch", key="compare_table", column_config={
+    "machine": st.column_config.TextColumn("Machine", help="The machine that made the run (unknown machine: a run "
+                                           "recorded before machines were)"),
+    "machine id": st.column_config.TextColumn("Machine id", help="A hash of the machine's identifier: the same "
+                                              "machine always has the same id"),
+    "memory GB": st.column_config.NumberColumn("Memory", format="%.0f GB", help="The machine's memory"),
+    "source scope": st.column_config.TextColumn("Source scope", help="What the power source's figures cover"),
     "tokens/s": st.column_config.NumberColumn("Tokens/s", format="%.3g"),
     "TTFT": st.column_config.TextColumn("TTFT", help="Time to first token (endpoint runs): mean ± 95% CI"),
     "tokens measured": st.column_config.NumberColumn(
@@ -81,19 +67,25 @@ if est:
                "estimated figures only with figures from the same source.")
 left, right = st.columns(2)
 with left:
-    ui.chart(charts.compare_j_per_token(pd.DataFrame(jpt), estimated=est, phase="decode"), key="chart_jpt_decode")
+    ui.chart(charts.compare_j_per_token(data.j_per_token, estimated=est, phase="decode"), key="chart_jpt_decode")
 with right:
-    ui.chart(charts.compare_j_per_token(pd.DataFrame(jpt), estimated=est, phase="prefill"),
+    ui.chart(charts.compare_j_per_token(data.j_per_token, estimated=est, phase="prefill"),
              key="chart_jpt_prefill")
 left, right = st.columns(2)
 with left:
-    ui.chart(charts.compare_power(pd.DataFrame(power), estimated=est), key="chart_compare_power")
+    ui.chart(charts.compare_power(data.power, estimated=est), key="chart_compare_power")
 with right:
-    if layers:
-        ui.chart(charts.compare_layers(pd.concat(layers, ignore_index=True), estimated=est,
+    if data.layers:
+        ui.chart(charts.compare_layers(pd.concat(data.layers, ignore_index=True), estimated=est,
                                        measure="Energy per layer per generated token (J)"),
                  key="chart_compare_layers")
     else:
         st.caption("None of these runs profiled layers.")
-ui.compare_replays(replays, est)
-ui.bundle_download(store, run_ids=[r["id"] for r in chosen], runs=chosen, label="⬇ These runs as a bundle (SQLite)")
+ui.compare_replays(data.replays, est)
+d1, d2 = st.columns(2)
+with d1:
+    ui.report_download(partial(compare_report, store, [r["id"] for r in chosen]),
+                       f"energyprof-compare-{'-'.join(str(r['id']) for r in chosen)}.html", "dl-report-compare")
+with d2:
+    ui.bundle_download(store, run_ids=[r["id"] for r in chosen], runs=chosen,
+                       label="⬇ These runs as a bundle (SQLite)")

@@ -1,5 +1,6 @@
 """New profile: every engine option in one form; launch returns at once and the job's progress shows live. The
-Sweep tab launches a sweep (lists for the sweepable options; optionally on a Ray cluster) and opens its page."""
+Sweep tab launches a sweep (lists for the sweepable options; optionally on a Ray cluster) and opens its page. In
+read-only mode: the running job's progress only (energyprof.read_only)."""
 
 import streamlit as st
 
@@ -36,6 +37,10 @@ elif last is not None:
                      f"{ui.md_escape(ui.run_error(finished) or 'no reason was recorded.')}")
         ui.run_link(int(last), f"Open run #{last}")
 
+if ui.is_read_only():
+    st.info("This dashboard is read-only: profiles and sweeps are launched on the machine itself "
+            "(`energyprof profile`, or the dashboard started without ENERGYPROF_READ_ONLY).", icon=":material/lock:")
+    st.stop()
 statuses, auto = ui.source_statuses()
 available = tuple(s.name for s in statuses if s.available)
 one, many = st.tabs(["One profile", "Sweep"])

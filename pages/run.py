@@ -1,10 +1,14 @@
-"""Run detail (`?run=N`): headline figures, power over time, per-token and per-layer energy, text, downloads."""
+"""Run detail (`?run=N`): headline figures, power over time, where the energy went, per-token and per-layer energy,
+text, the machine, downloads (CSV, trace, the HTML report)."""
+
+from functools import partial
 
 import pandas as pd
 import streamlit as st
 
 from energyprof import charts, ui
-from energyprof.components import whole_system
+from energyprof.report import run_report
+from energyprof.run_views import headline, trusted_totals
 from energyprof.runner.jobs import RUN, job_health
 from energyprof.spec.params import not_in_mode
 from energyprof.store import ACTIVE_STATUSES
@@ -35,6 +39,8 @@ facts = [f"source **{ui.md_escape(run.get('source') or '—')}**", ui.md_escape(
 facts += [f"runtime **{ui.md_escape(summary.runtime)}**"] if summary.runtime and summary.endpoint is None else []
 facts += [f"{name} **{ui.md_escape(run[name])}**" for name in ("device", "dtype") if run.get(name)]
 facts += ui.endpoint_facts(summary)
+machine = summary.machine_name if summary.machine else ui.machine_name(run.get("machine_label"))  # running: the row
+facts.append(f"machine **{ui.md_escape(machine)}**")
 state = "not responding" if run["status"] in ACTIVE_STATUSES and job_health(run).state == "not responding" else \
     run["status"]
 st.markdown(f"{ui.status_badge(state)} {ui.measured_badge(run)} " + " · ".join(
@@ -72,18 +78,10 @@ repeat = st.selectbox("Repeat shown per token and per layer", list(range(repeats
                       format_func=lambda r: f"repeat {r + 1} of {repeats}") if repeats > 1 else 0
 views = ui.run_views(store, run, repeat)
 tokens, layers, totals = views["tokens"], views["layers"], views["totals"]
-if unknown and not totals.empty:  # the raw windows of a stalled or implausible counter are no figure
-    totals = totals.assign(**{col: totals[col].where(~totals["component"].isin(unknown))
-                              for col in ("energy_j", "mean_w")})
-profiled = not views["steps"].empty
-by_component = {col: dict(zip(totals["component"], totals[col], strict=True)) if not totals.empty else {}
-                for col in ("energy_j", "mean_w")}
-gross = summary.gross_total_j if summary.gross_total_j is not None else whole_system(by_component["energy_j"])
-mean_w = summary.mean_total_w if summary.mean_total_w is not None else whole_system(by_component["mean_w"])
+totals = trusted_totals(summary, totals)  # the raw windows of a stalled or implausible counter are no figure
+head = headline(summary, views)
+profiled, gross, mean_w, peak_w, duration = head.profiled, head.gross_j, head.mean_w, head.peak_w, head.duration_s
 timeline = views["timeline"]
-peak_w = summary.peak_total_w if summary.peak_total_w is not None or timeline.empty else \
-    whole_system(timeline.groupby("component")["peak_w"].max().to_dict())
-duration = summary.duration_s or (totals["seconds"].max() if not totals.empty else None)
 
 lacks = f" (without {', '.join(summary.total_lacks)})" if summary.total_lacks else ""
 top = st.columns(4)
@@ -155,6 +153,7 @@ with right:
                      hide_index=True, width="stretch", key="table_components")
     ui.show_counter(summary)
 ui.show_cross_check(summary)
+ui.flow_section(views.get("flow"), est)
 
 if profiled:
     per_step = ui.per_step_label(summary)
@@ -211,7 +210,8 @@ with st.expander("Parameters"):
         params = {k: v for k, v in params.items() if k not in not_in_mode("endpoint")}
     st.dataframe(pd.DataFrame({"parameter": list(params), "value": [str(v) for v in params.values()]}),
                  hide_index=True, width="stretch", key="table_params")
-d1, d2, d3, d4 = st.columns(4)
+ui.machine_section(summary.machine, key="table_machine")
+d1, d2, d3, d4, d5 = st.columns(5)
 with d1:
     ui.csv_download(store, run["id"], "samples", "Power samples")
 with d2:
@@ -220,3 +220,6 @@ with d3:
     ui.trace_download(store, run["id"])
 with d4:
     ui.bundle_download(store, run_ids=[run["id"]], runs=[run])
+with d5:
+    ui.report_download(partial(run_report, store, run["id"]), f"energyprof-run{run['id']}.html",
+                       f"dl-report-{run['id']}")

@@ -1,4 +1,5 @@
-"""Power sources: what each says about this machine (`doctor`), powermetrics setup, a test sample, capture upload."""
+"""Power sources: what each says about this machine (`doctor`), powermetrics setup, a test sample, capture upload
+(the probe, the sample and the upload not in read-only mode: energyprof.read_only)."""
 
 import getpass
 import json
@@ -66,7 +67,11 @@ st.subheader("Counter timing")
 st.caption("A counter source (ioreport, nvml, rapl) is read at every token boundary; a token is *measured* when it "
            "lasts at least the counter's update period, else time-apportioned. Probing polls each available counter "
            "for about a second (the same as `energyprof doctor`); every run probes its own counter again.")
-if st.button("Probe the counters", key="probe"):
+read_only = ui.is_read_only()
+if read_only:
+    st.caption("Read-only dashboard: probing the counters, test samples and imports run on the machine itself "
+               "(`energyprof doctor`, `energyprof sample`, `energyprof import-powermetrics`).")
+if not read_only and st.button("Probe the counters", key="probe") and not ui.refused("probe the counters"):
     with st.spinner("Probing…"):
         doctor, error = energyprof_cli(["doctor", "--json", "--probe-seconds", str(PROBE_S)], PROBE_TIMEOUT_S)
     if error:
@@ -105,12 +110,14 @@ st.code("sudo scripts/setup_powermetrics.sh              # install the rule\n"
         "scripts/setup_powermetrics.sh --print           # show the rule, install nothing\n"
         "sudo scripts/setup_powermetrics.sh --uninstall  # remove it", language="bash")
 
+if read_only:
+    st.stop()
 st.subheader("Test sample")
 usable = [s.name for s in statuses if s.available]
 c1, c2 = st.columns(2)
 pick = c1.selectbox("Source", ["auto", *usable], key="sample_source")
 seconds = c2.number_input("Seconds", 1, 30, 3, key="sample_seconds")
-if st.button("Record a test sample", key="sample"):
+if st.button("Record a test sample", key="sample") and not ui.refused("record a test sample"):
     with st.spinner(f"Recording {seconds} s…"):
         result, error = energyprof_cli(["sample", "--seconds", str(seconds), "--json", "--db", str(store.path),
                                         "--source", pick], seconds + SAMPLE_TIMEOUT_PAD_S)
@@ -124,7 +131,7 @@ st.subheader("Import a powermetrics recording")
 st.caption("Recorded elsewhere with e.g. `sudo powermetrics -f plist --samplers cpu_power,gpu_power,thermal "
            "-i 100 -o capture.plist`; plist or text output. It becomes a `capture` run.")
 upload = st.file_uploader("powermetrics capture", key="capture")
-if upload is not None and st.button("Import", key="import"):
+if upload is not None and st.button("Import", key="import") and not ui.refused("import an upload"):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "capture"
         path.write_bytes(upload.getvalue())

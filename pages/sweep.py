@@ -1,7 +1,8 @@
 """Sweeps (`?sweep=ID`): J/token against batch size and against prompt length (decode and prefill, with 95% CIs),
 decode speed against energy with the Pareto front, the table (with the machine that ran each point) and its CSV, a
-bundle of its runs; for a sweep replicated on every Ray node, a machine × configuration table and charts; while it
-runs, the point being measured (the quiet live view; on Ray, each task's node and phase) and a cancel button.
+bundle of its runs, the HTML report; for a sweep replicated on every Ray node, a machine × configuration table and
+charts; while it runs, the point being measured (the quiet live view; on Ray, each task's node and phase) and a cancel
+button (not in read-only mode).
 Without an id: every sweep, to pick one."""
 
 from functools import partial
@@ -11,6 +12,7 @@ import streamlit as st
 
 from energyprof import charts, ui
 from energyprof.analysis.quoted import grid_label
+from energyprof.report import sweep_report
 from energyprof.runner import jobs
 from energyprof.spec.ray_cluster import RaySettings
 from energyprof.spec.sweep import SweepSpec, describe, sweep_id_error
@@ -113,7 +115,7 @@ def sweep_progress(sweep_id: str, total: int, done: int) -> None:
             ui.live_job_body(active["id"], cancel=False)
         else:
             st.caption("Starting the next point…")
-    if st.button("Cancel sweep", key=f"cancel-sweep-{sweep_id}", type="secondary"):
+    if not ui.is_read_only() and st.button("Cancel sweep", key=f"cancel-sweep-{sweep_id}", type="secondary"):
         ui.cancel_job(store, jobs.SWEEP, sweep_id)
 
 
@@ -181,7 +183,8 @@ st.dataframe(table[shown], hide_index=True, width="stretch", key="table_points",
     "max_new_tokens": st.column_config.NumberColumn("Max new tokens", format="%d"),
     "repeats": st.column_config.NumberColumn("Repeats", format="%d"),
     "error": st.column_config.TextColumn("Error"),
-    "machine": st.column_config.TextColumn("Machine", help="The Ray node that ran the point (empty: this machine)"),
+    "machine": st.column_config.TextColumn("Machine", help="The Ray node or the machine that ran the point (empty: "
+                                           "a run recorded before machines were)"),
     "new_tokens": st.column_config.NumberColumn("New tokens", help="Per repeat, every sequence of the batch"),
     "j_per_token": st.column_config.NumberColumn("J/token (decode)", format="%.4g J"),
     "j_per_token_ci95": st.column_config.NumberColumn("95% CI ±", format="%.2g J"),
@@ -203,7 +206,7 @@ st.dataframe(table[shown], hide_index=True, width="stretch", key="table_points",
 })
 if not grid.empty:
     st.caption(ui.md_escape(f"CO2e {grid_label(float(grid.iloc[0]))}."))
-dl_csv, dl_bundle = st.columns(2)
+dl_csv, dl_bundle, dl_report = st.columns(3)
 dl_csv.download_button("⬇ Sweep table (CSV)", data=partial(sweep_csv, store, sweep_id),
                        file_name=f"energyprof-sweep-{sweep_id}.csv", mime="text/csv", on_click="ignore",
                        key=f"dl-sweep-{sweep_id}")
@@ -212,3 +215,6 @@ with dl_bundle:
         st.caption("The bundle download appears when the sweep has finished.")
     else:
         ui.bundle_download(store, sweep_id=sweep_id, label="⬇ Sweep as a bundle (SQLite)")
+with dl_report:
+    ui.report_download(partial(sweep_report, store, sweep_id), f"energyprof-sweep-{sweep_id}.html",
+                       f"dl-report-sweep-{sweep_id}")

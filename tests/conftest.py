@@ -64,3 +64,13 @@ def mlx_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("mlx-models")
     return {"q4": save_quantised_tiny(root / "tiny-4bit"), "hf": save_hf_llama(root / "tiny-hf")}
+
+
+@pytest.fixture(scope="session")
+def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """A real profile run with a hostile model name and prompt (tests/sharing_runs.py), in its own database, made
+    once for the tests that read it (flow, report)."""
+    from sharing_runs import hostile_profile
+
+    db = tmp_path_factory.mktemp("hostile") / "energyprof.sqlite3"
+    return db, hostile_profile(db)

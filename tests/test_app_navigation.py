@@ -21,11 +21,14 @@ ALLOWED = ("energyprof.ui", "energyprof.charts", "energyprof.runner.jobs", "ener
            "energyprof.components", "energyprof.provenance", "energyprof.units", "streamlit", "pandas", "altair",
            "energyprof.spec.sweep", "energyprof.analysis.precision", "energyprof.analysis.quoted",
            "energyprof.sweep_table", "energyprof.spec.ray_cluster", "energyprof.redact", "energyprof.textsafe",
-           "energyprof.spec.replay_plan", "energyprof.runtimes.choice")
+           "energyprof.spec.replay_plan", "energyprof.runtimes.choice", "energyprof.compare_table",
+           "energyprof.run_views", "energyprof.flow", "energyprof.machine", "energyprof.read_only",
+           "energyprof.formatting", "energyprof.token_html", "energyprof.report")
 """What the dashboard may import: no torch, no transformers (energyprof.spec.params: the parameter table;
 sweep_spec: a sweep's grid; precision: the target CI's rule; errors: the one sentence-maker; spec.ray_cluster: a
 Ray address checked, without Ray; redact: the secret scrubber; textsafe: outside text made inert; replay_plan: what
-a replay will do; runtimes.choice: whether mlx is installed, without importing it)."""
+a replay will do; runtimes.choice: whether mlx is installed, without importing it; report: the HTML reports, built
+from the same reads)."""
 
 
 def test_pages_folder_layout() -> None:

@@ -55,7 +55,7 @@ def test_profile_run_metrics_charts_and_downloads(store: Store) -> None:
     found = charts_by_title(at)
     assert set(found) == {"Power per component over time (W)", "Energy per component (J)", "Energy per token (J)",
                           "Cumulative energy (J)", "Energy per layer (J), largest first",
-                          "Energy per layer and token step (J)"}
+                          "Energy per layer and token step (J)", "Where the energy went (J)"}
     assert all(c["rows"] <= charts.MAX_ROWS for c in found.values())
     assert found["Energy per token (J)"]["rows"] == 40
     assert found["Energy per layer (J), largest first"]["rows"] == 10
@@ -69,7 +69,7 @@ def test_profile_run_metrics_charts_and_downloads(store: Store) -> None:
     assert timeline["layer"][2]["encoding"]["y"]["title"] == "Power (W)"
 
     labels = [b.label for b in at.get("download_button")]
-    for what in ("Tokens", "Layers", "Every layer call", "Power samples", "Summary", "Perfetto trace"):
+    for what in ("Tokens", "Layers", "Every layer call", "Power samples", "Summary", "Perfetto trace", "Report"):
         assert any(label.startswith(f"⬇ {what}") for label in labels), what
     assert {d.proto.id.rsplit("-", 2)[-2] for d in at.get("download_button")} >= {
         "tokens", "layers", "calls", "samples", "summary", "trace"}
@@ -151,7 +151,8 @@ def test_sample_run_shows_only_power(store: Store) -> None:
     assert set(charts_by_title(at)) == {"Power per component over time (W)", "Energy per component (J)"}
     assert set(metrics(at)) == {"Gross energy", "Mean power", "Peak power", "Duration"}
     labels = [b.label for b in at.get("download_button")]
-    assert len(labels) == 4 and labels[-1] == "⬇ Bundle (SQLite)" and not at.html
+    assert len(labels) == 5 and "⬇ Bundle (SQLite)" in labels and not at.html  # samples, summary, trace, bundle,
+    assert labels[-1].startswith("⬇ Report (HTML")  # and the report
 
 
 def test_repeats_pick_one_repeat(store: Store) -> None:

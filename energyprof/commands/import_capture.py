@@ -8,6 +8,7 @@ from typing import Any
 
 from energyprof.commands.args import add_db_option, add_json_option, fail, print_json
 from energyprof.commands.sample import open_store
+from energyprof.machine import capture_machine
 from energyprof.power.powermetrics import SCOPE as POWERMETRICS_SCOPE
 from energyprof.power.powermetrics_parse import Capture, PowermetricsParseError, macos_version, read_capture
 from energyprof.power.summary import format_summary, summarise_windows
@@ -69,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     run_id = store.create_run("capture", source="powermetrics", measured=True, params=params(path, capture),
                               owned=True)
     summary = summarise_windows(windows, scope=POWERMETRICS_SCOPE, run_id=run_id, kind="capture", status="done",
-                                source="powermetrics", measured=True, samples_skipped=capture.skipped)
+                                source="powermetrics", measured=True, samples_skipped=capture.skipped,
+                                machine=capture_machine(capture.hw_model, capture.os_build,
+                                                        macos_version(capture.os_build), POWERMETRICS_SCOPE.text))
     try:
         store.update_run(run_id, clock_t0_ns=0, samples_skipped=capture.skipped)
         store.add_power_windows(run_id, windows)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 from energyprof.commands.args import add_db_option, add_json_option, fail, float_range, int_range, print_json
 from energyprof.errors import ControlFlow
+from energyprof.machine import this_machine
 from energyprof.power.base import NullSource, PowerSource, PowerSourceError, now_ns
 from energyprof.power.registry import AUTO, SOURCE_NAMES, resolve_source, source_status
 from energyprof.power.sampler import Sampler
@@ -115,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
     skipped = source.skipped
     summary = summarise_windows(recorder.windows, source.components(), source.scope(), run_id=run_id, kind="sample",
                                 status=status, error=error, source=source.name, measured=source.measured,
-                                interval_ms=interval_ms, samples_skipped=skipped, power_incomplete=error is not None)
+                                interval_ms=interval_ms, samples_skipped=skipped, power_incomplete=error is not None,
+                                machine=this_machine(source))
     store.update_run(run_id, samples_skipped=skipped, power_incomplete=int(error is not None))
     store.finish_run(run_id, status, error=error, summary=summary.to_dict())
     if args.json:

@@ -36,6 +36,7 @@ from energyprof.analysis.quoted import fill_quoted
 from energyprof.analysis.replay_results import replay_results
 from energyprof.components import ordered
 from energyprof.errors import EnergyprofError, is_disk_full, user_message
+from energyprof.machine import this_machine
 from energyprof.power import registry
 from energyprof.power.base import PolledSource, PowerSource, PowerWindow, now_ns
 from energyprof.power.child_process import stop_all
@@ -252,8 +253,10 @@ class ProfileEngine:
     def _start_power(self) -> None:
         self._phase("loading")
         self.source = registry.resolve_source(self.params.source)
+        machine = this_machine(self.source)
         with self.cancel.shielded():
-            self.store.update_run(self.run_id, source=self.source.name, measured=int(self.source.measured))
+            self.store.update_run(self.run_id, source=self.source.name, measured=int(self.source.measured),
+                                  machine_id=machine.machine_id, machine_label=machine.label)
         if isinstance(self.source, PolledSource):
             self.source.poll_readings = []
         self.sampler = Sampler(self.source, self._on_windows, self.params.interval_ms)
@@ -585,7 +588,8 @@ class ProfileEngine:
             target_ci_pct=p.target_ci, max_seconds=p.max_seconds if p.target_ci is not None else None,
             new_tokens=[g.new_tokens for g in self.generations if g.steps],
             repeats=sum(1 for g in self.generations if g.steps), repeats_requested=p.repeats,
-            baseline_s=p.baseline_s, text=_text_of(self.generations))
+            baseline_s=p.baseline_s, text=_text_of(self.generations),
+            machine=this_machine(self.source or p.source, self.probe.characteristics if self.probe else None))
         if self.source is not None:
             scope = self.source.scope()
             summary.scope, summary.scope_package_includes_dram = scope.text, scope.package_includes_dram

@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 from energyprof.errors import user_message
+from energyprof.machine import this_machine
 from energyprof.runner.cancel import CancelSwitch, cancel_on_signals
 from energyprof.runner.engine import JobError, ProfileEngine, ProgressCallback
 from energyprof.spec.params import ProfileParams
@@ -39,7 +40,8 @@ def run_job(store: Store, run_id: int, *, parent_pid: int | None = None) -> RunS
         params = ProfileParams.from_dict(run["params"])
         params.validate()
     except (ValueError, TypeError) as exc:
-        summary = RunSummary(run_id=run_id, kind="profile", status="failed", error=user_message(exc))
+        summary = RunSummary(run_id=run_id, kind="profile", status="failed", error=user_message(exc),
+                             machine=this_machine())
         store.finish_run(run_id, "failed", error=summary.error, summary=summary.to_dict())
         return summary
     switch = CancelSwitch()

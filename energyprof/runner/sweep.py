@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from energyprof.errors import EnergyprofError, user_message
+from energyprof.machine import this_machine
 from energyprof.runner.cancel import CancelSwitch, cancel_on_signals
 from energyprof.runner.engine import ProfileEngine, ProgressCallback
 from energyprof.runner.jobs import reap_dead_jobs
@@ -156,7 +157,8 @@ def _run_point(store: Store, sweep_id: str, index: int, params: ProfileParams, l
                               dtype=params.dtype, params=params.to_dict(), sweep_id=sweep_id, sweep_point=index)
     problems = params.errors()
     if problems:
-        summary = RunSummary(run_id=run_id, kind="profile", status="failed", error=problems[0])
+        summary = RunSummary(run_id=run_id, kind="profile", status="failed", error=problems[0],
+                             machine=this_machine(params.source))
         store.finish_run(run_id, "failed", error=summary.error, summary=summary.to_dict())
         return summary, loaded
     engine = ProfileEngine(store, run_id, params, loaded=loaded, cancel=switch, on_progress=on_progress)

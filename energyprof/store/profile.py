@@ -21,7 +21,12 @@ from typing import Any
 import pandas as pd
 
 from energyprof.components import whole_system_long
-from energyprof.provenance import interval_provenance_array, source_provenance, whole_system_provenance
+from energyprof.provenance import (
+    interval_provenance_array,
+    source_provenance,
+    whole_system_provenance,
+    worst_provenance,
+)
 from energyprof.store.db import StoreCore
 
 Row = Sequence[Any]
@@ -145,6 +150,66 @@ class ProfileMixin(StoreCore):
     def layer_call_count(self, run_id: int) -> int:
         row = self.query_one("SELECT COUNT(*) AS n FROM layer_calls WHERE run_id = ?", (run_id,))
         return int(row["n"]) if row else 0
+
+    def phase_energy(self, run_id: int) -> pd.DataFrame:
+        """Per phase and component over every stored repeat: energy_j and net_energy_j (sums; NaN when a step's is
+        unknown), steps, and how (the worst label of those steps: one apportioned step makes the sum apportioned)."""
+        frame = self.frame(
+            "SELECT s.phase, e.component, e.how, COUNT(*) AS steps, COUNT(e.energy_mj) AS known, "
+            "COUNT(e.net_energy_mj) AS net_known, SUM(e.energy_mj) / 1e3 AS energy_j, "
+            "SUM(e.net_energy_mj) / 1e3 AS net_energy_j, MIN(e.resolution) AS resolution FROM step_energy e "
+            "JOIN steps s ON s.run_id = e.run_id AND s.repeat = e.repeat AND s.idx = e.idx "
+            "WHERE e.run_id = ? GROUP BY s.phase, e.component, e.how", (run_id,))
+        columns = ["phase", "component", "energy_j", "net_energy_j", "steps", "how"]
+        if frame.empty:
+            return pd.DataFrame(columns=columns)
+        frame = self._filled_how(run_id, frame)
+        frame.loc[frame["known"] < frame["steps"], "energy_j"] = float("nan")
+        frame.loc[frame["net_known"] < frame["steps"], "net_energy_j"] = float("nan")
+        rows = []
+        for (phase, component), group in frame.groupby(["phase", "component"], sort=False):
+            rows.append({"phase": phase, "component": component,
+                         "energy_j": group["energy_j"].sum(min_count=len(group)),
+                         "net_energy_j": group["net_energy_j"].sum(min_count=len(group)),
+                         "steps": int(group["steps"].sum()), "how": worst_provenance(group["how"])})
+        return pd.DataFrame(rows, columns=columns)
+
+    def layer_phase_energy(self, run_id: int) -> pd.DataFrame:
+        """Per phase and layer over every stored repeat: the layer's name, kind, parent, whole-system energy_j (the
+        calls' time-apportioned energy) and time_s; the pseudo-layer `other` is the steps' time in no hooked layer.
+
+        A generation's steps are the prefill (step 0) and decodes: then each layer's decode figures are its totals
+        (layer_energy, already summed) less its step-0 calls (an index lookup), instead of a pass over every call."""
+        spans = {r["phase"]: (r["lo"], r["hi"]) for r in self.query(
+            "SELECT phase, MIN(idx) AS lo, MAX(idx) AS hi FROM steps WHERE run_id = ? GROUP BY phase", (run_id,))}
+        totals = self.layer_summary(run_id)
+        if set(spans) != {"prefill", "decode"} or spans["prefill"] != (0, 0) or totals.empty:
+            return self.layer_phase_energy_of_calls(run_id)
+        keys = ["layer_id", "name", "kind", "parent_id", "position"]
+        whole = whole_system_long(totals, keys, ["energy_j"]).merge(
+            totals.groupby("layer_id", as_index=False)["time_s"].max(), on="layer_id")
+        first = self.frame(
+            "SELECT layer_id, SUM(energy_mj) / 1e3 AS energy_j, SUM(time_ns) / 1e9 AS time_s FROM layer_calls "
+            "WHERE run_id = :run AND repeat IN (SELECT DISTINCT repeat FROM steps WHERE run_id = :run) "
+            "AND step_idx = 0 GROUP BY layer_id", {"run": run_id})
+        prefill = whole[keys].merge(first, on="layer_id", how="inner")
+        decode = whole.merge(first, on="layer_id", how="left", suffixes=("", "_first")).fillna(
+            {"energy_j_first": 0.0, "time_s_first": 0.0})
+        decode = decode.assign(energy_j=decode["energy_j"] - decode["energy_j_first"],
+                               time_s=decode["time_s"] - decode["time_s_first"])[[*keys, "energy_j", "time_s"]]
+        columns = ["phase", *keys, "energy_j", "time_s"]
+        return pd.concat([decode.assign(phase="decode"), prefill.assign(phase="prefill")],
+                         ignore_index=True)[columns].sort_values(["phase", "position"], ignore_index=True)
+
+    def layer_phase_energy_of_calls(self, run_id: int) -> pd.DataFrame:
+        """layer_phase_energy from every call joined with its step's phase (any phases; the reference)."""
+        return self.frame(
+            "SELECT a.phase, l.layer_id, l.name, l.kind, l.parent_id, l.position, a.energy_j, a.time_s FROM "
+            "(SELECT s.phase, c.layer_id, SUM(c.energy_mj) / 1e3 AS energy_j, SUM(c.time_ns) / 1e9 AS time_s "
+            "FROM layer_calls c JOIN steps s ON s.run_id = c.run_id AND s.repeat = c.repeat AND s.idx = c.step_idx "
+            "WHERE c.run_id = :run GROUP BY s.phase, c.layer_id) a "
+            "JOIN layers l ON l.run_id = :run AND l.layer_id = a.layer_id ORDER BY a.phase, l.position",
+            {"run": run_id})
 
     def layer_step_matrix(self, run_id: int, repeat: int = 0, max_cells: int = 5000) -> pd.DataFrame:
         """Whole-system energy per (layer, step bin) for one repeat, with at most max_cells rows.

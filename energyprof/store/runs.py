@@ -25,7 +25,7 @@ from energyprof.store.errors import RunNotActive, not_active_sentence
 RUN_FIELDS = frozenset({
     "status", "source", "measured", "model", "device", "dtype", "params", "started_at", "ended_at", "clock_t0_ns",
     "phase", "progress", "tokens_done", "heartbeat_at", "pid", "pid_started_at", "error", "traceback",
-    "power_incomplete", "samples_skipped", "summary"})
+    "power_incomplete", "samples_skipped", "summary", "machine_id", "machine_label"})
 """Columns of a run that update_run and finish_run may set (names are checked before they reach SQL)."""
 FINISH_COLUMNS = frozenset({"status", "ended_at", "error", "traceback", "summary", "phase"})
 """Columns finish_run sets from its own arguments."""
@@ -104,12 +104,13 @@ class RunsMixin(StoreCore):
         traceback and the summary pass the secret scrubber (energyprof.redact) on their way in.
 
         True when written; False, and nothing written, when the run already has a final status (it is never
-        overwritten; RunNotActive(...) from `not_active` says why in one sentence)."""
+        overwritten; RunNotActive(...) from `not_active` says why in one sentence). A summary naming its machine
+        also sets the run's machine_id and machine_label columns (the summary is what they mirror)."""
         if status not in FINAL_STATUSES:
             raise ValueError(f"not a final status: {status}")
         if FINISH_COLUMNS & set(fields):
             raise ValueError(f"finish_run sets {sorted(FINISH_COLUMNS & set(fields))} itself")
-        values = _column_values(fields)
+        values = _column_values({**machine_columns(summary), **fields})
         extra = "".join(f", {k} = :{k}" for k in values)
         sql = ("UPDATE runs SET status = :status, ended_at = :ended_at, error = COALESCE(:error, error), "  # noqa: S608
                "traceback = COALESCE(:traceback, traceback), summary = COALESCE(:summary, summary), "
@@ -158,8 +159,8 @@ class RunsMixin(StoreCore):
         summary's), else the one its parameters ask for (a run still going: `auto` until it has loaded)."""
         df = self.frame(
             "SELECT id, kind, status, model, device, dtype, source, measured, created_at, started_at, "
-            "ended_at, tokens_done, phase, error, power_incomplete, summary, sweep_id, sweep_point, "
-            "CASE WHEN kind != 'profile' THEN NULL WHEN json_extract(params, '$.endpoint') IS NOT NULL "
+            "ended_at, tokens_done, phase, error, power_incomplete, summary, sweep_id, sweep_point, machine_id, "
+            "machine_label, CASE WHEN kind != 'profile' THEN NULL WHEN json_extract(params, '$.endpoint') IS NOT NULL "
             "THEN 'endpoint' ELSE json_extract(params, '$.runtime') END AS runtime FROM runs ORDER BY id DESC")
         if df.empty:
             return df
@@ -195,6 +196,14 @@ def require_no_other_job(conn: sqlite3.Connection, sweep_id: str | None, *, runs
     if row is not None:
         raise JobAlreadyRunning(f"Sweep {row[0]} is running; wait for it or cancel it first (one profiling job at "
                                 "a time).")
+
+
+def machine_columns(summary: dict[str, Any] | None) -> dict[str, Any]:
+    """The run columns that mirror a summary's machine (energyprof.machine.Machine as stored): {} without one."""
+    machine = (summary or {}).get("machine")
+    if not isinstance(machine, dict):
+        return {}
+    return {"machine_id": machine.get("machine_id"), "machine_label": machine.get("label")}
 
 
 def process_start_time(pid: int | None) -> float | None:

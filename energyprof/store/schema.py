@@ -232,4 +232,12 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (sweep_id, point, pinned)
     );
     """,
+    # 9: the machine that made a run (energyprof.machine): its stable hashed id and a label, mirrored from the
+    # summary's `machine` so that runs can be listed and filtered by machine. NULL in runs written before: "unknown
+    # machine" (their rows are kept as they are).
+    """
+    ALTER TABLE runs ADD COLUMN machine_id TEXT;
+    ALTER TABLE runs ADD COLUMN machine_label TEXT;
+    CREATE INDEX runs_machine ON runs (machine_id);
+    """,
 ]

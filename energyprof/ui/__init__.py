@@ -7,10 +7,12 @@ figures), `format` (numbers as text, md_escape), `badges` (measured/estimated, s
 `endpoint` (an endpoint run's server, time to first token and server process), `counters` (share of tokens
 measured, a counter's update period, quantum and health, what the totals cover, a cross-check source's agreement),
 `replay_view` (the run page's replayed-layers section), `bundles` (bundle download, upload and origin),
-`ray_view` (a sweep's Ray tasks).
+`ray_view` (a sweep's Ray tasks), `sharing` (the machine of a run, where its energy went, the HTML report download,
+the read-only note).
 The dashboard imports energyprof.store, energyprof.runner.jobs, energyprof.charts, energyprof.export,
 energyprof.power.registry and energyprof.spec.params (the parameter table), never torch or transformers."""
 
+from energyprof.read_only import is_read_only
 from energyprof.ui.badges import (
     APPORTIONED,
     APPORTIONED_TOKENS,
@@ -60,12 +62,14 @@ from energyprof.ui.live import (
     LIVE_REFRESH_S,
     action_error,
     cancel_job,
+    delete_run,
     is_measured_phase,
     launch,
     launch_sweep,
     live_job,
     live_job_body,
     not_responding_sentence,
+    refused,
     run_error,
     shown_status,
 )
@@ -93,6 +97,14 @@ from energyprof.ui.replay_view import (
     replay_section,
     replay_table,
 )
+from energyprof.ui.sharing import (
+    flow_section,
+    machine_name,
+    machine_section,
+    machine_table,
+    read_only_sidebar,
+    report_download,
+)
 from energyprof.ui.summary import PEAK_MEMORY_HELP, per_step_label, runtime_caption, summary_of, workload_components
 
 __all__ = [
@@ -112,4 +124,6 @@ __all__ = [
     "quoted_metrics", "sweep_link", "bundle_download", "import_section", "origin_caption", "ray_tasks",
     "not_responding_sentence", "run_error", "shown_status", "REPLAY_WITH_ESTIMATE", "replay_measures_time",
     "PEAK_MEMORY_HELP", "runtime_caption",
+    "delete_run", "flow_section", "is_read_only", "machine_name", "machine_section", "machine_table",
+    "read_only_sidebar", "refused", "report_download",
 ]

@@ -11,6 +11,7 @@ import streamlit as st
 from energyprof.store import FINAL_STATUSES, BundleError, Store
 from energyprof.ui.data import clear_caches, store_errors
 from energyprof.ui.format import fmt_date, md_escape
+from energyprof.ui.live import refused
 from energyprof.ui.nav import flash
 
 BUNDLE_MIME = "application/vnd.sqlite3"
@@ -42,13 +43,16 @@ def bundle_download(store: Store, *, run_ids: Sequence[int] = (), sweep_id: str 
 
 
 def import_section(store: Store) -> None:
-    """The Runs page's "Import a bundle": upload a file, import it in one transaction, say what happened."""
+    """The Runs page's "Import a bundle": upload a file, import it in one transaction, say what happened (refused in
+    read-only mode, where the Runs page does not draw it)."""
     with st.expander("Import a bundle"):
         st.caption("A bundle is what `energyprof export RUN … --format bundle` or a Download bundle button wrote: "
                    "its runs are added here under new ids, with the machine and time they came from. Runs already "
                    "here are skipped; nothing is imported unless everything is.")
         upload = st.file_uploader("Bundle file", key="bundle_upload", accept_multiple_files=False)
         if upload is None or not st.button("Import", key="bundle_import", type="primary"):
+            return
+        if refused("import a bundle"):
             return
         with store_errors(store.path):
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from energyprof.compare_table import health_cell  # noqa: F401 - the pages' name for it
 from energyprof.components import ordered
 from energyprof.summary import RunSummary
 from energyprof.ui.format import fmt_energy, md_escape
@@ -33,15 +34,6 @@ def counter_table(summary: RunSummary) -> pd.DataFrame:
              "Tokens measured (%)": None if shares.get(c) is None else shares[c] * 100}
             for c in ordered(periods)]
     return pd.DataFrame(rows, columns=COUNTER_COLUMNS)
-
-
-def health_cell(summary: RunSummary) -> str:
-    """The counters' health in one table cell (Compare): `cpu stalled, dram batched`, `ok`, or `—` when not judged."""
-    if not summary.counter_health:
-        return "—"
-    health = summary.counter_health
-    flagged = [f"{c} {health[c]}" for c in ordered(health) if health[c] != "ok"]
-    return ", ".join(flagged) or "ok"
 
 
 def show_health(summary: RunSummary) -> None:

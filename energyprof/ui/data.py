@@ -5,23 +5,19 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
-from energyprof import charts
 from energyprof.power import registry
-from energyprof.power.base import COMPONENTS, SourceStatus
+from energyprof.power.base import SourceStatus
+from energyprof.run_views import read_views
 from energyprof.store import ACTIVE_STATUSES, Store, StoreError, default_db_path
 from energyprof.store.errors import sentence_for
 from energyprof.ui.format import md_escape
 
-TIMELINE_ROWS = 3600
-"""Rows the power timeline asks the store for (all components together), leaving room for shading and ticks."""
 CACHE_TTL_S = 600
 STORE_ERRORS: tuple[type[BaseException], ...] = (StoreError, sqlite3.Error, OSError)
 """What opening, reading or writing the database raises: StoreError (already one sentence, from
@@ -64,60 +60,17 @@ def store_errors(path: Path) -> Iterator[None]:
         st.stop()
 
 
-_READS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="energyprof-read")
-"""The run page's independent store reads run side by side: SQLite releases the GIL while it works and WAL
-lets readers share the file (a third off the first view of a 2-hour run)."""
-
-
-def _read(store: Store, method: str, *args: Any, **kwargs: Any) -> Any:
-    """One store read in a pool thread, closing that thread's connection after (no handle outlives the read)."""
-    try:
-        return getattr(store, method)(*args, **kwargs)
-    finally:
-        store.close()
-
-
-def _views(store: Store, run: dict[str, Any], repeat: int) -> dict[str, Any]:
-    run_id = run["id"]
-    components = len((run.get("summary") or {}).get("mean_w") or {}) or len(COMPONENTS)
-    reads = {
-        "timeline": _READS.submit(_read, store, "power_timeline", run_id, max_points=TIMELINE_ROWS // components),
-        "totals": _READS.submit(_read, store, "power_totals", run_id),
-        "steps": _READS.submit(_read, store, "steps", run_id),
-        "tokens": _READS.submit(_read, store, "tokens_with_energy", run_id, repeat),
-        "layer_summary": _READS.submit(_read, store, "layer_summary", run_id),
-        "matrix": _READS.submit(_read, store, "layer_step_matrix", run_id, repeat, max_cells=charts.MAX_ROWS),
-        "replay": _READS.submit(_read, store, "layer_replay", run_id),
-    }
-    span = store.step_span_ns(run_id)
-    if span is not None:  # the workload alone: the steps' span and a margin of a tenth on each side
-        margin = (span[1] - span[0]) // 10
-        reads["workload_timeline"] = _READS.submit(
-            _read, store, "power_timeline", run_id, max_points=TIMELINE_ROWS // components,
-            start_ns=span[0] - margin, end_ns=span[1] + margin)
-    views = {name: read.result() for name, read in reads.items()}
-    summary = views["layer_summary"]
-    layers = pd.DataFrame()
-    if not summary.empty:
-        layers = charts.whole_system(summary, ["layer_id", "name", "kind", "position"], ["energy_j", "net_energy_j"])
-        extra = summary.groupby("layer_id", as_index=False).agg(calls=("calls", "max"), time_s=("time_s", "max"),
-                                                                resolution=("resolution", "min"))
-        layers = layers.merge(extra, on="layer_id", how="left").sort_values("position")
-    views["layers"] = layers
-    return views
-
-
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=16)
 def _cached_views(db: str, run_id: int, status: str, created_at: float, repeat: int) -> dict[str, Any]:
     store = _store(db)
     run = store.get_run(run_id)
-    return _views(store, run, repeat) if run else {}
+    return read_views(store, run, repeat) if run else {}
 
 
 def run_views(store: Store, run: dict[str, Any], repeat: int = 0) -> dict[str, Any]:
     """What the run page draws; cached for finished runs, keyed by (db, run, status, created_at, repeat)."""
     if run["status"] in ACTIVE_STATUSES:
-        return _views(store, run, repeat)
+        return read_views(store, run, repeat)
     return _cached_views(str(store.path), run["id"], run["status"], run["created_at"], repeat)
 
 

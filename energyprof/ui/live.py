@@ -15,13 +15,15 @@ import streamlit as st
 
 from energyprof import charts
 from energyprof.errors import user_message
+from energyprof.read_only import ReadOnlyRefused, is_read_only, refuse_if_read_only
 from energyprof.redact import redact, secret_from_env
+from energyprof.run_views import TIMELINE_ROWS
 from energyprof.runner import jobs
 from energyprof.spec.params import ProfileParams
 from energyprof.spec.sweep import SweepSpec
 from energyprof.store import ACTIVE_STATUSES, JobAlreadyRunning, Store
 from energyprof.ui.badges import is_estimated, status_badge
-from energyprof.ui.data import TIMELINE_ROWS, clear_caches, get_store, store_errors
+from energyprof.ui.data import clear_caches, get_store, store_errors
 from energyprof.ui.drawing import chart
 from energyprof.ui.format import fmt_seconds, md_escape
 from energyprof.ui.nav import flash
@@ -62,7 +64,8 @@ def live_job_body(run_id: int, cancel: bool = True) -> None:
     store = get_store()
     with store_errors(store.path):
         job = store.job_progress(run_id)
-        if job is not None and time.time() - (job.get("heartbeat_at") or job["created_at"]) > STALE_PROGRESS_S:
+        if (job is not None and time.time() - (job.get("heartbeat_at") or job["created_at"]) > STALE_PROGRESS_S
+                and not is_read_only()):
             jobs.reap_dead_jobs(store)  # silent for a while: let energyprof.runner.jobs decide whether it died
             job = store.job_progress(run_id)
     if job is None or job["status"] not in ACTIVE_STATUSES:
@@ -100,7 +103,7 @@ def live_job_body(run_id: int, cancel: bool = True) -> None:
             totals = store.power_totals(run_id)
             timeline = store.power_timeline(run_id, max_points=TIMELINE_ROWS // max(1, len(totals)))
         chart(charts.power_timeline(timeline, None, estimated=is_estimated(run), height=220))
-    if cancel and st.button("Cancel job", key=f"cancel-{run_id}", type="secondary"):
+    if cancel and not is_read_only() and st.button("Cancel job", key=f"cancel-{run_id}", type="secondary"):
         cancel_job(store, jobs.RUN, run_id)
 
 
@@ -134,10 +137,25 @@ def run_error(run: dict[str, Any]) -> str | None:
 STOPPED = {jobs.RUN.name: "Job #{} cancelled; what it recorded is kept.",
            jobs.SWEEP.name: "Sweep {} cancelled; its finished points are kept."}
 """What the page says after cancelling a job of each kind."""
+CANCELLING = {jobs.RUN.name: "cancel job #{}", jobs.SWEEP.name: "cancel sweep {}"}
+"""What cancelling a job of each kind is called when read-only mode refuses it."""
+
+
+def refused(action: str) -> bool:
+    """In read-only mode (energyprof.read_only): say on the page that `action` is refused, and return True, so that
+    the caller does nothing; False otherwise. Every action of the pages asks this first."""
+    try:
+        refuse_if_read_only(action)
+    except ReadOnlyRefused as exc:
+        st.error(action_error(exc), icon=":material/lock:")
+        return True
+    return False
 
 
 def cancel_job(store: Store, kind: jobs.JobKind, job_id: Any) -> None:
     """Stop a job or a sweep (SIGTERM; it keeps what it recorded) and say so."""
+    if refused(CANCELLING[kind.name].format(job_id)):
+        return
     with store_errors(store.path):
         cancelled = jobs.cancel(store, kind, job_id)
     if cancelled:
@@ -166,9 +184,24 @@ def _started(store: Store, start: Callable[[], Any]) -> Any:
 def launch_sweep(store: Store, spec: SweepSpec, sweep_id: str, ray: dict[str, Any] | None = None) -> str | None:
     """Start a sweep job (its points on the Ray cluster `ray` names, when given) and return its id; None (with the
     reason shown) when it cannot start."""
+    if refused("launch a sweep"):
+        return None
     return _started(store, lambda: jobs.launch_sweep(store, spec.to_dict(), spec.size, sweep_id, ray=ray))
 
 
 def launch(store: Store, params: dict[str, Any]) -> int | None:
     """Start a profiling job and return its run id; None (with the reason shown) when it cannot start."""
+    if refused("launch a profile"):
+        return None
     return _started(store, lambda: jobs.launch_job(store, params))
+
+
+def delete_run(store: Store, run_id: int) -> bool | None:
+    """Delete a finished run and everything recorded for it: True when deleted, False when it was not (still
+    running), None when refused (read-only mode; the page says so)."""
+    if refused(f"delete run #{run_id}"):
+        return None
+    with store_errors(store.path):
+        deleted = store.delete_run(run_id)
+    clear_caches()
+    return deleted

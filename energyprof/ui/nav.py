@@ -12,11 +12,13 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from energyprof.read_only import is_read_only
 from energyprof.runner import jobs
 from energyprof.store import ACTIVE_STATUSES, Store
 from energyprof.store.errors import read_only_sentence
 from energyprof.ui.data import db_path, get_store, source_statuses, store_errors, writable
 from energyprof.ui.format import md_escape
+from energyprof.ui.sharing import read_only_sidebar
 
 
 @dataclass(frozen=True)
@@ -58,12 +60,13 @@ def page_setup(title: str) -> Store:
         for page in PAGES:
             st.page_link(page.path, label=page.label, icon=page.icon)
         st.divider()
+    read_only_sidebar()
     with store_errors(db_path()):
         store = get_store()
         can_write = writable(store.path)
         if not can_write:
             st.warning(md_escape(read_only_sentence(store.path)), icon=":material/lock:")
-        sidebar(store, reap=can_write)
+        sidebar(store, reap=can_write and not is_read_only())
     return store
 
 
@@ -71,7 +74,7 @@ def sidebar(store: Store, *, reap: bool = True) -> None:
     """Database in use, the active job (with a link to it) and the power source `auto` would use.
 
     It runs before every page, so every page load first marks jobs whose process died as failed (`reap`; not
-    on a read-only database)."""
+    on a read-only database, nor in read-only mode, where the dashboard writes nothing)."""
     if reap:
         jobs.reap_dead_jobs(store)
     with st.sidebar:

@@ -7,8 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import pandas as pd
-
+from energyprof.run_views import workload_components  # noqa: F401 - the pages' name for it
 from energyprof.summary import PEAK_MEMORY_SOURCES, RunSummary
 
 PEAK_MEMORY_HELP = ("Peak memory of the run (model loaded, warm-up and repeats). By what ran it: "
@@ -18,14 +17,6 @@ PEAK_MEMORY_HELP = ("Peak memory of the run (model loaded, warm-up and repeats).
 def summary_of(run: Mapping[str, Any] | None) -> RunSummary:
     """The run's summary (an empty one for a run that has none yet)."""
     return RunSummary.from_dict((run or {}).get("summary"))
-
-
-def workload_components(summary: RunSummary) -> pd.DataFrame:
-    """Per component over the measured repeats: gross and net energy (J) and mean power (W)."""
-    net = summary.net_energy_j or {}
-    rows = [{"component": c, "energy_j": summary.energy_j.get(c), "net_energy_j": net.get(c),
-             "mean_w": summary.mean_w.get(c)} for c in summary.energy_j]
-    return pd.DataFrame(rows, columns=["component", "energy_j", "net_energy_j", "mean_w"])
 
 
 def runtime_caption(summary: RunSummary) -> str | None:
