@@ -11,6 +11,7 @@ import pytest
 from fake_nvml import fake_nvml
 from fake_powercap import make_zone as _zone
 
+from energyprof.analysis.recording import summarise_windows
 from energyprof.power import rapl as rapl_module
 from energyprof.power.base import PowerSourceError, PowerWindow, SourceStatus
 from energyprof.power.estimate import EstimateSource
@@ -25,7 +26,6 @@ from energyprof.power.registry import (
     resolve_source,
 )
 from energyprof.power.sampler import Sampler
-from energyprof.power.summary import summarise_windows
 
 # -- RAPL ------------------------------------------------------------------------------------------------
 

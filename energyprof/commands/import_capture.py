@@ -6,12 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from energyprof.analysis.recording import format_summary, summarise_windows
 from energyprof.commands.args import add_db_option, add_json_option, fail, print_json
 from energyprof.commands.sample import open_store
 from energyprof.machine import capture_machine
 from energyprof.power.powermetrics import SCOPE as POWERMETRICS_SCOPE
 from energyprof.power.powermetrics_parse import Capture, PowermetricsParseError, macos_version, read_capture
-from energyprof.power.summary import format_summary, summarise_windows
 from energyprof.textsafe import terminal_text
 
 RECORD_HINT = ("record one with `sudo powermetrics -f plist --samplers cpu_power,gpu_power,thermal "

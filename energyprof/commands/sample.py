@@ -11,13 +11,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from energyprof.analysis.recording import format_summary, summarise_windows
 from energyprof.commands.args import add_db_option, add_json_option, fail, float_range, int_range, print_json
 from energyprof.errors import ControlFlow
 from energyprof.machine import this_machine
 from energyprof.power.base import NullSource, PowerSource, PowerSourceError, now_ns
 from energyprof.power.registry import AUTO, SOURCE_NAMES, resolve_source, source_status
 from energyprof.power.sampler import Sampler
-from energyprof.power.summary import format_summary, summarise_windows
 from energyprof.store import Store
 from energyprof.store.writer import WindowWriter
 
