@@ -57,8 +57,10 @@ def test_on_a_stand_in_mac_it_prints_one_block_with_every_check(tmp_path: Path) 
     assert re.match(r"    J/token: +decode \d", lines[cpu + 3]) and "measured:" in lines[cpu + 4]
     power = dict(re.findall(r"(\w+) ([\d.]+) W", lines[cpu + 5]))  # the stand-in's 4 / 8 / 0 / 1.5 W
     assert list(power) == ["cpu", "gpu", "ane", "dram"] and float(power["ane"]) == 0
+    # The stand-in publishes every 50 ms, the CPU in steps of 200 mJ: over this sub-second workload one missing or
+    # extra publication at either end is up to ~20 % of the mean (a wrong unit or a stalled counter is off by far more).
     for comp, watts in (("cpu", 4.0), ("gpu", 8.0), ("dram", 1.5)):
-        assert abs(float(power[comp]) - watts) <= 0.1 * watts, lines[cpu + 5]
+        assert abs(float(power[comp]) - watts) <= 0.25 * watts, lines[cpu + 5]
     assert "  whole system:   SoC rails: CPU + GPU + ANE + DRAM" in block
     mlx = next(x for x in lines if x.startswith("  GPU load, MLX:"))
     assert "skipped: MLX is" in mlx or ", done, " in mlx
