@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from energyprof.analysis import results
-from energyprof.analysis.counter_health import used_components, with_cross_check
+from energyprof.analysis.counter_health import BATCHED_S, used_components, with_cross_check
 from energyprof.analysis.precision import checked_phase, covered_stat, goal_of, relative_ci_pct
 from energyprof.analysis.quoted import fill_quoted
 from energyprof.analysis.replay_results import replay_results
@@ -371,12 +371,26 @@ class ProfileEngine:
         if self.boundary is None or not self.boundary.readings or polls is None or self.sampler is None:
             return
         first, last = self.boundary.readings[0].energy_mj, self.boundary.readings[-1].energy_mj
-        moved = [c for c, v in last.items() if v is not None and first.get(c) is not None and v != first[c]]
+        slow = self._slow_components()
+        moved = [c for c, v in last.items()
+                 if v is not None and first.get(c) is not None and (v != first[c] or c in slow)]
         deadline = time.monotonic() + PUBLICATION_WAIT_S
         while moved and self.sampler.alive and time.monotonic() < deadline:
             latest = polls[-1].energy_mj if polls else {}
             moved = [c for c in moved if latest.get(c) == last[c]]
             time.sleep(0.01)
+
+    def _slow_components(self) -> set[str]:
+        """Components the probe found publishing in batches, or saw no publication of at all (idle, or slower than
+        the probe): work shorter than one batch can fall between two publications, so their next publication is
+        waited for (at most PUBLICATION_WAIT_S) even when they did not move during the work — else the work would get
+        none of their energy, 0 W where the component drew power. An idle component costs that wait once per run."""
+        characteristics = self.probe.characteristics if self.probe is not None else None
+        if characteristics is None:
+            return set()
+        return set(characteristics.untimed) | {
+            c for c, counter in characteristics.components.items()
+            if counter.update_period_s is None or counter.update_period_s >= BATCHED_S}
 
     def _await_window(self, t_ns: int) -> None:
         """Wait (bounded) until a window ending at or after t_ns has arrived."""
