@@ -119,3 +119,16 @@ class ReplayOutcome:
     @property
     def wall_s(self) -> float:
         return max(0, self.ended_ns - self.started_ns) / 1e9
+
+
+def number_layers(found: list[tuple[str, str, Any, list[tuple[str, str, Any]]]]) -> list[Layer]:
+    """Layers from what a runtime found, in execution order — (kind, name, module, inner parts) per top-level module:
+    ids, positions and parents given, and the pseudo-layer `other` appended."""
+    layers: list[Layer] = []
+    for kind, name, module, inner in found:
+        parent = len(layers)
+        layers.append(Layer(parent, name, kind, None, parent, module))
+        for child_kind, child_name, child in inner:
+            layers.append(Layer(len(layers), child_name, child_kind, parent, len(layers), child))
+    layers.append(Layer(len(layers), OTHER_NAME, "other", None, len(layers)))
+    return layers

@@ -22,7 +22,7 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
-from energyprof.spec.records import DEPTHS, OTHER_NAME, Call, Layer
+from energyprof.spec.records import DEPTHS, Call, Layer, number_layers
 
 _ATTENTION_WORDS = ("attn", "attention")
 _MLP_WORDS = ("mlp", "feed_forward", "ffn")
@@ -69,19 +69,7 @@ def find_layers(model: nn.Module, depth: str) -> list[Layer]:
         found.append(("lm_head", "lm_head", head, []))
     elif embedding is not None and hasattr(embedding, "as_linear"):
         found.append(("lm_head", f"{names[id(embedding)]}.as_linear", TiedHead(embedding), []))
-    return _number(found)
-
-
-def _number(found: list[tuple[str, str, Any, list[tuple[str, str, Any]]]]) -> list[Layer]:
-    """Give ids, positions and parents; append `other`."""
-    layers: list[Layer] = []
-    for kind, name, module, inner in found:
-        parent = len(layers)
-        layers.append(Layer(parent, name, kind, None, parent, module))
-        for child_kind, child_name, child in inner:
-            layers.append(Layer(len(layers), child_name, child_kind, parent, len(layers), child))
-    layers.append(Layer(len(layers), OTHER_NAME, "other", None, len(layers)))
-    return layers
+    return number_layers(found)
 
 
 def _embedding(model: nn.Module, names: dict[int, str], blocks: list[Any]) -> nn.Module | None:

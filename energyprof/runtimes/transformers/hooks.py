@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from energyprof.runtimes.transformers.models import synchronize
-from energyprof.spec.records import DEPTHS, OTHER_NAME, Call, Layer
+from energyprof.spec.records import DEPTHS, Call, Layer, number_layers
 
 _ATTENTION_WORDS = ("attn", "attention")
 _MLP_WORDS = ("mlp", "feed_forward", "ffn", "intermediate")
@@ -45,19 +45,7 @@ def find_layers(model: nn.Module, depth: str) -> list[Layer]:
     head = _output_module(model)
     if head is not None and all(head is not m for _, _, m, _ in found):
         found.append(("lm_head", names.get(id(head), "lm_head"), head, []))
-    return _number(found)
-
-
-def _number(found: list[tuple[str, str, nn.Module, list[tuple[str, str, nn.Module]]]]) -> list[Layer]:
-    """Give ids, positions and parents; append `other`."""
-    layers: list[Layer] = []
-    for kind, name, module, inner in found:
-        parent = len(layers)
-        layers.append(Layer(parent, name, kind, None, parent, module))
-        for child_kind, child_name, child in inner:
-            layers.append(Layer(len(layers), child_name, child_kind, parent, len(layers), child))
-    layers.append(Layer(len(layers), OTHER_NAME, "other", None, len(layers)))
-    return layers
+    return number_layers(found)
 
 
 def _block_list(model: nn.Module) -> tuple[str, nn.ModuleList | None]:
